@@ -1,0 +1,194 @@
+"""AVA-style keyframe dataset over an annotation / proposal pkl and extracted PNG frames, and its collate.
+
+One item = one pkl element (read as given: a keyframe repeated in the pkl is an item per copy,
+numerics.md quirk 18). Its clip is made of the frames chosen by the temporal transform, each loaded
+as ``PIL.Image.open(path).convert('RGB')`` and passed through the spatial transform chain(s).
+Only the sampled frames are opened, and a frame sampled twice (short windows loop) is read once.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datasets.transforms import Compose
+from formats.annotation_pkl import frame_path, load_annotation_pkl
+from formats.errors import FormatError
+
+logger = logging.getLogger(__name__)
+
+TemporalTransform = Callable[[Sequence[int]], list[int]]
+
+
+class AVADataset(Dataset):
+    """Clips and box annotations of the keyframes of one annotation pkl.
+
+    Attributes:
+        elements: the pkl's elements, unchanged and in file order.
+        classes: the pkl's ``classes`` (position c = model output c, ``classes[c]['id']`` its id).
+        training: one spatial chain and a single clip per item when True; one clip per view otherwise.
+    """
+
+    def __init__(
+        self,
+        root_path: str | Path,
+        annotation_path: str | Path,
+        spatial_views: Compose | Sequence[Compose],
+        temporal_transform: TemporalTransform | None,
+        training: bool,
+    ) -> None:
+        """Read the pkl (validated by ``formats.annotation_pkl``); frames are read lazily.
+
+        Args:
+            root_path: folder holding ``<video>/<format_str % frame>`` files.
+            annotation_path: the ``[elements, classes]`` pkl.
+            spatial_views: one chain, or one per test-time view (training accepts exactly one).
+            temporal_transform: maps candidate frame numbers to sampled ones (all when None).
+            training: selects the item layout (single clip vs list over views).
+
+        Raises:
+            FileNotFoundError: the pkl is missing.
+            FormatError: the pkl breaks the schema.
+            ValueError: no view, or several views with ``training=True``.
+        """
+        annotation = load_annotation_pkl(annotation_path)
+        self.elements: list[dict] = annotation.elements
+        self.classes: list[dict] = annotation.classes
+        self.root_path = Path(root_path)
+        self.annotation_path = Path(annotation_path)
+        self.spatial_views: list[Compose] = (
+            [spatial_views] if isinstance(spatial_views, Compose) else list(spatial_views)
+        )
+        if not self.spatial_views:
+            raise ValueError("AVADataset needs at least one spatial view")
+        if training and len(self.spatial_views) != 1:
+            raise ValueError(f"training takes one spatial chain, got {len(self.spatial_views)} views")
+        self.temporal_transform = temporal_transform
+        self.training = training
+        logger.debug("%s: %d elements, %d view(s)", self.annotation_path, len(self.elements), len(self.spatial_views))
+
+    def __len__(self) -> int:
+        return len(self.elements)
+
+    def frame_indices(self, index: int) -> list[int]:
+        """Frame numbers sampled for element ``index`` (``start_frame .. start_frame + n_frames - 1`` cropped)."""
+        element = self.elements[index]
+        candidates = list(range(element["start_frame"], element["start_frame"] + element["n_frames"]))
+        if self.temporal_transform is None:
+            return candidates
+        return self.temporal_transform(candidates)
+
+    def frame_paths(self, index: int) -> list[Path]:
+        """Files of the sampled frames of element ``index``, in clip order (repeats included)."""
+        element = self.elements[index]
+        return [frame_path(self.root_path, element, frame) for frame in self.frame_indices(index)]
+
+    def _describe(self, index: int) -> str:
+        element = self.elements[index]
+        return f"element {index} (video {element['video']!r}, time {element['time']}) of {self.annotation_path}"
+
+    def load_frames(self, index: int) -> list[Image.Image]:
+        """Decode the sampled frames of element ``index`` as RGB PIL images, in clip order.
+
+        Raises:
+            FileNotFoundError: a frame file is missing (the message names it and the element).
+            FormatError: a frame cannot be decoded, or the frames differ in size.
+        """
+        decoded: dict[Path, Image.Image] = {}
+        frames = []
+        for path in self.frame_paths(index):
+            if path not in decoded:
+                try:
+                    with Image.open(path) as image:
+                        decoded[path] = image.convert("RGB")
+                except FileNotFoundError:
+                    raise FileNotFoundError(f"frame {path} of {self._describe(index)} is missing") from None
+                except OSError as exc:
+                    raise FormatError(path, f"cannot decode this frame of {self._describe(index)}: {exc}") from None
+            frames.append(decoded[path])
+        if any(frame.size != frames[0].size for frame in frames):
+            sizes = sorted({frame.size for frame in frames})
+            folder = self.root_path / self.elements[index]["video"]
+            raise FormatError(folder, f"frames of {self._describe(index)} differ in size: {sizes}")
+        return frames
+
+    def __getitem__(self, index: int) -> dict:
+        """One keyframe.
+
+        Returns:
+            ``clip``: float32 ``[3, T, H, W]`` (training) or a list over views of such tensors;
+            ``aug_info``: dict (training) or list over views of dicts (``crop_box``, ``flip``,
+            ``pad_ratio``); ``labels``: the element's ``labels`` list unchanged; ``filename``: the
+            video id; ``mid_time``: ``str(element['time'])``; ``element_index``: ``index``.
+        """
+        if not 0 <= index < len(self.elements):
+            raise IndexError(f"index {index} out of range for {len(self.elements)} elements")
+        frames = self.load_frames(index)
+        outputs = [view(frames) for view in self.spatial_views]
+        clips = [clip for clip, _ in outputs]
+        infos = [info for _, info in outputs]
+        element = self.elements[index]
+        return {
+            "clip": clips[0] if self.training else clips,
+            "aug_info": infos[0] if self.training else infos,
+            "labels": element["labels"],
+            "filename": element["video"],
+            "mid_time": str(element["time"]),
+            "element_index": index,
+        }
+
+
+def pad_and_stack(clips: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[list[float]]]:
+    """Stack clips ``[C, T, H_i, W_i]``, zero-padding right/bottom to the largest H and W.
+
+    Returns:
+        ``[B, C, T, H, W]`` and per clip ``[W / W_i, H / H_i]`` (``[1.0, 1.0]`` when not padded).
+    """
+    height = max(clip.shape[-2] for clip in clips)
+    width = max(clip.shape[-1] for clip in clips)
+    ratios = [[width / clip.shape[-1], height / clip.shape[-2]] for clip in clips]
+    if all(clip.shape[-2:] == (height, width) for clip in clips):
+        return torch.stack(list(clips)), ratios
+    padded = [F.pad(clip, (0, width - clip.shape[-1], 0, height - clip.shape[-2])) for clip in clips]
+    return torch.stack(padded), ratios
+
+
+def _with_pad(infos: Sequence[dict], ratios: list[list[float]]) -> list[dict]:
+    return [{**info, "pad_ratio": ratio} for info, ratio in zip(infos, ratios)]
+
+
+def collate_batch(samples: Sequence[dict]) -> dict:
+    """Collate dataset items into the batch contract (datasets -> models).
+
+    Args:
+        samples: items of :class:`AVADataset` (all training items, or all evaluation items).
+
+    Returns:
+        ``clips``: ``[B, 3, T, H, W]`` float32 (training) or a list over V views of such tensors;
+        ``aug_info``: B dicts (training) or V lists of B dicts, ``pad_ratio`` set;
+        ``labels``, ``filenames``, ``mid_times``, ``element_index``: lists of B.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    if isinstance(samples[0]["clip"], torch.Tensor):
+        clips, ratios = pad_and_stack([sample["clip"] for sample in samples])
+        aug_info: list = _with_pad([sample["aug_info"] for sample in samples], ratios)
+    else:
+        clips, aug_info = [], []
+        for view in range(len(samples[0]["clip"])):
+            view_clips, ratios = pad_and_stack([sample["clip"][view] for sample in samples])
+            clips.append(view_clips)
+            aug_info.append(_with_pad([sample["aug_info"][view] for sample in samples], ratios))
+    return {
+        "clips": clips,
+        "aug_info": aug_info,
+        "labels": [sample["labels"] for sample in samples],
+        "filenames": [sample["filename"] for sample in samples],
+        "mid_times": [sample["mid_time"] for sample in samples],
+        "element_index": [sample["element_index"] for sample in samples],
+    }
