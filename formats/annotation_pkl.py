@@ -9,6 +9,7 @@ Security note: unpickling executes code. Only load pkl files you trust.
 """
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,8 @@ def _validate_label_entry(entry: object, where: str, num_classes: int, path: str
         x1, y1, x2, y2 = (float(v) for v in box)
     except (TypeError, ValueError):
         raise FormatError(path, f"{where}: non-numeric 'bounding_box' {box!r}") from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise FormatError(path, f"{where}: 'bounding_box' {box!r} has a NaN or infinite coordinate")
     if min(x1, y1, x2, y2) < -BOX_TOLERANCE or max(x1, y1, x2, y2) > 1 + BOX_TOLERANCE:
         raise FormatError(path, f"{where}: box {box!r} is outside [0, 1] (boxes are normalised by the frame size)")
     if x2 < x1 or y2 < y1:
@@ -134,10 +137,12 @@ def load_annotation_pkl(path: str | Path) -> AnnotationFile:
         raise FileNotFoundError(f"annotation pkl not found: {path}")
     if path.stat().st_size == 0:
         raise FormatError(path, "empty file")
+    # A damaged or foreign file can fail inside the unpickler with any of these.
     try:
         with path.open("rb") as handle:
             data = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError, KeyError,
+            IndexError, OverflowError) as exc:
         raise FormatError(path, f"not a readable pickle ({exc})") from None
     if not isinstance(data, (list, tuple)) or len(data) != 2:
         raise FormatError(path, "expected a pickled list [elements, classes]")

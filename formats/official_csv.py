@@ -7,6 +7,7 @@ A header line, then one row per (keyframe, person, action label) with 13 columns
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +65,13 @@ def _int_field(value: str, name: str, path: Path, line: int) -> int:
 
 def _float_field(value: str, name: str, path: Path, line: int) -> float:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise FormatError(path, f"column {name!r} is not numeric: {value!r}", line) from None
+    # 'nan' and 'inf' parse as floats but would slip through every range check below.
+    if not math.isfinite(number):
+        raise FormatError(path, f"column {name!r} is not a finite number: {value!r}", line)
+    return number
 
 
 def parse_official_row(fields: list[str], path: Path, line: int, num_classes: int = 50) -> OfficialRow:
@@ -128,8 +133,13 @@ def read_official_csv(path: str | Path, num_classes: int = 50, known_videos: set
         header = next(reader, None)
         if header is None:
             raise FormatError(path, "empty file (expected a header line and rows)")
+        if not header or (len(header) == 1 and not header[0].strip()):
+            raise FormatError(path, "empty first line (expected the header line)", 1)
         if len(header) != NUM_COLUMNS:
             raise FormatError(path, f"header has {len(header)} columns, expected {NUM_COLUMNS}", 1)
+        if _looks_like_data(header):
+            # Reading on would silently drop this row as if it were the header.
+            raise FormatError(path, "the first line is a data row; the official csv starts with a header line", 1)
         for line, fields in enumerate(reader, start=2):
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
@@ -140,6 +150,16 @@ def read_official_csv(path: str | Path, num_classes: int = 50, known_videos: set
     if not rows:
         raise FormatError(path, "no data rows after the header")
     return rows
+
+
+def _looks_like_data(fields: list[str]) -> bool:
+    """True when the keyframe and box columns of a first line are all numbers."""
+    try:
+        for value in fields[1:6]:
+            float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _format_float(value: float) -> str:

@@ -33,8 +33,8 @@ def read_label_map(path: str | Path) -> dict[int, str]:
     last_end = 0
     for match in _ITEM.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
-        stray = text[last_end:match.start()].strip()
-        if stray and not stray.startswith("#"):
+        stray = _strip_comments(text[last_end:match.start()])
+        if stray:
             raise FormatError(path, f"unexpected text outside an item: {stray[:40]!r}", line)
         last_end = match.end()
         body = match.group("body")
@@ -47,7 +47,18 @@ def read_label_map(path: str | Path) -> dict[int, str]:
         labels[key] = name.group("name")
     if not labels:
         raise FormatError(path, "no 'item { name: ... id: ... }' entries (empty or not a label map)")
+    trailing = _strip_comments(text[last_end:])
+    if trailing:
+        # An unclosed or misspelled last item would otherwise vanish without a word.
+        line = text.count("\n", 0, last_end) + 1
+        raise FormatError(path, f"unexpected text after the last item: {trailing[:40]!r}", line)
     return labels
+
+
+def _strip_comments(text: str) -> str:
+    """``text`` without '#' comment lines and surrounding blanks."""
+    kept = [row for row in text.splitlines() if row.strip() and not row.strip().startswith("#")]
+    return "\n".join(kept).strip()
 
 
 def write_label_map(path: str | Path, labels: dict[int, str]) -> None:

@@ -1,0 +1,291 @@
+"""formats/: round trips read(write(x)) == x, and every bad input of issue 3 names its file and line."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from formats.annotation_pkl import classes_from_label_map, load_annotation_pkl, save_annotation_pkl
+from formats.atomic import atomic_open, write_text_atomic
+from formats.errors import FormatError
+from formats.eval_csv import (
+    GroundTruth,
+    Predictions,
+    read_exclusions,
+    read_ground_truth_csv,
+    read_predict_csv,
+    write_exclusions,
+    write_ground_truth_csv,
+    write_predict_csv,
+)
+from formats.official_csv import HEADER, OfficialRow, read_official_csv, write_official_csv
+from formats.pbtxt import read_label_map, write_label_map
+
+DATA = Path(__file__).parent / "data" / "formats"
+MINI_CSV = DATA / "chaos_mini_1fps.csv"
+LABEL_MAP = DATA / "list_action.pbtxt"
+GOOD_ROW = "vidA,26,0.1,0.2,0.3,0.6,45,1,1,58,1,,"
+
+
+# ----------------------------------------------------------------------------- pbtxt
+
+
+def test_label_map_fixture_holds_the_50_cw_classes() -> None:
+    labels = read_label_map(LABEL_MAP)
+    assert sorted(labels) == list(range(1, 51))
+    assert labels[1] == "aiming weapon" and labels[46] == "walking" and labels[50] == "waving hands"
+
+
+def test_label_map_round_trip(tmp_path: Path) -> None:
+    labels = {3: "b/c", 1: "a b", 50: "z"}
+    write_label_map(tmp_path / "map.pbtxt", labels)
+    assert read_label_map(tmp_path / "map.pbtxt") == labels
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ('item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n}\n', 5, "without"),
+    ('item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n  id: 1\n}\n', 5, "duplicate class id 1"),
+    ('item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n  id: 2\n', 4, "after the last item"),
+    ('garbage\nitem {\n  name: "a"\n  id: 1\n}\n', 2, "outside an item"),
+])
+def test_label_map_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = tmp_path / "bad.pbtxt"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=fragment) as info:
+        read_label_map(path)
+    assert info.value.line == line and str(path) in str(info.value)
+
+
+def test_label_map_comments_are_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "map.pbtxt"
+    path.write_text('# the classes\nitem {\n  name: "a"\n  id: 1\n}\n# trailing note\n')
+    assert read_label_map(path) == {1: "a"}
+
+
+def test_empty_label_map_is_a_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pbtxt"
+    path.write_text("")
+    with pytest.raises(FormatError, match="empty") as info:
+        read_label_map(path)
+    assert str(path) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- official csv
+
+
+def test_official_csv_reads_the_fixture() -> None:
+    rows = read_official_csv(MINI_CSV)
+    assert len(rows) == 9
+    assert rows[0] == OfficialRow("vidB", 51, (0.1, 0.2, 0.3, 0.6), 45, 1, 19, 83, 2.0, ("", ""))
+    assert rows[0].n_frames == 64
+
+
+def test_official_csv_round_trip(tmp_path: Path) -> None:
+    rows = read_official_csv(MINI_CSV)
+    rows.append(OfficialRow("vidC", 7, (1 / 3, 0.0, 2 / 3, 1.0), 0, 12, 3, 9, 0.5, ("x", "7")))
+    write_official_csv(tmp_path / "out.csv", rows)
+    assert read_official_csv(tmp_path / "out.csv") == rows
+    assert (tmp_path / "out.csv").read_text().splitlines()[0] == ",".join(HEADER)
+
+
+def _csv_with(tmp_path: Path, row: str) -> Path:
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(HEADER) + "\n" + GOOD_ROW + "\n" + row + "\n")
+    return path
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,1,58,1,", "expected 13 columns, found 12"),
+    ("vidA,26,abc,0.2,0.3,0.6,45,1,1,58,1,,", "'x1' is not numeric: 'abc'"),
+    ("vidA,26,0.1,0.2,0.3,0.6,walk,1,1,58,1,,", "'action_id' is not numeric"),
+    ("vidA,26,0.1,0.2,1.3,0.6,45,1,1,58,1,,", r"outside \[0, 1\]"),
+    ("vidA,26,-0.1,0.2,0.3,0.6,45,1,1,58,1,,", r"outside \[0, 1\]"),
+    ("vidA,26,0.5,0.2,0.3,0.6,45,1,1,58,1,,", "x2 < x1"),
+    ("vidA,26,0.1,0.7,0.3,0.6,45,1,1,58,1,,", "y2 < y1"),
+    ("vidA,26,0.1,0.2,0.3,0.6,50,1,1,58,1,,", r"action label 50 outside 0\.\.49"),
+    ("vidA,26,0.1,0.2,0.3,0.6,-1,1,1,58,1,,", r"action label -1 outside 0\.\.49"),
+    ("vidA,26,nan,0.2,0.3,0.6,45,1,1,58,1,,", "not a finite number"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,0,58,1,,", "numbered from 1"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,58,58,1,,", "end frame 58 <= start frame 58"),
+])
+def test_official_csv_bad_rows_name_file_and_line(tmp_path: Path, row: str, fragment: str) -> None:
+    path = _csv_with(tmp_path, row)
+    with pytest.raises(FormatError, match=fragment) as info:
+        read_official_csv(path)
+    assert info.value.line == 3
+    assert str(info.value).startswith(f"{path}, line 3: ")
+
+
+def test_official_csv_unknown_video(tmp_path: Path) -> None:
+    path = _csv_with(tmp_path, "vidZ,26,0.1,0.2,0.3,0.6,45,1,1,58,1,,")
+    assert len(read_official_csv(path)) == 2
+    with pytest.raises(FormatError, match="unknown video 'vidZ'") as info:
+        read_official_csv(path, known_videos={"vidA"})
+    assert info.value.line == 3 and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "empty file"),
+    ("\n", "empty first line"),
+    (",".join(HEADER) + "\n", "no data rows"),
+    (GOOD_ROW + "\n", "first line is a data row"),
+])
+def test_official_csv_empty_or_headerless(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=fragment) as info:
+        read_official_csv(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("reader", [read_official_csv, read_label_map, load_annotation_pkl, read_ground_truth_csv,
+                                    read_predict_csv, read_exclusions])
+def test_missing_file_names_the_path(tmp_path: Path, reader) -> None:
+    path = tmp_path / "nowhere" / "file.txt"
+    with pytest.raises(FileNotFoundError, match=str(path)):
+        reader(path)
+
+
+# ----------------------------------------------------------------------------- annotation pkl
+
+
+def _classes() -> list[dict]:
+    return classes_from_label_map(read_label_map(LABEL_MAP))
+
+
+def _element(video: str = "vidA", time: int = 1, **changes: object) -> dict:
+    element = {
+        "video": video, "time": time, "start_frame": 1, "n_frames": 57, "mid_frame": 26,
+        "format_str": f"{video}_%06d.png", "frame_rate": 25,
+        "labels": [{"bounding_box": [0.1, 0.2, 0.3, 0.6], "label": [36, 45], "person_id": [1]}],
+    }
+    element.update(changes)
+    return element
+
+
+def test_annotation_pkl_round_trip(tmp_path: Path) -> None:
+    proposal = {"bounding_box": [0.0, 0.0, 1.0, 1.0], "label": [0], "person_id": [0], "score": 0.93}
+    elements = [_element(), _element("vidB", 3, labels=[proposal]), _element("vidB", 4, labels=[])]
+    classes = _classes()
+    save_annotation_pkl(tmp_path / "a.pkl", elements, classes)
+    loaded = load_annotation_pkl(tmp_path / "a.pkl")
+    assert loaded.elements == elements and loaded.classes == classes
+    assert [c["id"] for c in classes] == list(range(1, 51))
+
+
+def _pickle(path: Path, data: object) -> Path:
+    path.write_bytes(pickle.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (_element(time="1"), "'time' must be an int"),
+    (_element(start_frame=0), "numbered from 1"),
+    ({k: v for k, v in _element().items() if k != "n_frames"}, r"missing key\(s\) \['n_frames'\]"),
+    (_element(labels=[{"bounding_box": [0.1, 0.2, 1.5, 0.6], "label": [1], "person_id": [1]}]),
+     r"box 0: box .* outside \[0, 1\]"),
+    (_element(labels=[{"bounding_box": [0.4, 0.2, 0.3, 0.6], "label": [1], "person_id": [1]}]), "x2 < x1"),
+    (_element(labels=[{"bounding_box": [0.1, 0.2, 0.3, 0.6], "label": [50], "person_id": [1]}]),
+     r"label\(s\) \[50\] outside 0\.\.49"),
+    (_element(labels=[{"bounding_box": [float("nan"), 0.2, 0.3, 0.6], "label": [1], "person_id": [1]}]),
+     "NaN or infinite"),
+])
+def test_annotation_pkl_bad_element_names_file_and_element(tmp_path: Path, bad: dict, fragment: str) -> None:
+    path = _pickle(tmp_path / "bad.pkl", [[_element(), bad], _classes()])
+    with pytest.raises(FormatError, match=fragment) as info:
+        load_annotation_pkl(path)
+    assert str(path) in str(info.value) and "element 1 " in str(info.value)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "empty file"),
+    (b"not a pickle at all", "not a readable pickle"),
+    (pickle.dumps({"elements": []}), r"expected a pickled list \[elements, classes\]"),
+    (pickle.dumps([[], []]), "non-empty list of classes"),
+])
+def test_annotation_pkl_bad_files(tmp_path: Path, content: bytes, fragment: str) -> None:
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(content)
+    with pytest.raises(FormatError, match=fragment) as info:
+        load_annotation_pkl(path)
+    assert str(path) in str(info.value)
+
+
+def test_save_annotation_pkl_refuses_a_bad_element_and_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.pkl"
+    save_annotation_pkl(path, [_element()], _classes())
+    before = path.read_bytes()
+    with pytest.raises(FormatError, match="element 1"):
+        save_annotation_pkl(path, [_element(), _element(n_frames=0)], _classes())
+    assert path.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- eval csv (minimal)
+
+
+def test_eval_csv_round_trips(tmp_path: Path) -> None:
+    gt = GroundTruth(video=["vidA", "vidB"], time=[2, 902], boxes=[[0.1, 0.2, 0.3, 0.6], [1 / 3, 0, 1, 1]],
+                     class_id=[1, 50], person_id=[7, -1])
+    write_ground_truth_csv(tmp_path / "gt.csv", gt)
+    back = read_ground_truth_csv(tmp_path / "gt.csv")
+    assert back.video == gt.video
+    for name in ("time", "boxes", "class_id", "person_id"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(gt, name))
+    assert (tmp_path / "gt.csv").read_text().splitlines()[1].startswith("vidB,0902,")
+
+    preds = Predictions(video=["vidA"], time=[2], boxes=[[0.125, 0.25, 0.5, 0.75]], class_id=[3], score=[0.5])
+    write_predict_csv(tmp_path / "predict.csv", preds)
+    back_preds = read_predict_csv(tmp_path / "predict.csv")
+    assert (tmp_path / "predict.csv").read_text() == "vidA,2,0.125,0.250,0.500,0.750,3,0.500\n"
+    np.testing.assert_array_equal(back_preds.boxes, preds.boxes)
+
+    keys = {("vidA", 2), ("vidB", 902)}
+    write_exclusions(tmp_path / "exclude.csv", keys)
+    assert read_exclusions(tmp_path / "exclude.csv") == keys
+    assert read_exclusions(DATA / "chaos_mini_exclude.csv") == {("vidA", 2), ("vidB", 3)}
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_open_keeps_the_old_file_when_the_writer_raises(tmp_path: Path) -> None:
+    path = tmp_path / "out.txt"
+    write_text_atomic(path, "old\n")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_open(path, "w") as handle:
+            handle.write("half of the new")
+            raise RuntimeError("killed mid-way")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_official_csv_writer_failing_mid_way_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    rows = read_official_csv(MINI_CSV)
+    write_official_csv(path, rows)
+    before = path.read_bytes()
+    with pytest.raises(AttributeError):
+        write_official_csv(path, rows[:3] + [None])  # the 4th row breaks the writer after 3 rows
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_ground_truth_writer_failing_mid_way_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "gt.csv"
+    write_text_atomic(path, "old\n")
+
+    class Exploding(list):
+        """A video column that breaks after the first row, as a killed writer would."""
+
+        def __iter__(self):
+            yield "vidA"
+            raise KeyboardInterrupt
+
+    gt = GroundTruth(video=["vidA", "vidB"], time=[1, 2], boxes=np.zeros((2, 4)), class_id=[1, 2], person_id=[0, 0])
+    object.__setattr__(gt, "video", Exploding(gt.video))
+    with pytest.raises(KeyboardInterrupt):
+        write_ground_truth_csv(path, gt)
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.csv"]

@@ -1,0 +1,303 @@
+"""Pre-flight data check: the annotation pkl is well-formed and every frame a config will read exists and decodes."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from datasets.transforms import temporal_center_crop
+from formats.annotation_pkl import load_annotation_pkl
+from formats.atomic import write_text_atomic
+from formats.errors import FormatError
+
+LOGGER = logging.getLogger(__name__)
+
+DECODE_MODES = ("sampled", "all", "none")
+# How many missing or undecodable paths a report lists.
+MAX_EXAMPLES = 5
+# Below this many elements the check takes well under a second: no progress bar.
+PROGRESS_MIN_ELEMENTS = 2000
+# PIL signals a damaged or foreign image with any of these.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@dataclass
+class DataReport:
+    """What ``check_dataset`` found.
+
+    Attributes:
+        annotation_pkl: the checked pkl.
+        frames_root: the frames folder (``<root>/<video>/<format_str % index>``).
+        elements: elements in the pkl (a per-row pkl repeats keyframes).
+        keyframes: distinct (video, time) pairs.
+        boxes: label entries over all elements.
+        videos: distinct videos.
+        frames_read: distinct frame files the clips read.
+        missing_videos: videos without a frame folder.
+        missing_frames: frame files the clips read that do not exist.
+        missing_examples: the first few missing paths, each with its element.
+        decoded: frame files opened with PIL.
+        undecodable: decoded files that PIL could not read.
+        undecodable_examples: the first few such paths, with the error.
+        frame_sizes: ``{'WxH': count}`` over the decoded frames (pixels).
+    """
+
+    annotation_pkl: str
+    frames_root: str
+    elements: int = 0
+    keyframes: int = 0
+    boxes: int = 0
+    videos: int = 0
+    frames_read: int = 0
+    missing_videos: list[str] = field(default_factory=list)
+    missing_frames: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    decoded: int = 0
+    undecodable: int = 0
+    undecodable_examples: list[str] = field(default_factory=list)
+    frame_sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no frame is missing and none failed to decode."""
+        return not self.missing_frames and not self.undecodable and not self.missing_videos
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-ready)."""
+        return {**asdict(self), "ok": self.ok}
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [
+            f"{self.annotation_pkl}: {self.elements} elements, {self.keyframes} keyframes, {self.boxes} boxes, "
+            f"{self.videos} videos",
+            f"frames under {self.frames_root}: {self.frames_read} read by the clips, {self.missing_frames} missing, "
+            f"{self.decoded} decoded, {self.undecodable} undecodable, sizes {self.frame_sizes}",
+        ]
+        if self.missing_videos:
+            lines.append(f"videos without a frame folder: {self.missing_videos[:MAX_EXAMPLES]}")
+        lines += [f"missing: {example}" for example in self.missing_examples]
+        lines += [f"undecodable: {example}" for example in self.undecodable_examples]
+        lines.append("OK" if self.ok else "PROBLEMS FOUND")
+        return "\n".join(lines)
+
+
+def clip_frame_indices(element: dict, temporal_size: int | None, temporal_step: int) -> list[int]:
+    """Frame numbers a clip of this element reads.
+
+    Args:
+        element: a pkl element (``start_frame``, ``n_frames``).
+        temporal_size: the TemporalCenterCrop size of the config (64 for the shipped configs), or
+            None to read the whole window ``range(start_frame, start_frame + n_frames)``.
+        temporal_step: the crop's step (2 for the shipped configs).
+
+    Returns:
+        Frame numbers (1-based file numbers), possibly repeated.
+    """
+    if temporal_size is None:
+        return list(range(element["start_frame"], element["start_frame"] + element["n_frames"]))
+    return temporal_center_crop(element["start_frame"], element["n_frames"], temporal_size, temporal_step)
+
+
+def decode_frame(path: Path) -> tuple[int, int]:
+    """Open and fully decode one image; return its (width, height) in pixels. PIL errors propagate."""
+    with Image.open(path) as image:
+        image.verify()
+    # verify() leaves the image unusable, and does not decode pixel data: load it again in full.
+    with Image.open(path) as image:
+        image.load()
+        return image.size
+
+
+@dataclass
+class _FrameUse:
+    """The first element that reads a frame (for error messages)."""
+
+    index: int
+    video: str
+    time: int
+
+    def describe(self) -> str:
+        return f"element {self.index} (video {self.video!r}, time {self.time})"
+
+
+# A frame file as (video folder, file name): cheaper to hash than a Path for the millions of CW frames.
+_Frame = tuple[str, str]
+
+
+def _scan_frames(elements: list[dict], root: Path, temporal_size: int | None, temporal_step: int,
+                 report: DataReport, progress: bool) -> tuple[dict[_Frame, _FrameUse], dict[_Frame, _FrameUse]]:
+    """Fill the existence counts of ``report``; return the existing and the missing frames read (first user)."""
+    listings: dict[str, set[str] | None] = {}
+    existing: dict[_Frame, _FrameUse] = {}
+    missing: dict[_Frame, _FrameUse] = {}
+    crops: dict[tuple[int, int], list[int]] = {}
+    bar = tqdm(elements, unit="keyframe", desc="checking frames",
+               disable=not progress or len(elements) < PROGRESS_MIN_ELEMENTS)
+    for index, element in enumerate(bar):
+        video = element["video"]
+        if video not in listings:
+            folder = root / video
+            # One directory listing per video is far cheaper than a stat per frame on network filesystems.
+            listings[video] = {entry.name for entry in folder.iterdir()} if folder.is_dir() else None
+            if listings[video] is None:
+                report.missing_videos.append(video)
+        names = listings[video]
+        use = _FrameUse(index, video, element["time"])
+        window = (element["start_frame"], element["n_frames"])
+        if window not in crops:
+            crops[window] = clip_frame_indices(element, temporal_size, temporal_step)
+        for frame_index in crops[window]:
+            name = element["format_str"] % frame_index
+            target = existing if names is not None and name in names else missing
+            target.setdefault((video, name), use)
+    report.frames_read = len(existing) + len(missing)
+    report.missing_frames = len(missing)
+    report.missing_examples = [f"{root / video / name} ({use.describe()})"
+                               for (video, name), use in list(missing.items())[:MAX_EXAMPLES]]
+    return existing, missing
+
+
+def _frames_to_decode(existing: dict[_Frame, _FrameUse], decode: str) -> list[_Frame]:
+    if decode == "none":
+        return []
+    if decode == "all":
+        return list(existing)
+    by_video: dict[str, list[_Frame]] = {}
+    for frame in existing:
+        by_video.setdefault(frame[0], []).append(frame)
+    chosen = []
+    for frames in by_video.values():
+        frames.sort()
+        # First, middle and last frame read: a truncated extraction shows at the end, a bad codec anywhere.
+        chosen += [frames[i] for i in sorted({0, len(frames) // 2, len(frames) - 1})]
+    return chosen
+
+
+def _decode_frames(frames: list[_Frame], existing: dict[_Frame, _FrameUse], root: Path, report: DataReport,
+                   progress: bool) -> tuple[Path, str] | None:
+    """Decode ``frames``; fill the decode counts of ``report``; return the first failure (path, message)."""
+    sizes: Counter[str] = Counter()
+    first_failure = None
+    bar = tqdm(frames, unit="frame", desc="decoding frames", disable=not progress or len(frames) < 500)
+    for frame in bar:
+        path = root / frame[0] / frame[1]
+        report.decoded += 1
+        try:
+            width, height = decode_frame(path)
+        except _DECODE_ERRORS as exc:
+            report.undecodable += 1
+            message = f"cannot decode ({type(exc).__name__}: {exc}); read by {existing[frame].describe()}"
+            if len(report.undecodable_examples) < MAX_EXAMPLES:
+                report.undecodable_examples.append(f"{path}: {message}")
+            first_failure = first_failure or (path, message)
+            continue
+        sizes[f"{width}x{height}"] += 1
+    report.frame_sizes = dict(sizes.most_common())
+    if len(sizes) > 1:
+        LOGGER.warning("frames of several sizes under %s: %s", report.frames_root, report.frame_sizes)
+    return first_failure
+
+
+def check_dataset(
+    annotation_pkl: str | Path,
+    frames_root: str | Path,
+    *,
+    decode: str = "sampled",
+    temporal_size: int | None = 64,
+    temporal_step: int = 2,
+    strict: bool = True,
+    progress: bool = True,
+) -> DataReport:
+    """Check an annotation pkl and the frames its clips read, before a long job.
+
+    Args:
+        annotation_pkl: annotation or proposal pkl (trusted: unpickling executes code).
+        frames_root: the config's ``root_path`` (``<root>/<video>/<format_str % index>``).
+        decode: ``'sampled'`` decodes the first, middle and last frame read of each video,
+            ``'all'`` every frame read, ``'none'`` only checks existence.
+        temporal_size: TemporalCenterCrop size of the config (numerics.md section 1), or None for
+            the whole window of each element.
+        temporal_step: TemporalCenterCrop step.
+        strict: raise on the first problem found (after the full scan); False returns the report.
+        progress: show tqdm bars on large inputs.
+
+    Returns:
+        The report (counts, examples, frame-size histogram).
+
+    Raises:
+        FileNotFoundError: the pkl or ``frames_root`` is missing; with ``strict``, a video folder or
+            a frame is missing (the first missing file and its element are named).
+        FormatError: the pkl is malformed; with ``strict``, a frame does not decode (file named).
+        ValueError: an unknown ``decode`` mode.
+    """
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
+    annotations = load_annotation_pkl(annotation_pkl)
+    root = Path(frames_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"frames folder not found: {root}")
+    elements = annotations.elements
+    report = DataReport(
+        annotation_pkl=str(annotation_pkl),
+        frames_root=str(root),
+        elements=len(elements),
+        keyframes=len({(element["video"], element["time"]) for element in elements}),
+        boxes=sum(len(element["labels"]) for element in elements),
+        videos=len({element["video"] for element in elements}),
+    )
+    existing, missing = _scan_frames(elements, root, temporal_size, temporal_step, report, progress)
+    if strict and missing:
+        (video, name), use = next(iter(missing.items()))
+        path = root / video / name
+        raise FileNotFoundError(
+            f"{report.missing_frames} frame file(s) missing under {root} (videos without a folder: "
+            f"{report.missing_videos[:MAX_EXAMPLES]}); first: {path}, read by {use.describe()} of {annotation_pkl}"
+        )
+    failure = _decode_frames(_frames_to_decode(existing, decode), existing, root, report, progress)
+    if strict and failure is not None:
+        raise FormatError(failure[0], failure[1])
+    LOGGER.info("data check of %s: %s", annotation_pkl, "OK" if report.ok else "problems found")
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.check_data",
+        description="Check an annotation pkl and every frame its clips read (exists, decodes) before a long job.",
+    )
+    parser.add_argument("--pkl", required=True, help="annotation or proposal pkl (config: annotation_path)")
+    parser.add_argument("--frames", required=True, help="frames folder (config: root_path)")
+    parser.add_argument("--decode", choices=DECODE_MODES, default="sampled",
+                        help="decode a sample of frames per video (default), all of them, or none")
+    parser.add_argument("--temporal-size", type=int, default=64, help="TemporalCenterCrop size (default 64)")
+    parser.add_argument("--temporal-step", type=int, default=2, help="TemporalCenterCrop step (default 2)")
+    parser.add_argument("--full-window", action="store_true",
+                        help="check every frame of each element's window instead of the cropped clip")
+    parser.add_argument("--json", default=None, help="also write the report as JSON here")
+    parser.add_argument("--no-strict", action="store_true", help="report problems instead of stopping at them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; prints the report. Exit status 1 when problems were found (with --no-strict)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report = check_dataset(args.pkl, args.frames, decode=args.decode,
+                           temporal_size=None if args.full_window else args.temporal_size,
+                           temporal_step=args.temporal_step, strict=not args.no_strict)
+    if args.json:
+        write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
