@@ -1,0 +1,1 @@
+"""Run engine: config loading, distributed setup, schedules, checkpoints, train/eval loops."""

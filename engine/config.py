@@ -1,0 +1,599 @@
+"""Load, override and validate YAML run configs into the frozen dataclasses of ``config_schema``.
+
+Usage (``main.py``): ``cfg = load_config(path, overrides)``, then ``validate_builders(cfg)`` and
+``check_paths(cfg)`` before any process is spawned or weight loaded; ``to_dict(cfg)`` gives the
+plain nested mapping written to ``opts.json`` and handed to ``models.build.build_model``.
+
+Relative paths in a config resolve against the current working directory, as in the original
+(which opened them as given): run ``main.py`` from the dataset root, or give absolute paths.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from engine.checkpoint import resolve_resume_path
+from engine.config_schema import (
+    AugmentationConfig,
+    BackboneConfig,
+    Config,
+    ConfigError,
+    CudnnConfig,
+    EvalMapConfig,
+    HeadConfig,
+    InitCheckpointConfig,
+    LossConfig,
+    ModelConfig,
+    NeckConfig,
+    OptimizerConfig,
+    PretrainConfig,
+    SchedulerConfig,
+    SubbackboneConfig,
+    TrainConfig,
+    TransformConfig,
+    ValConfig,
+)
+
+__all__ = [
+    "AugmentationConfig", "BackboneConfig", "BuilderTables", "Config", "ConfigError", "CudnnConfig",
+    "EvalMapConfig", "HeadConfig", "InitCheckpointConfig", "LossConfig", "ModelConfig", "NeckConfig",
+    "OptimizerConfig", "PretrainConfig", "SchedulerConfig", "SubbackboneConfig", "TrainConfig",
+    "TransformConfig", "ValConfig", "apply_overrides", "check_kwargs", "check_paths",
+    "default_builder_tables", "from_dict", "load_config", "lookup", "to_dict", "validate_builders",
+]
+
+_NONE = type(None)
+
+
+# ----------------------------------------------------------------------------------------------
+# YAML reading
+# ----------------------------------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (plain PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+# add_constructor on the subclass copies the table, so yaml.SafeLoader itself is untouched.
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(str(path), "", "config file not found")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (safe subclass)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(str(path), where, f"invalid YAML: {problem}") from error
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "", f"expected a mapping at the top level, found {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config, apply command-line overrides, and build the validated ``Config``.
+
+    Args:
+        path: the YAML file.
+        overrides: ``"dotted.key=value"`` strings (values parsed as YAML), applied in order.
+
+    Returns:
+        The frozen config; ``cfg.config_file`` remembers ``path`` for later error messages.
+
+    Raises:
+        ConfigError: missing file, invalid YAML, unknown/missing key, wrong type, inconsistent values.
+    """
+    path = Path(path)
+    raw = apply_overrides(_read_yaml(path), overrides, str(path))
+    return from_dict(raw, str(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Walking the tree into dataclasses
+# ----------------------------------------------------------------------------------------------
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _hint(name: str, choices: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+def _yaml_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _type_name(tp: object) -> str:
+    names = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+    if tp in names:
+        return names[tp]
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not _NONE)
+    return str(tp)
+
+
+def _build(cls: type, raw: object, key: str, config_file: str) -> Any:
+    """Build dataclass ``cls`` from the YAML mapping ``raw`` found at dotted ``key``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(config_file, key or "<top>", f"expected a mapping, found {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in _yaml_fields(cls)}
+    for name in raw:
+        if not isinstance(name, str) or name not in fields:
+            raise ConfigError(config_file, _join(key, str(name)), "unknown key" + (
+                _hint(str(name), fields) or f"; allowed keys here: {', '.join(fields)}"))
+    values = {}
+    for name, fld in fields.items():
+        if name in raw:
+            values[name] = _convert(hints[name], raw[name], _join(key, name), config_file)
+        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            raise ConfigError(config_file, _join(key, name),
+                              f"missing required key (expected {_type_name(hints[name])})")
+    return cls(**values)
+
+
+def _convert(tp: object, value: object, key: str, config_file: str) -> Any:
+    """Check ``value`` against type ``tp`` and convert it (lists -> tuples, mappings -> dataclasses)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, config_file)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and _NONE in args:
+            return None
+        options = [a for a in args if a is not _NONE]
+        if len(options) > 1:  # ``Kwargs | list[Kwargs]``: the YAML shape picks the branch
+            wanted = list if isinstance(value, list) else dict
+            options = [a for a in options if typing.get_origin(a) is wanted] or options
+        return _convert(options[0], value, key, config_file)
+    if origin is Literal:
+        if value not in typing.get_args(tp) or isinstance(value, bool):
+            raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {_describe(value)}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise ConfigError(config_file, key, f"expected a list, found {_describe(value)}")
+        item_tp = typing.get_args(tp)[0]
+        items = [_convert(item_tp, item, f"{key}[{i}]", config_file) for i, item in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if value is None:  # an empty ``kwargs:`` line means no keyword arguments
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(config_file, key, f"expected a mapping with string keys, found {_describe(value)}")
+        return copy.deepcopy(value)
+    return _convert_scalar(tp, value, key, config_file)
+
+
+def _convert_scalar(tp: object, value: object, key: str, config_file: str) -> Any:
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML reads exponent notation without a dot (``1e-7``) as a string.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {_describe(value)}")
+
+
+def from_dict(raw: Mapping, config_file: str = "<dict>") -> Config:
+    """Build and cross-check a ``Config`` from a parsed YAML mapping.
+
+    Args:
+        raw: the mapping (as ``yaml.safe_load`` returns it).
+        config_file: name used in error messages.
+
+    Raises:
+        ConfigError: as ``load_config``.
+    """
+    cfg = dataclasses.replace(_build(Config, dict(raw), "", config_file), config_file=config_file)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _require(ok: bool, cfg: Config, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(cfg.config_file, key, problem)
+
+
+def _check_consistency(cfg: Config) -> None:
+    """Rules that span several keys or bound values (types are already checked)."""
+    _require(cfg.print_freq >= 1, cfg, "print_freq", f"must be >= 1, found {cfg.print_freq}")
+    _require((cfg.cap_min is None) == (cfg.cap_max is None), cfg, "cap_min" if cfg.cap_min is None else "cap_max",
+             "cap_min and cap_max go together: give both or neither")
+    if cfg.cap_min is not None and cfg.cap_max is not None:
+        _require(1 <= cfg.cap_min <= cfg.cap_max, cfg, "cap_min",
+                 f"need 1 <= cap_min <= cap_max, found {cfg.cap_min} and {cfg.cap_max}")
+    _require(cfg.evaluate or cfg.train is not None, cfg, "train", "missing required key (needed unless evaluate: True)")
+    _check_split(cfg, "val", cfg.val, multi_view=True)
+    if cfg.train is not None:
+        _check_split(cfg, "train", cfg.train, multi_view=False)
+        for name in ("n_epochs", "val_freq", "save_freq"):
+            value = getattr(cfg.train, name)
+            _require(value >= 1, cfg, f"train.{name}", f"must be >= 1, found {value}")
+        _check_scheduler(cfg, cfg.train.scheduler)
+
+
+def _check_split(cfg: Config, split: str, section: TrainConfig | ValConfig, multi_view: bool) -> None:
+    _require(section.batch_size >= 1, cfg, f"{split}.batch_size", f"must be >= 1, found {section.batch_size}")
+    _require(section.workers >= 0, cfg, f"{split}.workers", f"must be >= 0, found {section.workers}")
+    aug = section.augmentation
+    for index, transform in enumerate(aug.spatial):
+        if isinstance(transform.kwargs, list):
+            key = f"{split}.augmentation.spatial[{index}].kwargs"
+            _require(multi_view, cfg, key, "a list of kwargs (test-time views) is only allowed under val")
+            _require(len(transform.kwargs) > 0, cfg, key, "an empty list gives no view")
+    _require(not isinstance(aug.temporal.kwargs, list), cfg, f"{split}.augmentation.temporal.kwargs",
+             "expected a mapping (only spatial transforms of val may list several views)")
+
+
+def _check_scheduler(cfg: Config, sched: SchedulerConfig) -> None:
+    key = "train.scheduler"
+    # The original scales every lr by 1 / base_lr, so zero is not allowed.
+    _require(sched.base_lr > 0, cfg, f"{key}.base_lr", f"must be > 0, found {sched.base_lr}")
+    _require(sched.warmup_epochs >= 0, cfg, f"{key}.warmup_epochs", f"must be >= 0, found {sched.warmup_epochs}")
+    if sched.type == "step":
+        for name in ("milestone_epochs", "lr_mults"):
+            _require(getattr(sched, name) is not None, cfg, f"{key}.{name}", "missing required key for type 'step'")
+        assert sched.milestone_epochs is not None and sched.lr_mults is not None  # narrowed above
+        _require(len(sched.milestone_epochs) == len(sched.lr_mults), cfg, f"{key}.lr_mults",
+                 f"needs one factor per milestone: {len(sched.lr_mults)} factors, "
+                 f"{len(sched.milestone_epochs)} milestone_epochs")
+        _require(list(sched.milestone_epochs) == sorted(sched.milestone_epochs), cfg, f"{key}.milestone_epochs",
+                 f"must be increasing, found {list(sched.milestone_epochs)}")
+    else:
+        _require(sched.min_lr is not None, cfg, f"{key}.min_lr", "missing required key for type 'cosine'")
+
+
+# ----------------------------------------------------------------------------------------------
+# Command-line overrides
+# ----------------------------------------------------------------------------------------------
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_key(dotted: str) -> list[str | int]:
+    segments: list[str | int] = []
+    for part in dotted.split("."):
+        pieces = _SEGMENT.findall(part)
+        if not part or "".join(name or f"[{idx}]" for name, idx in pieces) != part:
+            raise ValueError(dotted)
+        for name, idx in pieces:
+            segments.append(int(name) if name.isdigit() else name if name else int(idx))
+    return segments
+
+
+def _child_type(tp: object, node: object, segment: str | int, shown: str, where: str) -> object:
+    """Schema type of ``node[segment]`` below a node of type ``tp``; raises on unknown names."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not _NONE]
+        if len(options) > 1:
+            wanted = list if isinstance(node, list) else dict
+            options = [a for a in options if typing.get_origin(a) is wanted] or options
+        tp = options[0]
+    if dataclasses.is_dataclass(tp):
+        names = [f.name for f in _yaml_fields(tp)]
+        if segment not in names:
+            hint = _hint(str(segment), names) or f"; allowed keys here: {', '.join(names)}"
+            raise ConfigError(where, shown, f"unknown key{hint}")
+        return typing.get_type_hints(tp)[segment]
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        if not isinstance(segment, int):
+            raise ConfigError(where, shown, "this is a list: use an index, e.g. spatial[0]")
+        return typing.get_args(tp)[0]
+    if origin is dict or tp is Any:
+        return Any  # inside a free kwargs block: checked later against the builder's signature
+    raise ConfigError(where, shown, "cannot set a key below a plain value")
+
+
+def apply_overrides(raw: Mapping, overrides: Iterable[str], config_file: str) -> dict:
+    """Return a copy of the parsed YAML with ``"dotted.key=value"`` overrides applied.
+
+    Keys follow the schema (``train.batch_size``, ``val.augmentation.spatial[0].kwargs.resize``);
+    inside ``kwargs`` blocks any name is accepted here and checked by ``validate_builders``.
+    Missing intermediate sections are created. Values are parsed with ``yaml.safe_load``
+    (``2`` -> int, ``[112, 112]`` -> list, ``true`` -> bool, ``null`` -> None).
+
+    Raises:
+        ConfigError: malformed override, unknown key (with a close match), index out of range.
+    """
+    result = copy.deepcopy(dict(raw))
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        dotted = dotted.strip()
+        try:
+            segments = _split_key(dotted) if sep and dotted else []
+        except ValueError:
+            segments = []
+        if not segments:
+            raise ConfigError(config_file, f"--set {item}",
+                              "expected KEY=VALUE with a dotted key, e.g. train.batch_size=2")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(config_file, f"--set {dotted}", f"value is not valid YAML: {error}") from error
+        _set_path(result, segments, value, dotted, config_file)
+    return result
+
+
+def _set_path(root: dict, segments: list[str | int], value: object, dotted: str, config_file: str) -> None:
+    node: Any = root
+    tp: object = Config
+    shown = ""
+    for depth, segment in enumerate(segments):
+        shown = f"{shown}[{segment}]" if isinstance(segment, int) else _join(shown, segment)
+        tp = _child_type(tp, node, segment, f"{shown} (in --set {dotted})", config_file)
+        last = depth == len(segments) - 1
+        if isinstance(node, list):
+            if not isinstance(segment, int) or not 0 <= segment < len(node):
+                raise ConfigError(config_file, shown, f"index out of range: the list has {len(node)} entries")
+            if last:
+                node[segment] = value
+            else:
+                node = node[segment]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(config_file, shown, f"cannot set a key below {_describe(node)}")
+        if last:
+            node[segment] = value
+        else:
+            if node.get(segment) is None:
+                node[segment] = {}
+            node = node[segment]
+
+
+# ----------------------------------------------------------------------------------------------
+# Back to plain dicts
+# ----------------------------------------------------------------------------------------------
+def to_dict(cfg: object) -> Any:
+    """Plain nested dicts/lists with the YAML's key names (``opts.json``, ``build_model``).
+
+    Optional sections and keys whose value is None are left out (so ``'pretrain' in d`` means
+    "configured"); defaults of the other optional keys are written out. ``from_dict(to_dict(cfg))``
+    gives ``cfg`` back.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in _yaml_fields(type(cfg))
+                if getattr(cfg, f.name) is not None}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(item) for item in cfg]
+    if isinstance(cfg, dict):
+        return {key: to_dict(value) for key, value in cfg.items()}
+    return copy.deepcopy(cfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Builder tables and kwargs signatures
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BuilderTables:
+    """The ``{name: builder}`` tables a config refers to (the real ones: ``default_builder_tables``)."""
+
+    backbones: Mapping[str, Callable]
+    vits: Mapping[str, Callable]
+    necks: Mapping[str, Callable]
+    heads: Mapping[str, Callable]
+    losses: Mapping[str, Callable]
+    spatial_transforms: Mapping[str, Callable]
+    temporal_transforms: Mapping[str, Callable]
+    optimizers: Mapping[str, Callable]
+
+
+def default_builder_tables() -> BuilderTables:
+    """Import the project's builder tables (models, datasets, torch.optim)."""
+    from datasets.transforms import SPATIAL_TRANSFORMS, TEMPORAL_TRANSFORMS
+    from engine.scheduler import OPTIMIZERS
+    from models.backbones import BACKBONES, VITS
+    from models.heads import HEADS
+    from models.losses import LOSSES
+    from models.necks import NECKS
+
+    return BuilderTables(backbones=BACKBONES, vits=VITS, necks=NECKS, heads=HEADS, losses=LOSSES,
+                         spatial_transforms=SPATIAL_TRANSFORMS, temporal_transforms=TEMPORAL_TRANSFORMS,
+                         optimizers=OPTIMIZERS)
+
+
+def lookup(table: Mapping[str, Callable], name: str, yaml_key: str, config_file: str) -> Callable:
+    """Return ``table[name]``, or raise a ConfigError naming the key, the bad value and the choices."""
+    if name in table:
+        return table[name]
+    raise ConfigError(config_file, yaml_key,
+                      f"unknown value {name!r}{_hint(name, table)}; choices: {', '.join(sorted(table))}")
+
+
+def check_kwargs(builder: Callable, kwargs: Mapping[str, object], yaml_key: str, config_file: str,
+                 injected: Iterable[str] = (), check_required: bool = False) -> None:
+    """Check a ``kwargs:`` block against ``builder``'s signature without calling it.
+
+    Args:
+        builder: function or class.
+        kwargs: the block's mapping.
+        yaml_key: dotted key of the block (``model.head.kwargs``).
+        config_file: for the error message.
+        injected: arguments the engine passes itself (e.g. ``params``, ``lr`` for optimizers):
+            they may not appear in the block.
+        check_required: also require every argument without a default (only where the engine
+            passes nothing else; model builders receive extra arguments from the model assembly).
+
+    Raises:
+        ConfigError: unknown argument (with a close match), engine-owned argument, or missing one.
+    """
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # some C builtins have no signature: nothing to check against
+        return
+    params = signature.parameters.values()
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
+    injected = set(injected)
+    for name in kwargs:
+        if name in injected:
+            raise ConfigError(config_file, _join(yaml_key, name), "is set by the engine; remove it from kwargs")
+        if not open_ended and name not in named:
+            accepted = [n for n in named if n not in injected]
+            raise ConfigError(config_file, _join(yaml_key, name), "unknown key" + (
+                _hint(name, accepted) or f"; accepted: {', '.join(accepted) or '(none)'}"))
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+    for name, value in kwargs.items():
+        _check_against_default(defaults.get(name), value, _join(yaml_key, name), config_file)
+    if check_required:
+        for p in params:
+            if (p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty
+                    and p.name not in kwargs and p.name not in injected):
+                raise ConfigError(config_file, _join(yaml_key, p.name), "missing required key")
+
+
+def _check_against_default(default: object, value: object, key: str, config_file: str) -> None:
+    """Catch numbers and booleans given as strings, judged by the type of the builder's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(config_file, key, f"expected a boolean (true/false), found {_describe(value)}")
+    elif isinstance(default, (int, float)) and isinstance(value, str):
+        raise ConfigError(config_file, key, f"expected a number, found {_describe(value)} (PyYAML reads "
+                          "exponents without a dot as text: write 1.0e-4, not 1e-4)")
+
+
+def _check_transforms(cfg: Config, split: str, aug: AugmentationConfig, tables: BuilderTables) -> None:
+    file = cfg.config_file
+    for index, transform in enumerate(aug.spatial):
+        key = f"{split}.augmentation.spatial[{index}]"
+        builder = lookup(tables.spatial_transforms, transform.type, f"{key}.type", file)
+        if isinstance(transform.kwargs, list):
+            for view, kwargs in enumerate(transform.kwargs):
+                check_kwargs(builder, kwargs, f"{key}.kwargs[{view}]", file, check_required=True)
+        else:
+            check_kwargs(builder, transform.kwargs, f"{key}.kwargs", file, check_required=True)
+    key = f"{split}.augmentation.temporal"
+    builder = lookup(tables.temporal_transforms, aug.temporal.type, f"{key}.type", file)
+    assert isinstance(aug.temporal.kwargs, dict)  # lists rejected by _check_split
+    check_kwargs(builder, aug.temporal.kwargs, f"{key}.kwargs", file, check_required=True)
+
+
+def validate_builders(cfg: Config, tables: BuilderTables | None = None) -> None:
+    """Check every ``type``/``arch`` name and ``kwargs`` block against its builder, building nothing.
+
+    Args:
+        cfg: a loaded config.
+        tables: builder tables; None imports the real ones (``default_builder_tables``).
+
+    Raises:
+        ConfigError: unknown builder name (with the choices) or a kwargs key the builder does not take.
+    """
+    tables = tables or default_builder_tables()
+    file = cfg.config_file
+    backbone = cfg.model.backbone
+    check_kwargs(lookup(tables.backbones, backbone.arch, "model.backbone.arch", file),
+                 backbone.kwargs, "model.backbone.kwargs", file)
+    if backbone.subbackbone is not None:
+        sub = backbone.subbackbone
+        check_kwargs(lookup(tables.vits, sub.arch, "model.backbone.subbackbone.arch", file),
+                     sub.kwargs, "model.backbone.subbackbone.kwargs", file)
+    for section, table in (("neck", tables.necks), ("head", tables.heads)):
+        part = getattr(cfg.model, section)
+        check_kwargs(lookup(table, part.type, f"model.{section}.type", file),
+                     part.kwargs, f"model.{section}.kwargs", file)
+    check_kwargs(lookup(tables.losses, cfg.loss.type, "loss.type", file), cfg.loss.kwargs, "loss.kwargs", file)
+    if not cfg.evaluate and cfg.train is not None:
+        optimizer = cfg.train.optimizer
+        check_kwargs(lookup(tables.optimizers, optimizer.type, "train.optimizer.type", file),
+                     optimizer.kwargs, "train.optimizer.kwargs", file, injected=("params", "lr"),
+                     check_required=True)
+        _check_transforms(cfg, "train", cfg.train.augmentation, tables)
+    _check_transforms(cfg, "val", cfg.val.augmentation, tables)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files named by the config
+# ----------------------------------------------------------------------------------------------
+def check_paths(cfg: Config, base_dir: str | Path | None = None) -> None:
+    """Check that every file and folder the run will read exists, before any work starts.
+
+    Checked: frames roots and annotation pkls (train only when training), the evaluator's label
+    map, ground truth and exclusions (when given), the resume checkpoint (tried as given, then
+    under ``result_path``, as the original), and the pretrained weight files.
+
+    Args:
+        cfg: a loaded config.
+        base_dir: folder relative paths resolve against; None = the current working directory,
+            as the original (which opened paths as given).
+
+    Raises:
+        ConfigError: naming the key and the resolved path that is missing.
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    wanted: list[tuple[str, str, bool]] = []  # (dotted key, path, is_dir)
+    splits: list[tuple[str, TrainConfig | ValConfig]] = [("val", cfg.val)]
+    if not cfg.evaluate and cfg.train is not None:
+        splits.insert(0, ("train", cfg.train))
+    for split, section in splits:
+        wanted += [(f"{split}.root_path", section.root_path, True),
+                   (f"{split}.annotation_path", section.annotation_path, False)]
+    if cfg.val.eval_mAP is not None:
+        for name in ("labelmap", "groundtruth", "exclusions"):
+            value = getattr(cfg.val.eval_mAP, name)
+            if value is not None:
+                wanted.append((f"val.eval_mAP.{name}", value, False))
+    backbone = cfg.model.backbone
+    if backbone.pretrain is not None:
+        wanted.append(("model.backbone.pretrain.path", backbone.pretrain.path, False))
+    if backbone.subbackbone is not None and backbone.subbackbone.path is not None:
+        wanted.append(("model.backbone.subbackbone.path", backbone.subbackbone.path, False))
+    if cfg.pretrain is not None:
+        wanted.append(("pretrain.path", cfg.pretrain.path, False))
+    for key, value, is_dir in wanted:
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not (path.is_dir() if is_dir else path.is_file()):
+            kind = "folder" if is_dir else "file"
+            raise ConfigError(cfg.config_file, key, f"{kind} not found: {path} "
+                              f"(relative paths resolve against the working directory {base})")
+    if cfg.resume_path is not None:
+        try:
+            resolve_resume_path(cfg.resume_path, cfg.result_path, base)
+        except FileNotFoundError as error:
+            raise ConfigError(cfg.config_file, "resume_path", str(error)) from error

@@ -1,0 +1,269 @@
+"""The YAML config schema of the original SFMViT, as frozen dataclasses (one per section).
+
+Every field keeps the original key name. Fields without a default are required; fields with a
+default are optional, and extensions of the original schema are marked "Extension" in their class
+docstring: they are optional and their default lives here and nowhere else. ``kwargs`` blocks are
+free mappings here; ``engine.config.validate_builders`` checks them against the builder they feed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# A free ``kwargs:`` block: passed as keyword arguments to a builder.
+Kwargs = dict[str, Any]
+
+
+class ConfigError(ValueError):
+    """A config file does not follow the schema.
+
+    The message always starts with the config file and the dotted key (``model.head.kwargs.width``),
+    then says what was expected and what was found.
+    """
+
+    def __init__(self, config_file: str, key: str, problem: str) -> None:
+        self.config_file = str(config_file)
+        self.key = key
+        self.problem = problem
+        where = f"{self.config_file}: {key}" if key else self.config_file
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    """``model.backbone.pretrain``: SlowFast weights loaded into the SlowFast module alone.
+
+    ``state_dict_key`` picks an entry of the loaded object; keys starting with ``delete_prefix`` are
+    removed; keys starting with ``replace_prefix`` are renamed to ``replace_to`` + the rest.
+    """
+
+    path: str
+    state_dict_key: str | None = None
+    delete_prefix: str | None = None
+    replace_prefix: str | None = None
+    replace_to: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubbackboneConfig:
+    """``model.backbone.subbackbone``: the frozen VideoMAE-v2 ViT beside SlowFast.
+
+    The original only has ``path``. Extensions (all optional):
+    - ``path`` may be omitted (default None): no ViT file is loaded (the weights then come from the
+      resume checkpoint, as in the original eval config, which has no subbackbone key at all).
+    - ``arch`` (default ``vit_giant_patch14_224``): key of ``models.backbones.VITS``.
+    - ``kwargs`` (default ``{}``): overrides of the ViT constructor arguments (``depth``,
+      ``embed_dim``, ``num_heads``, ``img_size``, ``all_frames``, ...), for small CPU models.
+    - ``eval_mode`` (default False): keep the frozen ViT in eval mode during training. False
+      reproduces the original, which trains with the ViT in train mode (numerics.md quirk 6).
+    """
+
+    path: str | None = None
+    arch: str = "vit_giant_patch14_224"
+    kwargs: Kwargs = field(default_factory=dict)
+    eval_mode: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneConfig:
+    """``model.backbone``: SlowFast (``arch``, a key of ``models.backbones.BACKBONES``) + ViT.
+
+    ``learnable: False`` freezes SlowFast (default True, as the original). ``kwargs`` go to the
+    SlowFast builder (the extension ``width_mult`` included); ``pretrain`` and ``subbackbone`` are
+    optional, as in the original.
+    """
+
+    arch: str
+    learnable: bool = True
+    pretrain: PretrainConfig | None = None
+    kwargs: Kwargs = field(default_factory=dict)
+    subbackbone: SubbackboneConfig | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeckConfig:
+    """``model.neck``: ``type`` is a key of ``models.necks.NECKS``; ``kwargs`` go to its builder."""
+
+    type: str
+    kwargs: Kwargs = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadConfig:
+    """``model.head``: ``type`` is a key of ``models.heads.HEADS``; ``kwargs`` go to its builder."""
+
+    type: str
+    kwargs: Kwargs = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """``model``: ``freeze_bn`` keeps the backbone BatchNorms in eval mode while training."""
+
+    freeze_bn: bool = False
+    backbone: BackboneConfig
+    neck: NeckConfig
+    head: HeadConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    """``loss``: ``type`` is a key of ``models.losses.LOSSES``; ``kwargs`` go to its builder."""
+
+    type: str
+    kwargs: Kwargs = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformConfig:
+    """One entry of ``augmentation.spatial`` (or the ``augmentation.temporal`` mapping).
+
+    ``type`` is a key of ``datasets.transforms.SPATIAL_TRANSFORMS`` / ``TEMPORAL_TRANSFORMS``.
+    ``kwargs`` may be a LIST of mappings in ``val.augmentation.spatial`` only: every combination of
+    the listed choices is one test-time view (the original's multi-crop evaluation).
+    """
+
+    type: str
+    kwargs: Kwargs | list[Kwargs] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentationConfig:
+    """``augmentation``: a list of spatial transforms applied in order, one temporal transform."""
+
+    spatial: tuple[TransformConfig, ...]
+    temporal: TransformConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    """``train.optimizer``: ``type`` is a ``torch.optim`` class name (``SGD``, ``AdamW``, ...).
+
+    ``kwargs`` go to its constructor; the learning rate comes from ``train.scheduler.base_lr``.
+    """
+
+    type: str
+    kwargs: Kwargs = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig:
+    """``train.scheduler``: the original's per-iteration ``step`` or ``cosine`` schedule.
+
+    The lr rises linearly from ``base_lr`` at iteration 0 to ``warmup_lr`` (the PEAK lr) over
+    ``warmup_epochs``; then ``step`` multiplies ``warmup_lr`` by the cumulative product of
+    ``lr_mults`` at each of ``milestone_epochs`` (fractional epochs allowed), and ``cosine`` decays
+    it to ``min_lr`` at the end of training. ``step`` needs ``milestone_epochs`` and ``lr_mults``
+    (same length); ``cosine`` needs ``min_lr``.
+    """
+
+    type: Literal["step", "cosine"]
+    base_lr: float
+    warmup_lr: float
+    warmup_epochs: float
+    milestone_epochs: tuple[float, ...] | None = None
+    lr_mults: tuple[float, ...] | None = None
+    min_lr: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalMapConfig:
+    """``val.eval_mAP``: the files the frame-mAP evaluator reads.
+
+    ``exclusions`` (rows ``video_id,timestamp`` left out of the evaluation) is optional.
+    """
+
+    labelmap: str
+    groundtruth: str
+    exclusions: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """``train``: data, schedule and checkpoint frequency (absent from evaluation configs).
+
+    Extension: ``workers`` (default 1, the original's implicit value) DataLoader worker processes
+    per training process.
+    """
+
+    root_path: str
+    annotation_path: str
+    batch_size: int
+    augmentation: AugmentationConfig
+    n_epochs: int
+    val_freq: int
+    save_freq: int
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    workers: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValConfig:
+    """``val``: evaluation data, test-time views, and the evaluator's files.
+
+    ``with_label`` also computes the validation loss. Extension: ``workers`` (default 1, the
+    original's implicit value) DataLoader worker processes per process.
+    """
+
+    root_path: str
+    annotation_path: str
+    batch_size: int
+    augmentation: AugmentationConfig
+    with_label: bool = False
+    eval_mAP: EvalMapConfig | None = None
+    workers: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitCheckpointConfig:
+    """Top-level ``pretrain``: initialise the whole model from a training checkpoint's ``state_dict``.
+
+    The original's ``load_fortrain`` (non-strict; no epoch, optimizer or scheduler restored).
+    """
+
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CudnnConfig:
+    """Top-level ``cudnn``: the original's optional cuDNN flags (ignored on CPU)."""
+
+    deterministic: bool = False
+    benchmark: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole config file.
+
+    ``evaluate: True`` only evaluates (``train`` may then be absent); otherwise ``train`` is
+    required. ``cap_min``/``cap_max`` bound the capacity sweep of the evaluator (both or neither;
+    None = no sweep). ``resume_path`` is tried as given, then under ``result_path``.
+
+    Extensions (optional):
+    - ``amp`` (default ``'off'``): ``'bf16'`` runs forward passes under bfloat16 autocast.
+    - ``auto_resume`` (default False): when ``result_path`` holds ``ckpt_{epoch}.pth.tar`` files,
+      resume from the one with the largest epoch instead of ``resume_path``.
+    - ``deterministic`` (default False): ask torch for deterministic algorithms (slower), for
+      bit-reproducible CPU runs.
+    """
+
+    evaluate: bool = False
+    result_path: str
+    manual_seed: int
+    print_freq: int
+    cap_min: int | None = None
+    cap_max: int | None = None
+    resume_path: str | None = None
+    pretrain: InitCheckpointConfig | None = None
+    cudnn: CudnnConfig | None = None
+    model: ModelConfig
+    loss: LossConfig
+    train: TrainConfig | None = None
+    val: ValConfig
+    amp: Literal["off", "bf16"] = "off"
+    auto_resume: bool = False
+    deterministic: bool = False
+    # Not a YAML key: the file the config came from, for error messages raised after loading.
+    config_file: str = field(default="<config>", compare=False, repr=False, metadata={"yaml": False})

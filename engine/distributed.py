@@ -1,0 +1,296 @@
+"""Process-group setup and rank helpers for torchrun, SLURM, main.py's own spawn, or a lone process.
+
+Nothing here writes ``os.environ``: processes started by ``main.py`` or SLURM rendezvous through an
+explicit ``tcp://MASTER_ADDR:MASTER_PORT`` init method, and under torchrun the variables torchrun
+itself exported are read through ``env://``. The collective helpers are no-ops (returning the
+single-process answer) when no process group is initialised, so the same loop code runs alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import re
+import socket
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+Launcher = Literal["single", "spawn", "torchrun", "slurm"]
+BACKENDS = ("nccl", "gloo")
+DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
+# Object collectives on an NCCL job go through this CPU (gloo) group: NCCL would first pickle the
+# object into a CUDA tensor on every rank, which costs GPU memory for what is host data anyway.
+_object_group: dist.ProcessGroup | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job.
+
+    ``rank`` is global (0..world_size-1), ``local_rank`` its index on this node (the GPU it uses).
+    ``backend`` and ``device`` are filled in by ``init_distributed`` (None / CPU before).
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    master_addr: str | None = None
+    master_port: int | None = None
+    launcher: Launcher = "single"
+    backend: str | None = None
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _int_var(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    text = env.get(name)
+    if text is None:
+        if default is None:
+            raise ValueError(f"environment variable {name} is not set")
+        return default
+    try:
+        return int(text)
+    except ValueError as error:
+        raise ValueError(f"environment variable {name}={text!r} is not an integer") from error
+
+
+def first_host(nodelist: str) -> str:
+    """First host of a SLURM node list: ``node[03-05,09],gpu1`` -> ``node03``."""
+    match = re.match(r"\s*([^,\[\s]+)(?:\[([^\]]+)\])?", nodelist)
+    if match is None:
+        raise ValueError(f"cannot read a host name from SLURM node list {nodelist!r}")
+    prefix, ranges = match.group(1), match.group(2)
+    if ranges is None:
+        return prefix
+    return prefix + ranges.split(",")[0].split("-")[0]
+
+
+def _slurm_tasks_per_node(env: Mapping[str, str], world_size: int) -> int:
+    if "SLURM_NTASKS_PER_NODE" in env:
+        return _int_var(env, "SLURM_NTASKS_PER_NODE")
+    # SLURM_TASKS_PER_NODE looks like "4(x2),3": the first node's count is what we need.
+    match = re.match(r"\s*(\d+)", env.get("SLURM_TASKS_PER_NODE", ""))
+    return int(match.group(1)) if match else world_size
+
+
+def world_info_from_env(env: Mapping[str, str] | None = None) -> DistInfo:
+    """Read the job layout from the launcher's environment variables.
+
+    - torchrun (``RANK`` and ``WORLD_SIZE`` set): ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+      ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``.
+    - SLURM with more than one task (``SLURM_PROCID``, ``SLURM_NTASKS`` > 1): ``SLURM_PROCID``,
+      ``SLURM_NTASKS``, ``SLURM_LOCALID``, tasks per node; master = ``MASTER_ADDR`` if set, else the
+      first host of ``SLURM_JOB_NODELIST`` / ``SLURM_NODELIST``; port = ``MASTER_PORT`` if set, else
+      derived from ``SLURM_JOB_ID`` so that every task computes the same one.
+    - otherwise a single process (``main.py`` may then spawn its own workers: ``spawn_info``).
+
+    Args:
+        env: the variables; None reads ``os.environ`` (read only).
+
+    Raises:
+        ValueError: a variable that should be an integer is not.
+    """
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        world_size = _int_var(env, "WORLD_SIZE")
+        port = _int_var(env, "MASTER_PORT") if "MASTER_PORT" in env else None
+        return DistInfo(rank=_int_var(env, "RANK"), local_rank=_int_var(env, "LOCAL_RANK", 0),
+                        world_size=world_size, local_world_size=_int_var(env, "LOCAL_WORLD_SIZE", world_size),
+                        master_addr=env.get("MASTER_ADDR"), master_port=port, launcher="torchrun")
+    if "SLURM_PROCID" in env and _int_var(env, "SLURM_NTASKS", 1) > 1:
+        world_size = _int_var(env, "SLURM_NTASKS")
+        nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+        addr = env.get("MASTER_ADDR") or (first_host(nodelist) if nodelist else None)
+        if addr is None:
+            raise ValueError("SLURM job without SLURM_JOB_NODELIST/SLURM_NODELIST: set MASTER_ADDR")
+        if "MASTER_PORT" in env:
+            port = _int_var(env, "MASTER_PORT")
+        else:  # same value on every task, in the unprivileged range, rarely shared by two jobs
+            port = 15000 + _int_var(env, "SLURM_JOB_ID", 0) % 20000
+        return DistInfo(rank=_int_var(env, "SLURM_PROCID"), local_rank=_int_var(env, "SLURM_LOCALID", 0),
+                        world_size=world_size, local_world_size=_slurm_tasks_per_node(env, world_size),
+                        master_addr=addr, master_port=port, launcher="slurm")
+    return DistInfo()
+
+
+def spawn_info(local_rank: int, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
+               master_addr: str = "127.0.0.1", master_port: int | None = None) -> DistInfo:
+    """Layout of a worker started by ``main.py`` itself (``--nproc_per_node``, ``--nnodes``, ...).
+
+    Global rank = ``node_rank * nproc_per_node + local_rank``, as torchrun numbers them.
+    """
+    if not 0 <= local_rank < nproc_per_node or not 0 <= node_rank < nnodes:
+        raise ValueError(f"local_rank {local_rank} / node_rank {node_rank} outside "
+                         f"nproc_per_node {nproc_per_node} / nnodes {nnodes}")
+    return DistInfo(rank=node_rank * nproc_per_node + local_rank, local_rank=local_rank,
+                    world_size=nnodes * nproc_per_node, local_world_size=nproc_per_node,
+                    master_addr=master_addr, master_port=master_port, launcher="spawn")
+
+
+def choose_backend(requested: str | None = None) -> str:
+    """``'nccl'`` when CUDA is available, else ``'gloo'``; check an explicit request.
+
+    Raises:
+        ValueError: unknown backend, or ``nccl`` requested on a machine without CUDA.
+    """
+    if requested in (None, "", "auto"):
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    backend = requested.lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown distributed backend {requested!r}; choices: {', '.join(BACKENDS)}")
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ValueError("backend 'nccl' needs CUDA GPUs, and none is available here "
+                         "(torch.cuda.is_available() is False); use --backend gloo to run on CPU")
+    return backend
+
+
+def find_free_port() -> int:
+    """A TCP port free on this machine right now (another process may still take it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pick_device(local_rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def init_distributed(info: DistInfo, backend: str | None = None, master_addr: str | None = None,
+                     master_port: int | None = None,
+                     timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> DistInfo:
+    """Join the process group and pick this process's device.
+
+    The device is GPU ``local_rank`` when CUDA is available (with gloo too: the helpers move data
+    to CPU for gloo), else the CPU.
+
+    Args:
+        info: from ``world_info_from_env`` or ``spawn_info``.
+        backend: ``'nccl'``, ``'gloo'`` or None (``choose_backend``).
+        master_addr, master_port: override ``info``'s rendezvous address (not used under torchrun,
+            whose agent already serves the rendezvous store at its ``MASTER_ADDR:MASTER_PORT``).
+            A single process without a port gets a free one.
+        timeout: for collectives and the rendezvous.
+
+    Returns:
+        ``info`` with ``backend``, ``device``, ``master_addr`` and ``master_port`` filled in.
+
+    Raises:
+        ValueError: bad backend (``choose_backend``) or no port for a multi-process job.
+    """
+    global _object_group
+    backend = choose_backend(backend)
+    addr = master_addr or info.master_addr or "127.0.0.1"
+    port = master_port or info.master_port
+    if info.launcher == "torchrun":
+        init_method = "env://"
+    else:
+        if port is None:
+            if info.world_size > 1:
+                raise ValueError("a multi-process job needs a master port (--master_port)")
+            port = find_free_port()
+        host = f"[{addr}]" if ":" in addr else addr  # IPv6 literal
+        init_method = f"tcp://{host}:{port}"
+    device = _pick_device(info.local_rank)
+    dist.init_process_group(backend, init_method=init_method, rank=info.rank, world_size=info.world_size,
+                            timeout=timeout)
+    _object_group = dist.new_group(backend="gloo") if backend == "nccl" else None
+    logger.info("process group ready: rank %d/%d, backend %s, device %s", info.rank, info.world_size,
+                backend, device)
+    return dataclasses.replace(info, backend=backend, device=device, master_addr=addr, master_port=port)
+
+
+def cleanup() -> None:
+    """Leave the process group (no-op when none is initialised)."""
+    global _object_group
+    if is_initialized():
+        dist.destroy_process_group()
+    _object_group = None
+
+
+def is_initialized() -> bool:
+    """Whether this process belongs to an initialised process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """Global rank, 0 without a process group."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes, 1 without a process group."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0, and in a process without a group."""
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a group)."""
+    if is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks (no autograd).
+
+    Args:
+        tensor: any shape; the same shape and dtype on every rank.
+
+    Returns:
+        A new tensor on ``tensor``'s device holding the sum (a copy without a group); the input is
+        not modified. Data moves to the device the backend needs (GPU for nccl, CPU for gloo).
+    """
+    work = tensor.detach().clone()
+    if not is_initialized():
+        return work
+    if dist.get_backend() == "nccl":
+        if work.device.type != "cuda":
+            work = work.to(torch.device("cuda", torch.cuda.current_device()))
+    elif work.device.type != "cpu":
+        work = work.cpu()
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    return work.to(tensor.device)
+
+
+def gather_objects_to_main(obj: Any) -> list[Any] | None:
+    """Collect one picklable object per rank on rank 0, in rank order.
+
+    Goes through torch.distributed (no shared filesystem needed): ``gather_object`` on the default
+    group for gloo, on a side gloo (CPU) group for nccl jobs.
+
+    Returns:
+        On rank 0 the list ``[obj of rank 0, obj of rank 1, ...]``; None on the other ranks;
+        ``[obj]`` without a group.
+    """
+    if not is_initialized():
+        return [obj]
+    rank = dist.get_rank()
+    gathered: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
+    dist.gather_object(obj, gathered, dst=0, group=_object_group)
+    return gathered
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. a resume path chosen once); ``obj`` without a group."""
+    if not is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_object_group)
+    return box[0]
