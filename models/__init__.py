@@ -1,0 +1,1 @@
+"""Action model: SlowFast + ViT backbone, neck, ACAR head and loss, built from the YAML `model:` section."""
