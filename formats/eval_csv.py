@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,17 +151,28 @@ def _check_fields(fields: list[str], columns: Sequence[str], integer_columns: se
             _number(fields[index], columns[index], path, line)
 
 
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(1-based line, fields)`` of the non-blank rows; undecodable or NUL-holding text is a FormatError."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            for fields in reader:
+                if fields:
+                    yield reader.line_num, fields
+        except UnicodeDecodeError as error:
+            raise FormatError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except csv.Error as error:
+            raise FormatError(path, f"unreadable csv ({error})", reader.line_num + 1) from None
+
+
 def _locate_error(path: Path, columns: Sequence[str], integer_columns: set[int],
                   allowed_counts: tuple[int, ...]) -> FormatError:
     """Scan ``path`` line by line and return the error of its first bad line."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line, fields in enumerate(csv.reader(handle), start=1):
-            if not fields:
-                continue
-            try:
-                _check_fields(fields, columns, integer_columns, allowed_counts, path, line)
-            except FormatError as error:
-                return error
+    try:
+        for line, fields in _csv_rows(path):
+            _check_fields(fields, columns, integer_columns, allowed_counts, path, line)
+    except FormatError as error:
+        return error
     # The fast path disagreed with the scan; still fail rather than return doubtful data.
     return FormatError(path, "could not be parsed as a csv of columns " + ",".join(columns))
 
@@ -200,25 +211,18 @@ def _read_table(path: str | Path, columns: Sequence[str], integer_columns: set[i
     video = raw[:, 0]
     values = np.full((len(frame), width - 1), np.nan)
     optional_last = min(allowed_counts) == width - 1
-    empty = np.zeros(len(frame), dtype=bool)
     # pandas pads short rows with '': legal only in an optional last column (then NaN).
+    without_last = raw[:, -1] == "" if optional_last else np.zeros(len(frame), dtype=bool)
     for index in range(1, width):
-        column = raw[:, index]
-        empty = column == ""
-        if empty.any() and not (optional_last and index == width - 1):
+        present = ~without_last if index == width - 1 else slice(None)
+        column = raw[present, index]
+        if (column == "").any():
             raise _locate_error(path, columns, integer_columns, allowed_counts)
         try:
-            if empty.any():
-                values[~empty, index - 1] = column[~empty].astype(np.float64)
-            else:
-                values[:, index - 1] = column.astype(np.float64)
+            values[present, index - 1] = column.astype(np.float64)
         except ValueError:
             raise _locate_error(path, columns, integer_columns, allowed_counts) from None
-    checked = values[:, :-1] if optional_last else values
-    bad = ~np.isfinite(checked).all(axis=1)
-    if optional_last:
-        # After the loop ``empty`` marks the rows without the optional column; others must be finite.
-        bad |= ~np.isfinite(values[:, -1]) & ~empty
+    bad = ~np.isfinite(values[:, :-1]).all(axis=1) | (~np.isfinite(values[:, -1]) & ~without_last)
     integral = np.nan_to_num(values[:, sorted(i - 1 for i in integer_columns)])
     bad |= (integral != np.floor(integral)).any(axis=1)
     bad |= video == ""
@@ -286,12 +290,9 @@ def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
         raise FileNotFoundError(f"exclusions csv not found: {path}")
     keys: set[tuple[str, int]] = set()
     # Exclusion files have a few hundred rows at most: the line-by-line reader is fast enough.
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line, fields in enumerate(csv.reader(handle), start=1):
-            if not fields:
-                continue
-            _check_fields(fields, EXCLUSION_COLUMNS, set(), (2,), path, line)
-            keys.add((fields[0], int(float(fields[1]))))
+    for line, fields in _csv_rows(path):
+        _check_fields(fields, EXCLUSION_COLUMNS, set(), (2,), path, line)
+        keys.add((fields[0], int(float(fields[1]))))
     return keys
 
 

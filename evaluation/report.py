@@ -1,0 +1,133 @@
+"""Evaluation results as objects, JSON, the original's ``cap_mAP_records`` lines and a text summary."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from formats.atomic import write_text_atomic
+
+TIE_RULE = "equal scores: earlier predict-file row first (capacity cut, matching and AP order alike)"
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """A capacity sweep's curve.
+
+    Attributes:
+        best_capacity: the K with the highest mAP (the smallest such K on ties).
+        best_mAP: mAP at ``best_capacity``.
+        mAP_by_capacity: ``{K: mAP}`` for every K of the range, ascending.
+    """
+
+    best_capacity: int
+    best_mAP: float
+    mAP_by_capacity: dict[int, float]
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Frame-mAP of one predict file.
+
+    Attributes:
+        mAP: mean AP over classes with ground truth, a fraction in [0, 1] (never NaN: 0.0 when no
+            class has ground truth). For a sweep: the mAP at the best capacity.
+        capacity: the capacity ``per_class`` refers to (0 = unlimited; the best K for a sweep).
+        per_class: ``{class_id: AP}`` for every label-map id, None for a class without ground truth.
+        class_names: ``{class_id: name}`` from the label map.
+        sweep: the capacity curve, None for a single run.
+        counts: row and keyframe counts (ground truth, detections, exclusions, matches).
+        timings: seconds per stage (``read``, ``prepare``, ``evaluate`` or ``sweep``, ``total``).
+    """
+
+    mAP: float
+    capacity: int
+    per_class: dict[int, float | None]
+    class_names: dict[int, str]
+    sweep: SweepSummary | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The JSON object of ``calc_mAP.py --json`` (keys of ``per_class`` are ids as strings)."""
+        payload: dict = {
+            "mAP": _finite(self.mAP),
+            "capacity": int(self.capacity),
+            "per_class": {str(cid): (None if ap is None else _finite(ap)) for cid, ap in self.per_class.items()},
+            "class_names": {str(cid): name for cid, name in self.class_names.items()},
+        }
+        if self.sweep is not None:
+            payload["sweep"] = {
+                "best_capacity": int(self.sweep.best_capacity),
+                "best_mAP": _finite(self.sweep.best_mAP),
+                "mAP_by_capacity": {str(k): _finite(v) for k, v in self.sweep.mAP_by_capacity.items()},
+            }
+        payload["counts"] = {key: int(value) for key, value in self.counts.items()}
+        payload["timings_s"] = {key: round(float(value), 6) for key, value in self.timings.items()}
+        payload["tie_rule"] = TIE_RULE
+        return payload
+
+
+def _finite(value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        # The evaluator never produces NaN; this guards the JSON contract against a future regression.
+        raise ValueError(f"non-finite AP value {value} in an evaluation result")
+    return value
+
+
+def write_json(path: str | Path, result: EvaluationResult) -> None:
+    """Write ``result.to_json()`` to ``path`` atomically (NaN is refused, not written)."""
+    write_text_atomic(path, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+
+
+def cap_records_text(sweep: SweepSummary) -> str:
+    """The original's ``cap_mAP_records{E}.txt`` content: ``cap: K, mAP: X`` lines, then its best line."""
+    lines = [f"cap: {k}, mAP: {float(v)}" for k, v in sweep.mAP_by_capacity.items()]
+    lines.append(f"cap:{sweep.best_capacity},max_mAP:{float(sweep.best_mAP)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_cap_records(path: str | Path, sweep: SweepSummary) -> None:
+    """Write ``cap_records_text(sweep)`` to ``path`` atomically."""
+    write_text_atomic(path, cap_records_text(sweep))
+
+
+def _ranked_classes(result: EvaluationResult) -> list[tuple[int, float]]:
+    scored = [(cid, ap) for cid, ap in result.per_class.items() if ap is not None]
+    return sorted(scored, key=lambda item: (-item[1], item[0]))
+
+
+def format_summary(result: EvaluationResult, top: int = 5) -> str:
+    """A readable multi-line summary: mAP, best capacity, best and worst classes, counts, time."""
+    capacity = "unlimited" if result.capacity < 1 else str(result.capacity)
+    lines = [f"frame-mAP@0.5IoU: {100 * result.mAP:.2f}% ({result.mAP:.6f}) at capacity {capacity}"]
+    if result.sweep is not None:
+        ks = list(result.sweep.mAP_by_capacity)
+        worst_k = min(ks, key=lambda k: (result.sweep.mAP_by_capacity[k], k))
+        lines.append(f"capacity sweep {ks[0]}..{ks[-1]} ({len(ks)} values): best K = {result.sweep.best_capacity} "
+                     f"({100 * result.sweep.best_mAP:.2f}%), worst K = {worst_k} "
+                     f"({100 * result.sweep.mAP_by_capacity[worst_k]:.2f}%)")
+    ranked = _ranked_classes(result)
+    lines.append(f"classes with ground truth: {len(ranked)} of {len(result.per_class)}")
+    if ranked:
+        def describe(items: list[tuple[int, float]]) -> str:
+            return ", ".join(f"{cid} {result.class_names.get(cid, '?')} {100 * ap:.1f}%" for cid, ap in items)
+        lines.append(f"top {min(top, len(ranked))}: {describe(ranked[:top])}")
+        lines.append(f"bottom {min(top, len(ranked))}: {describe(ranked[::-1][:top])}")
+    counts = result.counts
+    if counts:
+        lines.append(
+            f"ground truth: {counts.get('gt_rows', 0)} rows, {counts.get('gt_rows_evaluated', 0)} evaluated in "
+            f"{counts.get('gt_keyframes', 0)} keyframes ({counts.get('gt_rows_excluded', 0)} excluded, "
+            f"{counts.get('gt_rows_outside_label_map', 0)} outside the label map)")
+        lines.append(
+            f"detections: {counts.get('detection_rows', 0)} rows, {counts.get('detection_rows_evaluated', 0)} "
+            f"evaluated in {counts.get('detection_keyframes', 0)} keyframes "
+            f"({counts.get('detection_keyframes_without_gt', 0)} without ground truth; at most "
+            f"{counts.get('max_rows_per_keyframe', 0)} rows in one keyframe), "
+            f"{counts.get('kept_rows', 0)} kept, {counts.get('true_positives', 0)} true positives")
+    if result.timings:
+        lines.append("time: " + ", ".join(f"{key} {value:.2f} s" for key, value in result.timings.items()))
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""The one-way dependency rule of STYLE.md, checked on the source (no imports executed).
+
+formats, config -> evaluation -> datasets, models -> engine -> detect, tools, CLIs.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("formats", "evaluation", "datasets", "models", "engine", "detect", "tools", "benchmarks")
+# Project packages each area may import (besides itself).
+ALLOWED = {
+    "formats": set(),
+    "evaluation": {"formats"},
+    "datasets": {"formats", "evaluation"},
+    "models": {"formats"},
+    "engine": {"formats", "evaluation", "datasets", "models"},
+    "detect": {"formats", "evaluation", "datasets", "models", "engine"},
+    "tools": {"formats", "evaluation", "datasets", "models", "engine", "detect"},
+    "benchmarks": {"formats", "evaluation", "datasets", "models", "engine", "detect", "tools"},
+}
+NO_TORCH = {"formats", "evaluation"}
+# Only the detector stage (and the video demo, which runs it) may import ultralytics.
+ULTRALYTICS_OK = ("detect/", "tools/video_demo.py", "benchmarks/detect_infer.py")
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def _sources() -> list[tuple[str, Path]]:
+    return [(pkg, path) for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py"))]
+
+
+@pytest.mark.parametrize("package,path", _sources(), ids=lambda value: str(value).replace(str(ROOT) + "/", ""))
+def test_imports_follow_the_dependency_direction(package: str, path: Path) -> None:
+    roots = _imported_roots(path)
+    forbidden = (roots & set(PACKAGES)) - ALLOWED[package] - {package}
+    assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}, against STYLE.md's direction"
+    if package in NO_TORCH:
+        assert not roots & {"torch", "torchvision", "timm"}, f"{path.relative_to(ROOT)} must not import torch"
+    rel = path.relative_to(ROOT).as_posix()
+    if "ultralytics" in roots:
+        assert rel.startswith(ULTRALYTICS_OK), f"{rel} imports ultralytics; only detect/ may"
+
+
+def test_every_area_has_sources() -> None:
+    for package in ("formats", "evaluation", "models", "engine"):
+        assert list((ROOT / package).rglob("*.py")), f"{package}/ has no Python source"
