@@ -1,0 +1,1 @@
+"""Data-preparation and pipeline tools: frame extraction, csv/pkl conversion, data check, the demo."""
