@@ -1,0 +1,91 @@
+"""``main.py``'s command line: validate the config, then spawn workers or join torchrun / SLURM."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+import torch.multiprocessing as mp
+
+from engine import distributed as dist_utils
+from engine.config import check_paths, load_config, validate_builders
+from engine.config_schema import Config, ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train or evaluate the SlowFast + ViT ACAR action model from a YAML config "
+                    "(the original's configs run unchanged).")
+    parser.add_argument("--config", required=True, help="YAML config (original schema)")
+    parser.add_argument("--nproc_per_node", type=int, default=None,
+                        help="processes to start on this node (default: one per GPU, 1 without CUDA)")
+    parser.add_argument("--backend", default=None, choices=["nccl", "gloo"],
+                        help="torch.distributed backend (default: nccl with CUDA, gloo without)")
+    parser.add_argument("--master_addr", default="127.0.0.1", help="rendezvous host (rank 0's node)")
+    parser.add_argument("--master_port", type=int, default=None,
+                        help="rendezvous port (default: a free port; required with --nnodes > 1)")
+    parser.add_argument("--nnodes", type=int, default=1, help="number of nodes")
+    parser.add_argument("--node_rank", type=int, default=0, help="this node's index, 0..nnodes-1")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set train.batch_size=2 (repeatable)")
+    return parser
+
+
+def _spawned_worker(local_rank: int, cfg: Config, nproc: int, nnodes: int, node_rank: int, addr: str,
+                    port: int, backend: str | None) -> None:
+    from engine.runner import run_worker
+
+    info = dist_utils.spawn_info(local_rank, nproc, nnodes, node_rank, addr, port)
+    run_worker(cfg, info, backend)
+
+
+def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None = None,
+           master_addr: str = "127.0.0.1", master_port: int | None = None, nnodes: int = 1,
+           node_rank: int = 0) -> None:
+    """Run ``cfg`` with the right process layout.
+
+    Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or SLURM (SLURM_PROCID, ...) this process IS a worker
+    and joins the existing job; otherwise it starts ``nproc_per_node`` workers with
+    ``torch.multiprocessing.spawn`` (a single worker runs in this process).
+    """
+    from engine.runner import run_worker
+
+    backend = dist_utils.choose_backend(backend)
+    env_info = dist_utils.world_info_from_env()
+    if env_info.launcher in ("torchrun", "slurm"):
+        logger.info("joining a %s job as rank %d of %d", env_info.launcher, env_info.rank, env_info.world_size)
+        run_worker(cfg, env_info, backend)
+        return
+    if nproc_per_node is None:
+        nproc_per_node = max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    if nproc_per_node < 1 or nnodes < 1 or not 0 <= node_rank < nnodes:
+        raise ValueError(f"invalid layout: --nproc_per_node {nproc_per_node}, --nnodes {nnodes}, "
+                         f"--node_rank {node_rank}")
+    if nnodes > 1 and master_port is None:
+        raise ValueError("--master_port is required with --nnodes > 1 (every node must use the same one)")
+    port = master_port or dist_utils.find_free_port()
+    if nproc_per_node == 1 and nnodes == 1:
+        run_worker(cfg, dist_utils.spawn_info(0, 1, 1, 0, master_addr, port), backend)
+        return
+    mp.spawn(_spawned_worker, args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend),
+             nprocs=nproc_per_node, join=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, validate the config before any process starts, then launch. Returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        validate_builders(cfg)
+        check_paths(cfg)
+        dist_utils.choose_backend(args.backend)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes, args.node_rank)
+    return 0

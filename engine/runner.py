@@ -1,0 +1,271 @@
+"""One process of a run: build everything from the config, resume, train/evaluate, checkpoint, summarise.
+
+Mirrors the original's ``main()`` order of events (process group, seed, model, data, optimiser,
+``pretrain``, resume) with these differences: it runs on CPU (gloo) as well as GPUs, evaluation
+gathers results through torch.distributed instead of a shared folder, checkpoints are atomic and
+carry every rank's RNG state, and a run can resume automatically from its latest checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from datasets.ava import AVADataset, collate_batch
+from datasets.sampler import DistributedSampler
+from datasets.transforms import build_spatial, build_spatial_views, build_temporal
+from engine import distributed as dist_utils
+from engine.checkpoint import capture_rng, checkpoint_path, find_latest_checkpoint, load_checkpoint
+from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
+from engine.config import to_dict
+from engine.config_schema import Config
+from engine.eval_loop import ChunkedBatchSampler, run_evaluation_pass
+from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
+from engine.scheduler import build_optimizer, build_scheduler
+from engine.scoring import score_epoch
+from engine.train_loop import train_one_epoch
+from formats.atomic import write_text_atomic
+from models.build import build_model
+from models.weights import load_state_dict_strict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """Rank 0's record of a run, written to ``result_path/run_summary.json``."""
+
+    mode: str
+    world_size: int
+    backend: str
+    device: str
+    epochs: list[dict] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    resumed_from: str | None = None
+    tensorboard: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch identically on every rank, as the original's ``random_seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast_factory(cfg: Config, device: torch.device):
+    if cfg.amp == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _set_threads(info: dist_utils.DistInfo) -> None:
+    # Processes on one CPU machine share its cores; without this each would start one thread per
+    # core and they would oversubscribe. An explicit OMP_NUM_THREADS (e.g. from torchrun) wins.
+    if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
+        return
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, info.local_world_size)))
+
+
+def _train_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, DistributedSampler, DataLoader]:
+    train = cfg.train
+    dataset = AVADataset(train.root_path, train.annotation_path,
+                         build_spatial(train.augmentation.spatial, "train.augmentation.spatial"),
+                         build_temporal(train.augmentation.temporal, "train.augmentation.temporal"), training=True)
+    sampler = DistributedSampler(len(dataset), info.world_size, info.rank, round_down=True)
+    loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
+                        collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
+                        generator=torch.Generator())
+    return dataset, sampler, loader
+
+
+def _val_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, DataLoader]:
+    val = cfg.val
+    dataset = AVADataset(val.root_path, val.annotation_path,
+                         build_spatial_views(val.augmentation.spatial, "val.augmentation.spatial"),
+                         build_temporal(val.augmentation.temporal, "val.augmentation.temporal"), training=False)
+    batches = ChunkedBatchSampler(len(dataset), val.batch_size, info.rank, info.world_size)
+    # A private generator: evaluating must not move the global RNG, or a resumed run would diverge
+    # from an uninterrupted one that validated in between.
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=val.workers, collate_fn=collate_batch,
+                        pin_memory=info.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+    return dataset, loader
+
+
+def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
+    """The original's top-level ``pretrain`` (``load_fortrain``): weights only, non-strict.
+
+    Keys the model does not have are dropped before loading (quirk 10 fixed: the original mutated the
+    dict while iterating over it and crashed whenever such a key existed).
+    """
+    checkpoint = load_checkpoint(cfg.pretrain.path)
+    state = checkpoint.get("state_dict", checkpoint)
+    own = model.state_dict()
+    stripped = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    usable = {k: v for k, v in stripped.items() if k in own}
+    missing = sorted(set(own) - set(usable))
+    redundant = sorted(set(stripped) - set(own))
+    model.load_state_dict(usable, strict=False)
+    logger.info("pretrain %s: loaded %d keys, %d missing, %d redundant", cfg.pretrain.path, len(usable),
+                len(missing), len(redundant))
+
+
+def _resume_source(cfg: Config) -> Path | None:
+    if cfg.auto_resume:
+        latest = find_latest_checkpoint(cfg.result_path)
+        if latest is not None:
+            return latest
+    if cfg.resume_path:
+        return resolve_resume_path(cfg.resume_path, cfg.result_path)
+    return None
+
+
+def _write_summary(cfg: Config, summary: RunSummary) -> None:
+    write_text_atomic(Path(cfg.result_path) / "run_summary.json", json.dumps(summary.__dict__, indent=2) + "\n")
+
+
+def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
+               on_iteration=None) -> RunSummary | None:
+    """Everything one process does for ``main.py``. Returns rank 0's summary (None elsewhere).
+
+    Args:
+        cfg: the validated config (paths already checked by the launcher).
+        info: this process's place in the job (``world_info_from_env`` / ``spawn_info``).
+        backend: 'nccl', 'gloo' or None (auto).
+        on_iteration: test hook called after each optimiser step with ``(epoch, iteration)``.
+    """
+    start = time.perf_counter()
+    info = dist_utils.init_distributed(info, backend)
+    try:
+        return _run(cfg, info, start, on_iteration)
+    finally:
+        dist_utils.cleanup()
+
+
+def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> RunSummary | None:
+    is_main = info.is_main
+    result_path = Path(cfg.result_path)
+    if is_main:
+        result_path.mkdir(parents=True, exist_ok=True)
+    dist_utils.barrier()
+    setup_logging(result_path, is_main, info.rank)
+    _set_threads(info)
+    if info.device.type == "cpu":
+        logger.info("no CUDA device: running on CPU with %s, %d process(es), %d thread(s) each",
+                    info.backend, info.world_size, torch.get_num_threads())
+    if is_main:
+        write_text_atomic(result_path / "opts.json", json.dumps(
+            {**to_dict(cfg), "world_size": info.world_size}, indent=2, default=str) + "\n")
+    summary = RunSummary(mode="evaluate" if cfg.evaluate else "train", world_size=info.world_size,
+                         backend=str(info.backend), device=str(info.device))
+    seed_everything(cfg.manual_seed)
+    model = build_model(to_dict(cfg.model), to_dict(cfg.loss)).to(info.device)
+    autocast = _autocast_factory(cfg, info.device)
+    writer = create_tensorboard_writer(result_path, is_main)
+    summary.tensorboard = str(result_path / "tb") if is_main else None
+    val_dataset, val_loader = _val_loader(cfg, info)
+    class_ids = [int(c["id"]) for c in val_dataset.classes]
+
+    train_parts = None
+    if not cfg.evaluate:
+        train_parts = _train_loader(cfg, info)
+        iters = len(train_parts[2])
+        if iters == 0:
+            raise ValueError(f"{cfg.config_file}: train.batch_size {cfg.train.batch_size} x {info.world_size} "
+                             f"process(es) exceeds the {len(train_parts[0])} training elements; no batch to run")
+        optimizer = build_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.scheduler.base_lr)
+        scheduler = build_scheduler(cfg.train.scheduler, optimizer, iters, cfg.train.n_epochs)
+    if cfg.pretrain is not None:
+        _load_init_checkpoint(cfg, model)
+
+    begin_epoch = 1
+    source = _resume_source(cfg)
+    if source is not None:
+        checkpoint = load_checkpoint(source)
+        load_state_dict_strict(model, checkpoint["state_dict"], str(source))
+        begin_epoch = int(checkpoint["epoch"]) + 1
+        summary.resumed_from = str(source)
+        logger.info("resumed from %s (epoch %d)", source, begin_epoch - 1)
+        if not cfg.evaluate:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
+            if per_rank and len(per_rank) == info.world_size:
+                restore_rng(per_rank[info.rank])
+            elif "rng" in checkpoint:
+                restore_rng(checkpoint["rng"])
+        del checkpoint
+
+    def evaluate(epoch: int) -> None:
+        predict_path = result_path / f"predict_epoch{epoch}.csv"
+        figures = run_evaluation_pass(model, val_loader, len(val_loader), info.device, is_main, autocast,
+                                      predict_path, class_ids)
+        if figures is not None:
+            figures.update(score_epoch(cfg, predict_path, epoch, writer))
+            summary.evaluations.append({"epoch": epoch, **figures})
+        dist_utils.barrier()
+
+    if cfg.evaluate:
+        evaluate(begin_epoch - 1)
+    else:
+        _train_epochs(cfg, info, model, train_parts, optimizer, scheduler, begin_epoch, writer, autocast,
+                      summary, evaluate, on_iteration)
+    writer.close()
+    summary.seconds["total"] = time.perf_counter() - start
+    if is_main:
+        _write_summary(cfg, summary)
+        return summary
+    return None
+
+
+def _train_epochs(cfg: Config, info: dist_utils.DistInfo, model, train_parts, optimizer, scheduler,
+                  begin_epoch: int, writer, autocast, summary: RunSummary, evaluate, on_iteration) -> None:
+    is_main = info.is_main
+    _, sampler, loader = train_parts
+    result_path = Path(cfg.result_path)
+    with warnings.catch_warnings():
+        # torch 2.14 deprecates broadcast_buffers in favour of forward_sync_buffers, whose False still
+        # syncs buffers at init; the original's semantics (rank-local BN_vit statistics) need this one.
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        ddp = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                                      broadcast_buffers=False, find_unused_parameters=False)
+    epoch_logger = TabLogger(result_path / "train.log", ["epoch", "loss", "lr"]) if is_main else None
+    batch_logger = TabLogger(result_path / "train_batch.log", ["epoch", "batch", "iter", "loss", "lr"]) if is_main else None
+    for epoch in range(begin_epoch, cfg.train.n_epochs + 1):
+        sampler.set_epoch(epoch)
+        # Worker seeds follow from (seed, epoch) only, so a resumed epoch replays the same data order
+        # and augmentations.
+        loader.generator.manual_seed(cfg.manual_seed * 100_003 + epoch)
+        hook = (lambda i, e=epoch: on_iteration(e, i)) if on_iteration is not None else None
+        stats = train_one_epoch(epoch, loader, len(loader), ddp, model.loss, optimizer, scheduler, info.device,
+                                info.world_size, is_main, cfg.print_freq, batch_logger, writer, autocast, hook)
+        summary.epochs.append(dict(stats.__dict__))
+        if is_main:
+            epoch_logger.log({"epoch": epoch, "loss": stats.loss, "lr": stats.lr})
+            writer.add_scalar("train/epoch_loss", stats.loss, epoch)
+            logger.info("epoch %d/%d: loss %.4f, lr %.6f, %.1f s", epoch, cfg.train.n_epochs, stats.loss,
+                        stats.lr, stats.seconds)
+        rng_states = dist_utils.gather_objects_to_main(capture_rng())
+        if epoch % cfg.train.save_freq == 0 or epoch == cfg.train.n_epochs:
+            if is_main:
+                path = save_checkpoint(checkpoint_path(result_path, epoch), epoch, ddp, optimizer, scheduler,
+                                       extra={"rng_per_rank": rng_states})
+                summary.checkpoints.append(str(path))
+            dist_utils.barrier()
+        if epoch % cfg.train.val_freq == 0 or epoch == cfg.train.n_epochs:
+            evaluate(epoch)
+    if is_main:
+        epoch_logger.close()
+        batch_logger.close()

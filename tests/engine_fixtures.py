@@ -1,0 +1,53 @@
+"""Shared helpers for the engine's end-to-end tests: a prepared tiny synthetic dataset and a tiny config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from datasets.synthetic import generate_dataset
+from tools.csv_to_pkl import convert_csv_to_pkl
+from tools.extract_frames import extract_frames
+from tools.gt_csv import write_evaluator_ground_truth
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "configs" / "tiny_cpu_synthetic.yaml"
+
+
+def prepare_tiny_dataset(root: Path) -> Path:
+    """Generate, extract and convert a 3-video synthetic dataset under ``root`` (a few seconds)."""
+    generate_dataset(root, preset="tiny", seed=0, progress=False, train_videos=2, val_videos=1)
+    extract_frames(root / "videos", root / "frames", workers=1, progress=False)
+    annotations = root / "AR_ava_format"
+    label_map = annotations / "list_action.pbtxt"
+    convert_csv_to_pkl(annotations / "chaos_train_1fps.csv", label_map, annotations / "cw_data_train1fps.pkl")
+    convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", label_map, annotations / "cw_data_test1fps.pkl")
+    write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv")
+    return root
+
+
+def write_tiny_config(path: Path, result_path: Path, **changes: object) -> Path:
+    """The shipped tiny CPU config shrunk further (64x64, 8 frames, batch 1) for tests.
+
+    ``changes`` replace top-level or ``train``/``val`` keys, e.g. ``n_epochs=2``, ``evaluate=True``.
+    """
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["result_path"] = str(result_path)
+    raw["cap_max"] = 20
+    vit = raw["model"]["backbone"]["subbackbone"]["kwargs"]
+    vit.update(img_size=64, all_frames=8)
+    raw["model"]["head"]["kwargs"].update(reduce_dim=64, hidden_dim=32)
+    for split in ("train", "val"):
+        raw[split]["batch_size"] = 1
+        raw[split]["augmentation"]["spatial"][0]["kwargs"]["resize"] = [64, 64]
+        raw[split]["augmentation"]["temporal"]["kwargs"].update(size=16, step=2)
+    raw["train"].update(n_epochs=2, val_freq=1, save_freq=1)
+    for key, value in changes.items():
+        if key in ("n_epochs", "val_freq", "save_freq"):
+            raw["train"][key] = value
+        else:
+            raw[key] = value
+    if raw.get("evaluate"):
+        raw.pop("train")
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

@@ -1,0 +1,128 @@
+"""End-to-end runs of main.py on a tiny synthetic dataset (CPU, gloo): training, evaluation, resume."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.config import load_config
+from engine.distributed import spawn_info
+from engine.runner import run_worker
+from formats.eval_csv import read_predict_csv
+from tests.engine_fixtures import ROOT, prepare_tiny_dataset, write_tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_tiny_dataset(tmp_path_factory.mktemp("cw"))
+
+
+def _main(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    # Same thread count in every process layout, so scores are bit-identical across layouts.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two epochs with two gloo processes."""
+    result = tmp_path_factory.mktemp("train")
+    config = write_tiny_config(result / "train.yaml", result / "run")
+    proc = _main(config, dataset, "--nproc_per_node", "2", "--backend", "gloo")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return result / "run"
+
+
+def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: Path, dataset: Path) -> None:
+    for name in ("ckpt_1.pth.tar", "ckpt_2.pth.tar", "train.log", "train_batch.log", "val.log", "log.txt",
+                 "opts.json", "predict_epoch2.csv", "cap_mAP_records2.txt", "eval_epoch2.json", "map_epoch2.png",
+                 "run_summary.json"):
+        assert (trained / name).is_file(), name
+    assert any((trained / "tb").iterdir())
+    checkpoint = torch.load(trained / "ckpt_2.pth.tar", map_location="cpu", weights_only=True)
+    assert {"epoch", "state_dict", "optimizer", "scheduler"} <= set(checkpoint)
+    assert checkpoint["epoch"] == 2 and all(k.startswith("module.") for k in checkpoint["state_dict"])
+    assert len(checkpoint["extra"]["rng_per_rank"]) == 2
+    train_log = (trained / "train.log").read_text().splitlines()
+    assert train_log[0] == "epoch\tloss\tlr" and len(train_log) == 3
+    records = (trained / "cap_mAP_records2.txt").read_text().splitlines()
+    assert records[0].startswith("cap: 1, mAP: ") and records[19].startswith("cap: 20, mAP: ")
+    preds = read_predict_csv(trained / "predict_epoch2.csv")
+    assert len(preds.video) % 50 == 0 and len(preds.video) > 0
+    assert set(preds.class_id.tolist()) == set(range(1, 51))
+
+
+def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, dataset: Path, tmp_path: Path) -> None:
+    outputs = {}
+    for nproc in (1, 2):
+        config = write_tiny_config(tmp_path / f"eval{nproc}.yaml", tmp_path / f"eval{nproc}", evaluate=True,
+                                   resume_path=str(trained / "ckpt_2.pth.tar"))
+        proc = _main(config, dataset, "--nproc_per_node", str(nproc), "--backend", "gloo")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs[nproc] = (tmp_path / f"eval{nproc}" / "predict_epoch2.csv").read_bytes()
+    assert outputs[1] == outputs[2]
+    assert outputs[1] == (trained / "predict_epoch2.csv").read_bytes()
+
+
+def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: Path, tmp_path: Path) -> None:
+    full = torch.load(trained / "ckpt_2.pth.tar", map_location="cpu", weights_only=True)
+    original = {"epoch": 7, "state_dict": full["state_dict"], "optimizer": {}, "scheduler": {}}
+    torch.save(original, tmp_path / "released.pth.tar")
+    config = write_tiny_config(tmp_path / "eval.yaml", tmp_path / "out", evaluate=True,
+                               resume_path=str(tmp_path / "released.pth.tar"))
+    proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "predict_epoch7.csv").is_file()
+    assert (tmp_path / "out" / "cap_mAP_records7.txt").is_file()
+
+
+def test_bad_config_fails_before_any_process_starts(dataset: Path, tmp_path: Path) -> None:
+    config = write_tiny_config(tmp_path / "bad.yaml", tmp_path / "out")
+    config.write_text(config.read_text().replace("batch_size:", "batch_sise:", 1))
+    proc = _main(config, dataset)
+    assert proc.returncode == 2
+    assert "bad.yaml" in proc.stderr and "batch_sise" in proc.stderr and "batch_size" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def _run_in_process(config: Path, dataset: Path, hook=None) -> None:
+    cwd = os.getcwd()
+    os.chdir(dataset)
+    try:
+        run_worker(load_config(config), spawn_info(0, 1), "gloo", on_iteration=hook)
+    finally:
+        os.chdir(cwd)
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_weights(dataset: Path, tmp_path: Path) -> None:
+    straight = write_tiny_config(tmp_path / "a.yaml", tmp_path / "a", n_epochs=3, val_freq=3)
+    _run_in_process(straight, dataset)
+
+    resumed = write_tiny_config(tmp_path / "b.yaml", tmp_path / "b", n_epochs=3, val_freq=3, auto_resume=True)
+
+    def crash(epoch: int, iteration: int) -> None:
+        if epoch == 3 and iteration == 0:
+            raise _Crash("simulated kill in the middle of epoch 3")
+
+    with pytest.raises(_Crash):
+        _run_in_process(resumed, dataset, crash)
+    assert not (tmp_path / "b" / "ckpt_3.pth.tar").exists()
+    _run_in_process(resumed, dataset)
+
+    final_a = torch.load(tmp_path / "a" / "ckpt_3.pth.tar", map_location="cpu", weights_only=True)["state_dict"]
+    final_b = torch.load(tmp_path / "b" / "ckpt_3.pth.tar", map_location="cpu", weights_only=True)["state_dict"]
+    assert final_a.keys() == final_b.keys()
+    for key in final_a:
+        assert torch.equal(final_a[key], final_b[key]), key
+    assert (tmp_path / "a" / "predict_epoch3.csv").read_bytes() == (tmp_path / "b" / "predict_epoch3.csv").read_bytes()
