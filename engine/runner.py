@@ -65,6 +65,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _set_determinism(cfg: Config) -> None:
+    # The original's optional ``cudnn`` section, and our ``deterministic`` switch for bitwise
+    # reproducible GPU runs (CPU runs are deterministic already).
+    if cfg.cudnn is not None:
+        torch.backends.cudnn.deterministic = cfg.cudnn.deterministic
+        torch.backends.cudnn.benchmark = cfg.cudnn.benchmark
+    if cfg.deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def _autocast_factory(cfg: Config, device: torch.device):
     if cfg.amp == "bf16":
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -171,6 +183,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     summary = RunSummary(mode="evaluate" if cfg.evaluate else "train", world_size=info.world_size,
                          backend=str(info.backend), device=str(info.device))
     seed_everything(cfg.manual_seed)
+    _set_determinism(cfg)
     model = build_model(to_dict(cfg.model), to_dict(cfg.loss)).to(info.device)
     autocast = _autocast_factory(cfg, info.device)
     writer = create_tensorboard_writer(result_path, is_main)
