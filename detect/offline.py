@@ -55,6 +55,7 @@ def prepare_ultralytics(project_root: str | Path | None = None) -> ModuleType:
     from ultralytics.utils import USER_CONFIG_DIR
 
     _place_font(Path(USER_CONFIG_DIR))
+    _undo_pil_patch()
     wanted = {"sync": False, **{name: False for name in _DISABLED_INTEGRATIONS},
               # Not <root>/datasets: that is this project's Python package.
               "datasets_dir": str(root / ".ultralytics" / "datasets"), "weights_dir": str(root / "weights"),
@@ -64,6 +65,22 @@ def prepare_ultralytics(project_root: str | Path | None = None) -> ModuleType:
         settings.update(wanted)
     _prepared[str(root)] = ultralytics
     return ultralytics
+
+
+def _undo_pil_patch() -> None:
+    """Give ``PIL.Image.open`` back its own behaviour after importing ultralytics.
+
+    ultralytics replaces ``Image.open`` process-wide with a wrapper that, on an unidentified image,
+    tries to install and import ``pi_heif`` (a network fetch with autoinstall on, a ModuleNotFoundError
+    with it off). In a process that also reads frames (data checks, the dataset, the video demo) a
+    corrupt PNG must raise PIL's own UnidentifiedImageError. HEIF input is not used here.
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is not original:
+        Image.open = original
 
 
 def _place_font(config_dir: Path) -> None:

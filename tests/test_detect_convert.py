@@ -100,3 +100,16 @@ def test_cli_converts_and_summarises(frames: Path, tmp_path: Path, capsys: pytes
     printed = capsys.readouterr().out
     assert "train: 4 images, 4 boxes" in printed and "val: 3 images, 3 boxes" in printed
     assert (out / "data.yaml").is_file()
+
+
+def test_prepare_ultralytics_leaves_pil_open_untouched(tmp_path: Path) -> None:
+    """A corrupt image must raise PIL's own error after ultralytics is imported (no pi_heif detour)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from detect.offline import prepare_ultralytics
+
+    prepare_ultralytics()
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(bad)
