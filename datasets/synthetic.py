@@ -70,7 +70,7 @@ class SyntheticConfig:
 
 PRESETS = {
     "tiny": SyntheticConfig(train_videos=1, val_videos=1, seconds=3),
-    "demo": SyntheticConfig(train_videos=24, val_videos=8, seconds=6),
+    "demo": SyntheticConfig(train_videos=40, val_videos=10, seconds=6),
 }
 
 
