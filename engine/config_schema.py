@@ -234,6 +234,21 @@ class CudnnConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VitCacheConfig:
+    """Top-level ``vit_cache`` (Extension): the exact frozen-ViT feature cache (``engine/feature_cache.py``).
+
+    ``path`` is the cache folder (shared by every rank and run; keys include the frames, the
+    transform and the ViT's weights, so a stale entry is never used). ``mode``: ``'off'`` (default)
+    runs the ViT as usual; ``'lazy'`` reads what is cached and computes and stores the rest;
+    ``'require'`` fails on a clip that is not cached (fill it with ``tools/precompute_vit_cache.py``).
+    Training with the cache needs ``model.backbone.subbackbone.eval_mode: true``.
+    """
+
+    path: str
+    mode: Literal["off", "lazy", "require"] = "off"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole config file.
 
@@ -247,6 +262,7 @@ class Config:
       resume from the one with the largest epoch instead of ``resume_path``.
     - ``deterministic`` (default False): ask torch for deterministic algorithms (slower), for
       bit-reproducible CPU runs.
+    - ``vit_cache`` (default None = off): see ``VitCacheConfig``.
     """
 
     evaluate: bool = False
@@ -265,5 +281,6 @@ class Config:
     amp: Literal["off", "bf16"] = "off"
     auto_resume: bool = False
     deterministic: bool = False
+    vit_cache: VitCacheConfig | None = None
     # Not a YAML key: the file the config came from, for error messages raised after loading.
     config_file: str = field(default="<config>", compare=False, repr=False, metadata={"yaml": False})

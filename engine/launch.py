@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 from engine import distributed as dist_utils
 from engine.config import check_paths, load_config, validate_builders
 from engine.config_schema import Config, ConfigError
+from engine.vit_cache_loader import check_vit_cache_config
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         validate_builders(cfg)
+        check_vit_cache_config(cfg)
         check_paths(cfg)
         dist_utils.choose_backend(args.backend)
     except (ConfigError, FileNotFoundError, ValueError) as exc:

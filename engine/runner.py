@@ -35,6 +35,7 @@ from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
 from engine.scheduler import build_optimizer, build_scheduler
 from engine.scoring import score_epoch
 from engine.train_loop import train_one_epoch
+from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
 from models.build import build_model
 from models.weights import load_state_dict_strict
@@ -173,6 +174,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
         result_path.mkdir(parents=True, exist_ok=True)
     dist_utils.barrier()
     setup_logging(result_path, is_main, info.rank)
+    check_vit_cache_config(cfg)  # vit_cache extension: fail before building anything
     _set_threads(info)
     if info.device.type == "cpu":
         logger.info("no CUDA device: running on CPU with %s, %d process(es), %d thread(s) each",
@@ -220,6 +222,10 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
             elif "rng" in checkpoint:
                 restore_rng(checkpoint["rng"])
         del checkpoint
+    # vit_cache extension (engine/vit_cache_loader.py): after every weight is loaded, since the
+    # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
+    train_parts, val_loader = attach_vit_cache(cfg, model, info.device, info.rank, autocast, train_parts,
+                                               val_dataset, val_loader)
 
     def evaluate(epoch: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"

@@ -9,6 +9,7 @@ from torch import nn
 from models.heads import HeadWrapper
 from models.losses import AvaCriterion
 from models.necks import NO_AUG, BasicNeck, NeckOutput
+from models.vit_cache import VitStats
 
 
 class AVAModel(nn.Module):
@@ -79,7 +80,12 @@ class AVAModel(nn.Module):
         """Mean BCE of the activated logits against ``[N, C]`` multi-hot targets; a float32 scalar."""
         return self.criterion(logits, targets)
 
-    def _features(self, clips: torch.Tensor) -> list[torch.Tensor]:
+    def _features(self, clips: torch.Tensor, vit_stats: VitStats | None = None) -> list:
+        if vit_stats is not None:
+            # Cached statistics of the frozen ViT stand in for its forward (models/vit_cache.py);
+            # the neck and RoI path only use SlowFast, so only the ViT branch changes.
+            slow, fast = self.backbone.module(clips)
+            return [slow, fast, vit_stats]
         features = self.backbone(clips)
         return list(features) if isinstance(features, (list, tuple)) else [features]
 
@@ -94,7 +100,8 @@ class AVAModel(nn.Module):
         Args:
             batch: ``clips`` (training: ``[B, 3, T, H, W]``; evaluation: a list of V such tensors),
                 ``aug_info`` (training: B dicts; evaluation: V lists of B dicts), ``labels``,
-                ``filenames``, ``mid_times``, ``element_index``.
+                ``filenames``, ``mid_times``, ``element_index``; optionally ``vit_stats``, the cached
+                ViT statistics (training: one ``VitStats``; evaluation: a list over the V views).
             evaluate: evaluation (multi-view, no jitter) instead of training.
 
         Returns:
@@ -104,7 +111,7 @@ class AVAModel(nn.Module):
         """
         if evaluate:
             return self._evaluate(batch)
-        features = self._features(batch["clips"])
+        features = self._features(batch["clips"], batch.get("vit_stats"))
         rois = self.neck(
             batch["aug_info"], batch["labels"], batch["filenames"], batch["mid_times"], batch.get("element_index")
         )
@@ -131,14 +138,15 @@ class AVAModel(nn.Module):
         device = clips[0].device if len(clips) else torch.device("cpu")
         sums = torch.zeros((reference.num_rois, self.num_classes), dtype=torch.float32, device=device)
         counts = torch.zeros(reference.num_rois, dtype=torch.int64, device=device)
-        for view_clips, view_aug in zip(clips, views_aug):
+        view_stats = batch.get("vit_stats") or [None] * len(clips)
+        for view_clips, view_aug, stats in zip(clips, views_aug, view_stats):
             rois = self.neck(view_aug, *args)
             keep = [(i, row_of[b]) for i, b in enumerate(rois.bbox_ids) if b in row_of]
             if not keep:
                 # Nothing to classify in this view: the backbone would run for nothing (the
                 # eval neck draws no random numbers, so skipping it changes no other result).
                 continue
-            features = self._features(view_clips)
+            features = self._features(view_clips, stats)
             logits = self._run_head(features, rois).float()
             rows = torch.tensor([row for _, row in keep], dtype=torch.int64, device=logits.device)
             picked = torch.tensor([i for i, _ in keep], dtype=torch.int64, device=logits.device)

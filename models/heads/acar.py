@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
+from models.vit_cache import VitStats, adapt_cached_vit
+
 
 def pool_rois(features: torch.Tensor, rois: torch.Tensor, roi_spatial: int) -> torch.Tensor:
     """RoIAlign on a 2-D map with normalised boxes, then a max over the RoI grid.
@@ -136,7 +138,9 @@ class ACARHead(nn.Module):
         """Adapts the ViT stream, averages each stream over time, concatenates and reduces.
 
         Args:
-            features: ``[slow [B, Cs, Ts, h, w], fast [B, Cf, Tf, h, w], vit [B, Cv, Tv, hv, wv]]``.
+            features: ``[slow [B, Cs, Ts, h, w], fast [B, Cf, Tf, h, w], vit [B, Cv, Tv, hv, wv]]``;
+                the ViT entry may instead be its cached ``VitStats`` (``models/vit_cache.py``),
+                which gives the same result without the ViT's full feature map.
 
         Returns:
             ``[B, reduce_dim, h, w]``, with h, w those of the slow feature.
@@ -144,7 +148,11 @@ class ACARHead(nn.Module):
         if len(features) != 3:
             raise ValueError(f"the ACAR head expects [slow, fast, vit] features, got {len(features)} tensors")
         slow, fast, vit = features
-        vit = self.conv_auto(self.BN_vit(vit))
+        if isinstance(vit, VitStats):
+            # Already averaged over time: the temporal part of the pooling below is then a no-op.
+            vit = adapt_cached_vit(self.BN_vit, self.conv_auto, vit)
+        else:
+            vit = self.conv_auto(self.BN_vit(vit))
         height, width = slow.shape[-2:]
         # Adaptive pooling to (1, h, w) is a plain temporal mean when the spatial sizes agree (the
         # shipped sizes); for other sizes it resamples the ViT grid to the slow grid.
