@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from datasets.synthetic import read_manifest
+from engine.config import load_config, to_dict
 from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_ground_truth_csv
-from tools.demo import DATA_STAGES, DemoContext, format_summary, run_demo
+from models.build import build_model
+from tests.engine_fixtures import write_tiny_config
+from tools.demo import DATA_STAGES, DemoContext, _EpochLog, format_summary, headline_figures, run_demo
 
 
 def _context(out: Path, seed: int = 0) -> DemoContext:
@@ -56,3 +61,75 @@ def test_demo_refuses_to_wipe_a_foreign_data_folder(tmp_path: Path) -> None:
 def test_unknown_stage_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="trainn"):
         run_demo(_context(tmp_path), only=["trainn"])
+
+
+def test_summary_shows_both_maps_side_by_side_and_the_headline_keys(tmp_path: Path) -> None:
+    stages = {
+        "detector": {"epochs": 12, "imgsz": 256, "conf": 0.3, "recall": 0.8125, "precision": 0.9, "ap": 0.75,
+                     "weights": "w.pt", "proposals": "p.pkl"},
+        "action": {"map_gt_boxes": 0.4228, "best_capacity_gt": 7, "checkpoint": "c", "predict_csv": "a.csv",
+                   "plot": "a.png", "tensorboard": "tb"},
+        "action_detector_boxes": {"map_detector_boxes": 0.2662, "best_capacity_detector": 9, "predict_csv": "d.csv"},
+        "video_demo": {"video": "v.mp4", "frames": 150, "size": "640x360", "boxes": 12},
+    }
+    table = format_summary({"stages": stages, "timings_s": {name: 1.0 for name in stages}}, tmp_path / "s.json")
+    assert "ground-truth boxes 42.28% (capacity 7)   |   detector boxes 26.62% (capacity 9)" in table
+    assert "val recall@0.5 81.2%" in table and "annotated video: v.mp4" in table
+    assert headline_figures(stages) == {"map_gt_boxes": 0.4228, "map_detector_boxes": 0.2662,
+                                        "detector_recall": 0.8125, "detector_ap": 0.75, "video_demo": "v.mp4"}
+    only_gt = format_summary({"stages": {"action": stages["action"]}, "timings_s": {}}, tmp_path / "s.json")
+    assert "detector boxes not run" in only_gt
+
+
+def _fake_action_stage(out: Path) -> None:
+    """What the action stage leaves behind, from a freshly built tiny model (training is tested elsewhere)."""
+    action = out / "action"
+    action.mkdir(parents=True)
+    config = write_tiny_config(action / "demo_config.yaml", action)
+    cfg = load_config(config)
+    torch.manual_seed(0)
+    model = build_model(to_dict(cfg.model), to_dict(cfg.loss))
+    checkpoint = action / "ckpt_1.pth.tar"
+    torch.save({"epoch": 1, "state_dict": model.state_dict(), "optimizer": {}, "scheduler": {}}, checkpoint)
+    (action / "run_summary.json").write_text(json.dumps({"checkpoints": [str(checkpoint)]}))
+
+
+@pytest.mark.slow
+def test_detector_stages_train_propose_evaluate_annotate_and_skip_on_rerun(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    ctx = _context(out)
+    # One epoch cannot reach 0.3: a low threshold keeps boxes to evaluate the action model on.
+    ctx.detector.update(epochs=1, imgsz=160, batch=4, conf=0.01)
+    run_demo(ctx, only=DATA_STAGES)
+    _fake_action_stage(out)
+    later = ("detector", "action_detector_boxes", "video_demo")
+    result = run_demo(ctx, only=later)
+    detector, boxes, video = (result["stages"][name] for name in later)
+    proposals = load_annotation_pkl(out / "data" / "AR_ava_format" / "cw_test_yolov8_demo.pkl")
+    val = load_annotation_pkl(out / "data" / "AR_ava_format" / "cw_data_test1fps.pkl")
+    assert {(e["video"], e["time"]) for e in proposals.elements} == {(e["video"], e["time"]) for e in val.elements}
+    assert 0.0 <= detector["recall"] <= 1.0 and Path(detector["quality_plot"]).is_file()
+    assert (out / "detector" / "train" / "results.csv").is_file() and Path(detector["weights"]).is_file()
+    assert 0.0 <= boxes["map_detector_boxes"] <= 1.0 and boxes["detector_recall"] == detector["recall"]
+    assert Path(boxes["predict_csv"]).parent == out / "action_detector"
+    assert Path(video["video"]).is_file() and video["frames"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detector_recall"] == detector["recall"]
+    assert summary["map_detector_boxes"] == boxes["map_detector_boxes"]
+
+    again = run_demo(ctx, only=later)
+    assert all(again["stages"][name]["skipped"] for name in later)
+    assert again["stages"]["action_detector_boxes"]["map_detector_boxes"] == boxes["map_detector_boxes"]
+
+
+def test_epoch_log_reports_each_finished_detector_epoch_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    results = tmp_path / "results.csv"
+    header = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/recall(B),metrics/mAP50(B)\n"
+    caplog.set_level(logging.INFO, logger="tools.demo")
+    with _EpochLog(results, epochs=3, poll_s=0.01) as log:
+        results.write_text(header + "1,5.0,4.1,3.2,3.3,0.1,0.05\n2,10.0,3.1,2.2,2.3,0.5")  # row 2 still being written
+        log._log_new_rows()
+        results.write_text(header + "1,5.0,4.1,3.2,3.3,0.1,0.05\n2,10.0,3.1,2.2,2.3,0.5,0.4\n")
+    lines = [record.getMessage() for record in caplog.records if "detector epoch" in record.getMessage()]
+    assert lines == ["detector epoch 1/3: loss box 4.100 cls 3.200 dfl 3.300 | val recall 0.100 mAP50 0.050 | 5 s",
+                     "detector epoch 2/3: loss box 3.100 cls 2.200 dfl 2.300 | val recall 0.500 mAP50 0.400 | 10 s"]

@@ -2,23 +2,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, load_cw_classes,
                                 read_manifest, resolve_config)
+from detect.convert import convert_to_yolo
+from detect.infer import detect_to_proposals
+from detect.quality import format_table, proposal_quality, save_report
+from detect.train import train_detector
 from formats.atomic import write_text_atomic
+from formats.official_csv import read_official_csv
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.extract_frames import FrameExtractionError, extract_frames
 from tools.gt_csv import write_evaluator_ground_truth
+from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs, run_video_demo
 
 LOGGER = logging.getLogger(__name__)
 
@@ -31,6 +44,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ACTION_CONFIG = REPO_ROOT / "configs" / "tiny_cpu_synthetic.yaml"
 # Characters of a stage's figures shown in the summary table (the json has them all).
 FIGURES_WIDTH = 90
+PROPOSALS_NAME = "cw_test_yolov8_demo.pkl"
+# YOLOv8n from scratch on the train keyframes (large, clear synthetic people), measured here (2 CPU
+# cores shared with other jobs) on 114 train keyframes: at 160 px (people stay >= 20 px tall) an
+# epoch took ~6 s against ~15 s at 256 px; 25 / 40 epochs gave val person recall@0.5 65% / 80% at
+# confidence 0.3 (AP 54% / 69%). What matters is the number of images seen, so "epochs": None sizes
+# the run to DETECTOR_IMAGE_BUDGET of them (kept within DETECTOR_EPOCH_RANGE) whatever the preset.
+# AdamW at a fixed 0.004 with a 1-epoch warmup learns much faster than ultralytics' automatic
+# choice; mosaic off for the last epochs adapts the model to the plain val frames.
+DETECTOR_SETTINGS = {"weights": "yolov8n.yaml", "epochs": None, "imgsz": 160, "batch": 8, "conf": 0.3, "seed": 0,
+                     "extra": {"optimizer": "AdamW", "lr0": 0.004, "warmup_epochs": 1, "close_mosaic": 8}}
+DETECTOR_IMAGE_BUDGET = 3600
+DETECTOR_EPOCH_RANGE = (12, 40)
 
 
 @dataclass
@@ -42,7 +67,12 @@ class DemoContext:
         seed: dataset seed.
         preset: synthetic dataset preset.
         overrides: SyntheticConfig fields replacing the preset's.
-        workers: parallel processes for generation and extraction.
+        workers: parallel processes for generation and extraction (and the detector's data loading).
+        action_config: config of the action model.
+        nproc: training processes of the action model.
+        detector: detector settings (``DETECTOR_SETTINGS``).
+        env: environment of the ``main.py`` runs, taken before any stage: importing ultralytics
+            sets ``OMP_NUM_THREADS=1`` in this process, which must not reach the action model's runs.
         results: ``{stage name: figures}`` of the stages run so far in this run.
     """
 
@@ -53,6 +83,8 @@ class DemoContext:
     workers: int = 2
     action_config: Path = ACTION_CONFIG
     nproc: int = 2
+    detector: dict = field(default_factory=lambda: json.loads(json.dumps(DETECTOR_SETTINGS)))
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     results: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -177,23 +209,219 @@ def stage_action(ctx: DemoContext) -> dict:
                "--nproc_per_node", str(ctx.nproc), "--set", f"result_path={result.resolve()}"]
     LOGGER.info("training the action model: %s (cwd %s)", " ".join(command), ctx.data)
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=ctx.data)
+    completed = subprocess.run(command, cwd=ctx.data, env=ctx.env)
     if completed.returncode != 0:
         raise RuntimeError(f"main.py exited with code {completed.returncode}; see {result / 'log.txt'}")
     write_text_atomic(done_marker, config_text)
     return _action_figures(result, time.perf_counter() - started, skipped=False)
 
 
-# Later issues append their stages (detector, action model, evaluation) to this list.
+def _digest(path: Path) -> str:
+    """sha256 of a file: what the skip markers compare (paths and mtimes say nothing about content)."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _read_marker(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Undo ultralytics' ``torch.set_num_threads(cpu_count - 1)`` (done when it selects the CPU)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _EpochLog:
+    """One log line per finished detector epoch, read from the ``results.csv`` ultralytics appends to.
+
+    ultralytics is kept quiet (``YOLO_VERBOSE=0``, ``verbose=False``); this thread follows its csv
+    instead of hooking into its internals.
+    """
+
+    def __init__(self, results_csv: Path, epochs: int, poll_s: float = 1.0) -> None:
+        self.results_csv, self.epochs, self.poll_s = results_csv, epochs, poll_s
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="detector-epochs", daemon=True)
+
+    def __enter__(self) -> _EpochLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._log_new_rows()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._log_new_rows()
+
+    def _log_new_rows(self) -> None:
+        if not self.results_csv.is_file():
+            return
+        text = self.results_csv.read_text(encoding="utf-8")
+        complete = text[:text.rfind("\n") + 1]  # a row being written is read on the next poll
+        rows = [{key.strip(): value.strip() for key, value in row.items()}
+                for row in csv.DictReader(complete.splitlines())]
+        for row in rows[self.seen:]:
+            LOGGER.info("detector epoch %s/%d: loss box %.3f cls %.3f dfl %.3f | val recall %.3f mAP50 %.3f | %.0f s",
+                        row.get("epoch"), self.epochs, *(float(row.get(key) or "nan") for key in (
+                            "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/recall(B)",
+                            "metrics/mAP50(B)", "time")))
+        self.seen = max(self.seen, len(rows))
+
+
+def detector_epochs(train_images: int) -> int:
+    """Epochs that show the detector about DETECTOR_IMAGE_BUDGET images, within DETECTOR_EPOCH_RANGE."""
+    low, high = DETECTOR_EPOCH_RANGE
+    return max(low, min(high, round(DETECTOR_IMAGE_BUDGET / max(1, train_images))))
+
+
+def _dataset_identity(ctx: DemoContext) -> dict:
+    manifest = read_manifest(ctx.data) or {}
+    return {"generator_version": manifest.get("generator_version"), "seed": manifest.get("seed"),
+            "config": _content_config(manifest.get("config", {}))}
+
+
+def stage_detector(ctx: DemoContext) -> dict:
+    """Train YOLOv8n from scratch on the train keyframes, write val proposals, report their quality.
+
+    Skipped when a finished run used the same settings on the same dataset.
+    """
+    folder, settings = ctx.out / "detector", ctx.detector
+    val_csv = ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv"
+    proposals = ctx.annotations / PROPOSALS_NAME
+    marker, wanted = folder / "demo_settings.json", {"settings": settings, "dataset": _dataset_identity(ctx)}
+    previous = _read_marker(marker)
+    if ({key: previous.get(key) for key in wanted} == wanted and proposals.is_file()
+            and Path(previous["figures"]["weights"]).is_file()):
+        LOGGER.info("detector already trained with these settings (%s): skipped", marker)
+        return {**previous["figures"], "skipped": True}
+    if folder.exists():
+        shutil.rmtree(folder)
+    counts = convert_to_yolo(ctx.annotations / f"chaos_{SPLITS['train']}_1fps.csv", val_csv, ctx.data / "frames",
+                             folder / "yolo")
+    epochs = settings["epochs"] or detector_epochs(counts["train"]["images"])
+    started = time.perf_counter()
+    with _torch_threads_kept():
+        with _EpochLog(folder / "train" / "results.csv", epochs):
+            weights = train_detector(counts["data_yaml"], folder, settings["weights"], epochs,
+                                     settings["imgsz"], settings["batch"], "auto", ctx.workers, seed=settings["seed"],
+                                     name="train", extra=settings["extra"])
+        train_seconds = time.perf_counter() - started
+        # Inference at the training size: the people then have the scale the detector learnt.
+        stats = detect_to_proposals(weights, val_csv, ctx.data / "frames", proposals, conf=settings["conf"],
+                                    imgsz=settings["imgsz"], resume=False, progress=False)
+    report = proposal_quality(proposals, ctx.annotations / PKL_NAMES["val"])
+    save_report(report, folder / "quality.json", folder / "quality_pr.png")
+    LOGGER.info("detector quality on the val keyframes (confidence >= %g):\n%s", settings["conf"],
+                format_table(report))
+    overall = report.overall
+    figures = {"epochs": epochs, "imgsz": settings["imgsz"], "conf": settings["conf"],
+               "train_images": counts["train"]["images"], "train_seconds": round(train_seconds, 1),
+               "recall": overall.recall["0.5"], "precision": overall.precision, "ap": overall.ap,
+               "recall_iou": overall.recall, "boxes": stats["boxes"], "empty_keyframes": stats["empty_keyframes"],
+               "weights": str(weights), "proposals": str(proposals), "quality_json": str(folder / "quality.json"),
+               "quality_plot": str(folder / "quality_pr.png")}
+    write_text_atomic(marker, json.dumps({**wanted, "figures": figures}, indent=2) + "\n")
+    return {**figures, "skipped": False}
+
+
+def _trained_action(ctx: DemoContext) -> tuple[Path, Path]:
+    """``(config copy, last checkpoint)`` of the action stage's run."""
+    summary = ctx.out / DEMO_ACTION / "run_summary.json"
+    config = ctx.out / DEMO_ACTION / DEMO_CONFIG_COPY
+    checkpoints = json.loads(summary.read_text()).get("checkpoints") if summary.is_file() else None
+    if not checkpoints or not config.is_file():
+        raise RuntimeError(f"no trained action model in {summary.parent}: run the 'action' stage first")
+    return config, Path(checkpoints[-1])
+
+
+def _detector_figures(ctx: DemoContext) -> dict:
+    figures = ctx.results.get("detector") or _read_marker(ctx.out / "detector" / "demo_settings.json").get("figures")
+    if not figures or not Path(figures["proposals"]).is_file():
+        raise RuntimeError(f"no detector proposals in {ctx.annotations}: run the 'detector' stage first")
+    return figures
+
+
+def stage_action_detector_boxes(ctx: DemoContext) -> dict:
+    """Evaluate the trained action model on the detector's val proposals (``main.py``, evaluation mode)."""
+    config, checkpoint = _trained_action(ctx)
+    detector = _detector_figures(ctx)
+    result = ctx.out / "action_detector"
+    marker = result / "demo_inputs.json"
+    inputs = {str(path): _digest(path) for path in (config, checkpoint, Path(detector["proposals"]))}
+    skipped = _read_marker(marker) == inputs and (result / "run_summary.json").is_file()
+    if not skipped:
+        if result.exists():
+            shutil.rmtree(result)
+        command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(config.resolve()),
+                   "--nproc_per_node", "1", "--set", "evaluate=true", "--set", f"resume_path={checkpoint.resolve()}",
+                   "--set", f"val.annotation_path={Path(detector['proposals']).resolve()}",
+                   "--set", f"result_path={result.resolve()}"]
+        LOGGER.info("evaluating the action model on detector boxes: %s", " ".join(command))
+        if subprocess.run(command, cwd=ctx.data, env=ctx.env).returncode != 0:
+            raise RuntimeError(f"main.py evaluation failed; see {result / 'log.txt'}")
+        write_text_atomic(marker, json.dumps(inputs, indent=2) + "\n")
+    final = json.loads((result / "run_summary.json").read_text())["evaluations"][-1]
+    return {"map_detector_boxes": final.get("best_mAP", final["mAP"]), "best_capacity_detector": final.get("best_capacity"),
+            "detector_recall": detector["recall"], "detector_ap": detector["ap"],
+            "eval_seconds": round(final["seconds"], 1), "skipped": skipped, "predict_csv": final["predict_csv"],
+            "plot": final.get("plot"), "eval_json": final.get("eval_json")}
+
+
+def stage_video_demo(ctx: DemoContext) -> dict:
+    """Annotate the first val video with the trained detector and action model (``tools/video_demo.py``)."""
+    config, checkpoint = _trained_action(ctx)
+    detector = _detector_figures(ctx)
+    video_id = read_official_csv(ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv")[0].video
+    inputs = DemoInputs(video=ctx.data / "videos" / f"{video_id}.mp4", config=config, checkpoint=checkpoint,
+                        detector=Path(detector["weights"]))
+    out = ctx.out / "video_demo" / f"{video_id}_annotated.mp4"
+    marker = out.parent / "demo_inputs.json"
+    wanted = {**{str(path): _digest(path) for path in (inputs.video, config, checkpoint, inputs.detector)},
+              "conf": ctx.detector["conf"], "imgsz": ctx.detector["imgsz"]}
+    skipped = _read_marker(marker) == wanted and out.is_file() and out.with_suffix(".json").is_file()
+    if skipped:
+        report = json.loads(out.with_suffix(".json").read_text())
+    else:
+        with _torch_threads_kept():
+            report = run_video_demo(inputs, out, conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"])
+        write_text_atomic(marker, json.dumps(wanted, indent=2) + "\n")
+    return {"video": str(out), "frames": report["frames"], "size": "x".join(map(str, report["size"])),
+            "keyframes": report["keyframes_count"], "boxes": report["boxes"],
+            "report": str(out.with_suffix(".json")), "skipped": skipped}
+
+
+# In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
 STAGES: list[tuple[str, Stage]] = [
     ("generate", stage_generate),
     ("extract_frames", stage_extract_frames),
     ("annotations", stage_annotations),
     ("check", stage_check),
     ("action", stage_action),
+    ("detector", stage_detector),
+    ("action_detector_boxes", stage_action_detector_boxes),
+    ("video_demo", stage_video_demo),
 ]
 # The stages that only prepare the dataset (tests run these without training).
 DATA_STAGES = ("generate", "extract_frames", "annotations", "check")
+
+
+def headline_figures(stages: dict[str, dict]) -> dict:
+    """The demo's main results, for the top of summary.json: both mAPs, detector recall, the video."""
+    picks = {"map_gt_boxes": ("action", "map_gt_boxes"), "map_detector_boxes": ("action_detector_boxes", "map_detector_boxes"),
+             "detector_recall": ("detector", "recall"), "detector_ap": ("detector", "ap"), "video_demo": ("video_demo", "video")}
+    return {key: stages[stage][name] for key, (stage, name) in picks.items() if name in stages.get(stage, {})}
 
 
 def write_summary(ctx: DemoContext, timings: dict[str, float], error: str | None = None) -> Path:
@@ -205,6 +433,7 @@ def write_summary(ctx: DemoContext, timings: dict[str, float], error: str | None
         "stages": ctx.results,
         "timings_s": timings,
         "total_s": round(sum(timings.values()), 2),
+        **headline_figures(ctx.results),
     }
     if error is not None:
         summary["error"] = error
@@ -268,21 +497,44 @@ def format_summary(result: dict, summary_path: Path) -> str:
         for name in sorted(dataset["label_counts"], key=lambda n: ids.get(n, 0)):
             per_split = [splits[split]["label_counts"].get(name, 0) for split in splits]
             lines.append(f"  {ids.get(name, 0):>4}  {name:<20}" + "".join(f"{count:>7}" for count in per_split))
-    lines.append("  stage            seconds  figures")
+    width = max([16, *(len(name) + 1 for name in timings)])
+    lines.append(f"  {'stage':<{width}} seconds  figures")
     for name, seconds in timings.items():
         scalars = {key: value for key, value in stages.get(name, {}).items()
                    if isinstance(value, (bool, int, float, str)) and key not in ("seed", "preset", "seconds")}
         shown = ", ".join(f"{key}={value}" for key, value in scalars.items())
-        lines.append(f"  {name:<16}{seconds:>8.1f}  {shown[:FIGURES_WIDTH]}")
-    action = stages.get("action")
+        lines.append(f"  {name:<{width}}{seconds:>8.1f}  {shown[:FIGURES_WIDTH]}")
+    lines.extend(_result_lines(stages))
+    lines.append(f"summary: {summary_path}")
+    return "\n".join(lines)
+
+
+def _result_lines(stages: dict[str, dict]) -> list[str]:
+    """Detector quality, the two mAPs side by side, and where the outputs are."""
+    lines = []
+    detector, action, boxes = stages.get("detector"), stages.get("action"), stages.get("action_detector_boxes")
+    if detector:
+        lines.append(f"person detector (YOLOv8n from scratch, {detector['epochs']} epochs at {detector['imgsz']} px, "
+                     f"confidence >= {detector['conf']}): val recall@0.5 {100 * detector['recall']:.1f}%, "
+                     f"precision {100 * detector['precision']:.1f}%, AP@0.5 {100 * detector['ap']:.1f}%")
+        lines.append(f"  weights {detector['weights']}  proposals {detector['proposals']}")
+    if action or boxes:
+        gt = f"{100 * action['map_gt_boxes']:.2f}% (capacity {action['best_capacity_gt']})" if action else "not run"
+        det = (f"{100 * boxes['map_detector_boxes']:.2f}% (capacity {boxes['best_capacity_detector']})"
+               if boxes else "not run")
+        lines.append("action model (SlowFast+ViT ACAR, tiny CPU config), val frame-mAP@0.5:")
+        lines.append(f"  ground-truth boxes {gt}   |   detector boxes {det}")
     if action:
-        lines.append(f"action model (SlowFast+ViT ACAR, tiny CPU config): frame-mAP@0.5 with ground-truth boxes "
-                     f"{100 * action['map_gt_boxes']:.2f}% at capacity {action['best_capacity_gt']}")
         lines.append(f"  checkpoint {action['checkpoint']}")
         lines.append(f"  predictions {action['predict_csv']}  plot {action['plot']}")
         lines.append(f"  tensorboard --logdir {action['tensorboard']}")
-    lines.append(f"summary: {summary_path}")
-    return "\n".join(lines)
+    if boxes:
+        lines.append(f"  detector-box predictions {boxes['predict_csv']}")
+    video = stages.get("video_demo")
+    if video:
+        lines.append(f"annotated video: {video['video']} ({video['frames']} frames {video['size']}, "
+                     f"{video['boxes']} boxes)")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
