@@ -4,6 +4,9 @@ One item = one pkl element (read as given: a keyframe repeated in the pkl is an 
 numerics.md quirk 18). Its clip is made of the frames chosen by the temporal transform, each loaded
 as ``PIL.Image.open(path).convert('RGB')`` and passed through the spatial transform chain(s).
 Only the sampled frames are opened, and a frame sampled twice (short windows loop) is read once.
+With a frame store (``datasets.frame_store``) the decoded frames, already through the chains'
+shared leading ``Scale``, come from a memory-mapped per-video array instead: same pixels, same
+clips, bit for bit.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.frame_store import FrameStore, store_resize_for
 from datasets.transforms import Compose
 from formats.annotation_pkl import frame_path, load_annotation_pkl
 from formats.errors import FormatError
@@ -41,6 +45,7 @@ class AVADataset(Dataset):
         spatial_views: Compose | Sequence[Compose],
         temporal_transform: TemporalTransform | None,
         training: bool,
+        frame_store: FrameStore | str | Path | None = None,
     ) -> None:
         """Read the pkl (validated by ``formats.annotation_pkl``); frames are read lazily.
 
@@ -50,6 +55,9 @@ class AVADataset(Dataset):
             spatial_views: one chain, or one per test-time view (training accepts exactly one).
             temporal_transform: maps candidate frame numbers to sampled ones (all when None).
             training: selects the item layout (single clip vs list over views).
+            frame_store: a ``FrameStore`` or its root folder: read frames from it (built lazily
+                for each video on first use) instead of decoding PNGs. The resize baked in is the
+                views' shared leading ``Scale`` (decoded frames only when they do not share one).
 
         Raises:
             FileNotFoundError: the pkl is missing.
@@ -70,6 +78,10 @@ class AVADataset(Dataset):
             raise ValueError(f"training takes one spatial chain, got {len(self.spatial_views)} views")
         self.temporal_transform = temporal_transform
         self.training = training
+        if frame_store is not None and not isinstance(frame_store, FrameStore):
+            frame_store = FrameStore(frame_store)
+        self.frame_store: FrameStore | None = frame_store
+        self.store_resize = store_resize_for(self.spatial_views) if frame_store is not None else None
         logger.debug("%s: %d elements, %d view(s)", self.annotation_path, len(self.elements), len(self.spatial_views))
 
     def __len__(self) -> int:
@@ -95,10 +107,15 @@ class AVADataset(Dataset):
     def load_frames(self, index: int) -> list[Image.Image]:
         """Decode the sampled frames of element ``index`` as RGB PIL images, in clip order.
 
+        With a frame store they come from it instead, already through ``self.store_resize``
+        (the chains' leading ``Scale`` then leaves them as they are).
+
         Raises:
             FileNotFoundError: a frame file is missing (the message names it and the element).
             FormatError: a frame cannot be decoded, or the frames differ in size.
         """
+        if self.frame_store is not None:
+            return self._load_stored_frames(index)
         decoded: dict[Path, Image.Image] = {}
         frames = []
         for path in self.frame_paths(index):
@@ -116,6 +133,17 @@ class AVADataset(Dataset):
             folder = self.root_path / self.elements[index]["video"]
             raise FormatError(folder, f"frames of {self._describe(index)} differ in size: {sizes}")
         return frames
+
+    def _load_stored_frames(self, index: int) -> list[Image.Image]:
+        """The sampled frames from the frame store, already through ``self.store_resize``."""
+        paths = self.frame_paths(index)
+        try:
+            # Every frame of an element lies in one video folder (``frame_path``).
+            return self.frame_store.load(paths[0].parent, [path.name for path in paths], self.store_resize)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc} (needed by {self._describe(index)})") from None
+        except FormatError as exc:
+            raise FormatError(exc.path, f"{exc.problem} (needed by {self._describe(index)})") from None
 
     def __getitem__(self, index: int) -> dict:
         """One keyframe.

@@ -182,8 +182,9 @@ class EvalMapConfig:
 class TrainConfig:
     """``train``: data, schedule and checkpoint frequency (absent from evaluation configs).
 
-    Extension: ``workers`` (default 1, the original's implicit value) DataLoader worker processes
-    per training process.
+    Extensions: ``workers`` (default 1, the original's implicit value) DataLoader worker processes
+    per training process; ``frame_store`` (default None) a packed store of resized frames
+    (``datasets/frame_store.py``), bit-identical clips without decoding PNGs.
     """
 
     root_path: str
@@ -196,14 +197,15 @@ class TrainConfig:
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
     workers: int = 1
+    frame_store: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class ValConfig:
     """``val``: evaluation data, test-time views, and the evaluator's files.
 
-    ``with_label`` also computes the validation loss. Extension: ``workers`` (default 1, the
-    original's implicit value) DataLoader worker processes per process.
+    ``with_label`` also computes the validation loss. Extensions: ``workers`` (default 1, the
+    original's implicit value) DataLoader worker processes per process; ``frame_store`` as in ``train``.
     """
 
     root_path: str
@@ -213,6 +215,7 @@ class ValConfig:
     with_label: bool = False
     eval_mAP: EvalMapConfig | None = None
     workers: int = 1
+    frame_store: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,6 +37,7 @@ from engine.scoring import score_epoch
 from engine.train_loop import train_one_epoch
 from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
+from models.backbones.vit import vit_sdpa_backend
 from models.build import build_model
 from models.weights import load_state_dict_strict
 
@@ -96,7 +97,8 @@ def _train_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, D
     train = cfg.train
     dataset = AVADataset(train.root_path, train.annotation_path,
                          build_spatial(train.augmentation.spatial, "train.augmentation.spatial"),
-                         build_temporal(train.augmentation.temporal, "train.augmentation.temporal"), training=True)
+                         build_temporal(train.augmentation.temporal, "train.augmentation.temporal"), training=True,
+                         frame_store=train.frame_store)
     sampler = DistributedSampler(len(dataset), info.world_size, info.rank, round_down=True)
     loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
                         collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
@@ -108,7 +110,8 @@ def _val_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, Dat
     val = cfg.val
     dataset = AVADataset(val.root_path, val.annotation_path,
                          build_spatial_views(val.augmentation.spatial, "val.augmentation.spatial"),
-                         build_temporal(val.augmentation.temporal, "val.augmentation.temporal"), training=False)
+                         build_temporal(val.augmentation.temporal, "val.augmentation.temporal"), training=False,
+                         frame_store=val.frame_store)
     batches = ChunkedBatchSampler(len(dataset), val.batch_size, info.rank, info.world_size)
     # A private generator: evaluating must not move the global RNG, or a resumed run would diverge
     # from an uninterrupted one that validated in between.
@@ -188,6 +191,11 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     _set_determinism(cfg)
     model = build_model(to_dict(cfg.model), to_dict(cfg.loss)).to(info.device)
     autocast = _autocast_factory(cfg, info.device)
+    vit = getattr(model.backbone, "submodule", None)
+    if vit is not None and is_main:
+        with autocast():
+            logger.info("ViT attention: scaled_dot_product_attention, %s kernel",
+                        vit_sdpa_backend(vit, batch_size=1, device=info.device))
     writer = create_tensorboard_writer(result_path, is_main)
     summary.tensorboard = str(result_path / "tb") if is_main else None
     val_dataset, val_loader = _val_loader(cfg, info)

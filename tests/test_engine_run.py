@@ -126,3 +126,14 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(dataset: Path, tmp_pat
     for key in final_a:
         assert torch.equal(final_a[key], final_b[key]), key
     assert (tmp_path / "a" / "predict_epoch3.csv").read_bytes() == (tmp_path / "b" / "predict_epoch3.csv").read_bytes()
+
+
+def test_frame_store_gives_byte_identical_predictions(trained: Path, dataset: Path, tmp_path: Path) -> None:
+    config = write_tiny_config(tmp_path / "eval.yaml", tmp_path / "out", evaluate=True,
+                               resume_path=str(trained / "ckpt_2.pth.tar"))
+    text = config.read_text().replace("  workers: 0\n", f"  workers: 0\n  frame_store: {tmp_path / 'store'}\n")
+    config.write_text(text)
+    proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any((tmp_path / "store").iterdir())
+    assert (tmp_path / "out" / "predict_epoch2.csv").read_bytes() == (trained / "predict_epoch2.csv").read_bytes()

@@ -1,0 +1,161 @@
+"""Benchmark: seconds per training iteration of the full action model, float32 vs bf16 amp (vs amp + ViT cache).
+
+    python benchmarks/train_step.py [--preset full|tiny] [--vit-depth D] [--frames T] [--size S]
+        [--batch B] [--boxes K] [--device auto] [--threads N] [--warmup W] [--repeats R] [--seed 0]
+
+One iteration = forward (SlowFast + frozen ViT + neck + ACAR head), loss, backward, AdamW step, on a
+synthetic batch in the datasets -> models contract (random clips, K annotated people per clip), the
+model in training mode as ``main.py`` trains it. Variants, timed one after the other, each from the
+same initial weights with a fresh optimiser:
+- ``float32``: float32, eager attention (the original);
+- ``amp``: bf16 autocast (the engine's ``amp: bf16``) with SDPA attention;
+- ``amp+cache``: as ``amp``, with the frozen ViT's statistics taken from the feature cache
+  (``models.vit_cache``) instead of running the ViT. Only when that module exists in this checkout
+  and the model accepts ``vit_stats``; the statistics are computed once before timing, so the time
+  of reading them from the cache on disk is NOT included. Skipped otherwise (the output says why).
+Prints seconds per iteration, ViT tokens per second, peak GPU memory on a GPU, and ``RATIO`` lines
+against ``float32``.
+
+Defaults: on a GPU the original model (ViT-g, 40 blocks; 32 frames at 224x224; batch 3); on a CPU
+the original model with a DEPTH-REDUCED ViT-g (2 blocks), 12 frames at 112x112, batch 1, one torch
+thread, 3 timed iterations per variant (about 30 s), which the output says. 12 frames keep the slow pathway at 3
+frames: with 2, torch 2.14's CPU bf16 Conv3d weight gradients are wrong (RESULTS.md).
+``--preset tiny`` is ``configs/tiny_cpu_synthetic.yaml``'s small model.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, clip_geometry, describe_device,  # noqa: E402
+                               model_configs, move_clips, setup_runtime, synthetic_batch, time_calls,
+                               timing_ratio_line)
+from models.backbones.vit import vit_sdpa_backend  # noqa: E402
+from models.build import build_model  # noqa: E402
+from models.model import AVAModel  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESET_CONFIGS), default="full",
+                        help="model config: 'full' = the original ViT-g training config, 'tiny' = the CPU demo's")
+    parser.add_argument("--vit-depth", type=int, default=None, help="ViT blocks (default: config's on GPU, 2 on CPU)")
+    parser.add_argument("--frames", type=int, default=None, help="clip frames (default: config's on GPU, 12 on CPU)")
+    parser.add_argument("--size", type=int, default=None, help="clip size (default: config's on GPU, 112 on CPU)")
+    parser.add_argument("--batch", type=int, default=None, help="clips per iteration (default: 3 on GPU, 1 on CPU)")
+    parser.add_argument("--boxes", type=int, default=4, help="annotated people per clip")
+    add_runtime_args(parser, warmup=None, repeats=None)
+    return parser.parse_args(argv)
+
+
+def _cache_support() -> tuple[Callable | None, str]:
+    """``(compute_vit_stats, '')`` when the feature cache exists in this checkout, else ``(None, why)``."""
+    try:
+        from models.vit_cache import compute_vit_stats
+    except ImportError as exc:
+        return None, f"models.vit_cache not available ({exc})"
+    return compute_vit_stats, ""
+
+
+def make_step(model: AVAModel, optimizer: torch.optim.Optimizer, batch: dict,
+              autocast: Callable[[], contextlib.AbstractContextManager]) -> Callable[[], float]:
+    """One training iteration as ``engine.train_loop`` runs it (loss in float32, outside autocast)."""
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            outputs = model(batch)
+        loss = model.loss(outputs["logits"].float(), outputs["targets"])
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return step
+
+
+def _cached_batch(model: AVAModel, batch: dict, autocast, compute_vit_stats: Callable) -> dict:
+    """The batch with the ViT's statistics attached, as a cache hit would deliver them."""
+    vit = model.backbone.submodule
+    was_training = vit.training
+    vit.eval()  # the cache holds eval-mode features (drop-path off)
+    with torch.no_grad(), autocast():
+        stats = compute_vit_stats(vit(batch["clips"]))
+    vit.train(was_training)
+    return {**batch, "vit_stats": stats}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Time the variants and print the figures; returns the exit status."""
+    args = parse_args(argv)
+    device = setup_runtime(args)
+    on_gpu = device.type == "cuda"
+    reduce = not on_gpu and args.preset == "full"
+    model_cfg, loss_cfg = model_configs(args.preset, args.vit_depth or (2 if reduce else None),
+                                        args.frames or (12 if reduce else None), args.size or (112 if reduce else None))
+    frames, size = clip_geometry(model_cfg)
+    batch_size = args.batch or (3 if on_gpu else 1)
+    warmup = args.warmup if args.warmup is not None else (2 if on_gpu else 1)
+    repeats = args.repeats if args.repeats is not None else (5 if on_gpu else 3)
+    model = build_model(model_cfg, loss_cfg).to(device).train()
+    vit = model.backbone.submodule
+    tokens = batch_size * vit.patch_embed.num_patches
+    depth_note = ""
+    if args.preset == "full" and len(vit.blocks) != 40:
+        depth_note = f", ViT-g DEPTH-REDUCED to {len(vit.blocks)} of 40 blocks"
+    print(f"train_step on {describe_device(device)}")
+    print(f"model: preset {args.preset} ({PRESET_CONFIGS[args.preset].name}){depth_note}, "
+          f"ViT width {vit.embed_dim}; batch [{batch_size}, 3, {frames}, {size}, {size}], {args.boxes} boxes per clip, "
+          f"{tokens} ViT tokens per iteration; ViT in train mode (drop-path on, quirk 6)")
+    batch = move_clips(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed), device)
+    initial = copy.deepcopy(model.state_dict())
+    bf16 = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)  # noqa: E731
+
+    compute_vit_stats, why_not = _cache_support()
+    variants = [("float32", "eager", contextlib.nullcontext, batch), ("amp", "sdpa", bf16, batch)]
+    if compute_vit_stats is not None:
+        variants.append(("amp+cache", "sdpa", bf16, _cached_batch(model, batch, bf16, compute_vit_stats)))
+    timings = {}
+    for name, attention, autocast, variant_batch in variants:
+        model.load_state_dict(initial)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        vit.set_attn_impl(attention)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            timing = time_calls(make_step(model, optimizer, variant_batch, autocast), device, warmup, repeats)
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:
+            if name != "amp+cache":
+                raise
+            why_not = f"the model does not take cached ViT statistics yet ({type(exc).__name__}: {exc})"
+            continue
+        timings[name] = timing
+        with autocast():
+            backend = vit_sdpa_backend(vit, batch_size) if attention == "sdpa" else "eager"
+        line = (f"{name:<10} ({backend} attention): {timing.describe()} per iteration, "
+                f"{tokens / timing.median:,.0f} ViT tokens/s")
+        if on_gpu:
+            line += f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+        print(line)
+        broken = [n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        if broken:
+            print(f"WARNING {name}: {len(broken)} parameter(s) became non-finite, e.g. {broken[0]} (see RESULTS.md: "
+                  f"CPU bf16 Conv3d weight gradients are wrong for a 2-frame slow pathway in torch 2.14)")
+    if "amp+cache" not in timings:
+        print(f"amp+cache  skipped: {why_not}")
+    for name in ("amp", "amp+cache"):
+        if name in timings:
+            print(timing_ratio_line(f"train_step {name} vs float32", "float32", timings["float32"], name,
+                                    timings[name]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
