@@ -81,6 +81,11 @@ def _set_determinism(cfg: Config) -> None:
 
 def _autocast_factory(cfg: Config, device: torch.device):
     if cfg.amp == "bf16":
+        if device.type == "cpu" and not cfg.evaluate:
+            # torch 2.14's CPU bf16 Conv3d backward returns garbage for a (3,1,1) kernel over 2 frames
+            # (benchmarks/RESULTS.md); short clips reach that in the slow pathway and train to NaN.
+            logger.warning("amp: bf16 training on CPU; if the slow pathway gets 2 frames the bf16 Conv3d "
+                           "gradients of torch 2.14 are wrong (see benchmarks/RESULTS.md): use amp: off then")
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
