@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from models.heads.acar import HR2O, ACARHead, acar, pool_rois
-from models.heads.linear import LinearHead, linear
+from models.heads.acar import HR2O, ACARHead, pool_rois
+from models.heads.linear import LinearHead
 
-HEADS: dict[str, Callable[..., nn.Module]] = {"acar": acar, "linear": linear}
+# The classes are the builders: their constructor arguments are the config's `model.head.kwargs`.
+HEADS: dict[str, Callable[..., nn.Module]] = {"acar": ACARHead, "linear": LinearHead}
 
 
 class HeadWrapper(nn.Module):
@@ -39,4 +40,4 @@ class HeadWrapper(nn.Module):
         return self.module(features, rois, roi_ids, sizes_before_padding)
 
 
-__all__ = ["HEADS", "HR2O", "ACARHead", "HeadWrapper", "LinearHead", "acar", "linear", "pool_rois"]
+__all__ = ["HEADS", "HR2O", "ACARHead", "HeadWrapper", "LinearHead", "pool_rois"]

@@ -211,34 +211,3 @@ class ACARHead(nn.Module):
         if self.dp is not None:
             outputs = self.dp(outputs)
         return self.fc2(outputs)
-
-
-def acar(
-    width: int,
-    roi_spatial: int = 7,
-    num_classes: int = 60,
-    dropout: float = 0.0,
-    bias: bool = False,
-    reduce_dim: int = 1024,
-    hidden_dim: int = 512,
-    downsample: str = "max2x2",
-    depth: int = 2,
-    kernel_size: int = 3,
-    mlp_1x1: bool = False,
-    vit_channels: int = 1408,
-) -> ACARHead:
-    """Builds the `acar` head from ``model.head.kwargs`` (see ``ACARHead``)."""
-    return ACARHead(
-        width=width,
-        roi_spatial=roi_spatial,
-        num_classes=num_classes,
-        dropout=dropout,
-        bias=bias,
-        reduce_dim=reduce_dim,
-        hidden_dim=hidden_dim,
-        downsample=downsample,
-        depth=depth,
-        kernel_size=kernel_size,
-        mlp_1x1=mlp_1x1,
-        vit_channels=vit_channels,
-    )

@@ -58,10 +58,3 @@ class LinearHead(nn.Module):
         if self.dp is not None:
             outputs = self.dp(outputs)
         return self.fc(outputs)
-
-
-def linear(
-    width: int, roi_spatial: int = 7, num_classes: int = 60, dropout: float = 0.0, bias: bool = False
-) -> LinearHead:
-    """Builds the `linear` head from ``model.head.kwargs`` (see ``LinearHead``)."""
-    return LinearHead(width=width, roi_spatial=roi_spatial, num_classes=num_classes, dropout=dropout, bias=bias)
