@@ -264,37 +264,3 @@ def synthetic_batch(batch: int, frames: int, size: int, boxes: int, num_classes:
     if views is None:
         return {"clips": clips(), "aug_info": infos(False), **common}
     return {"clips": [clips() for _ in range(views)], "aug_info": [infos(v % 2 == 1) for v in range(views)], **common}
-
-
-def move_clips(batch: dict, device: torch.device) -> dict:
-    """The batch with its clip tensor(s) on ``device``."""
-    clips = batch["clips"]
-    moved = clips.to(device) if isinstance(clips, torch.Tensor) else [view.to(device) for view in clips]
-    return {**batch, "clips": moved}
-
-
-def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int = 1, seconds: int = 3) -> Path:
-    """Generate, extract and convert a small synthetic Chaotic World dataset under ``root`` (seconds).
-
-    Args:
-        root: output folder.
-        train_videos, val_videos: videos per split.
-        seconds: video length; keyframes lie at seconds 1 .. seconds - 1.
-
-    Returns:
-        ``root``, laid out as DESIGN.md says (frames/, AR_ava_format/ with pkls and ground truth).
-    """
-    from datasets.synthetic import generate_dataset
-    from tools.csv_to_pkl import convert_csv_to_pkl
-    from tools.extract_frames import extract_frames
-    from tools.gt_csv import write_evaluator_ground_truth
-
-    generate_dataset(root, preset="tiny", seed=0, progress=False, train_videos=train_videos, val_videos=val_videos,
-                     seconds=seconds)
-    extract_frames(root / "videos", root / "frames", workers=1, progress=False)
-    annotations = root / "AR_ava_format"
-    label_map = annotations / "list_action.pbtxt"
-    convert_csv_to_pkl(annotations / "chaos_train_1fps.csv", label_map, annotations / "cw_data_train1fps.pkl")
-    convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", label_map, annotations / "cw_data_test1fps.pkl")
-    write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv")
-    return root

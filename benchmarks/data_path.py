@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PRESET_CONFIGS, describe_device, prepare_synthetic_dataset, ratio_line  # noqa: E402
+from benchmarks.common import PRESET_CONFIGS, describe_device, ratio_line  # noqa: E402
+from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.frame_store import FrameStore  # noqa: E402
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal  # noqa: E402

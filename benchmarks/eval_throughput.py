@@ -48,11 +48,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, clip_geometry, describe_device,  # noqa: E402
-                               model_configs, move_clips, prepare_synthetic_dataset, setup_runtime,
+                               model_configs, setup_runtime,
                                synthetic_batch, time_calls, timing_ratio_line)
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
+from engine.train_loop import move_batch  # noqa: E402
+from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from models.backbones.vit import cast_frozen_vit, vit_sdpa_backend  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
@@ -111,7 +113,7 @@ def run_throughput(args: argparse.Namespace, device: torch.device) -> int:
     print(f"eval_throughput on {describe_device(device)}")
     print(f"model: preset {args.preset}{depth_note}; {batch_size} keyframe(s) per batch x {args.views} view(s) of "
           f"[3, {frames}, {size}, {size}], {args.boxes} boxes per keyframe")
-    batch = move_clips(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed,
+    batch = move_batch(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed,
                                        views=args.views), device)
     vit.set_attn_impl("eager")
     baseline = time_calls(_evaluate_fn(model, batch, contextlib.nullcontext), device, warmup, repeats)

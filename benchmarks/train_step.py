@@ -36,8 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, clip_geometry, describe_device,  # noqa: E402
-                               model_configs, move_clips, setup_runtime, synthetic_batch, time_calls,
+                               model_configs, setup_runtime, synthetic_batch, time_calls,
                                timing_ratio_line)
+from engine.train_loop import move_batch  # noqa: E402
 from models.backbones.vit import vit_sdpa_backend  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model: preset {args.preset} ({PRESET_CONFIGS[args.preset].name}){depth_note}, "
           f"ViT width {vit.embed_dim}; batch [{batch_size}, 3, {frames}, {size}, {size}], {args.boxes} boxes per clip, "
           f"{tokens} ViT tokens per iteration; ViT in train mode (drop-path on, quirk 6)")
-    batch = move_clips(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed), device)
+    batch = move_batch(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed), device)
     initial = copy.deepcopy(model.state_dict())
     bf16 = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)  # noqa: E731
 

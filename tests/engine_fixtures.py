@@ -5,25 +5,15 @@ from pathlib import Path
 
 import yaml
 
-from datasets.synthetic import generate_dataset
-from tools.csv_to_pkl import convert_csv_to_pkl
-from tools.extract_frames import extract_frames
-from tools.gt_csv import write_evaluator_ground_truth
+from tools.prepare_synthetic import prepare_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "tiny_cpu_synthetic.yaml"
 
 
 def prepare_tiny_dataset(root: Path) -> Path:
-    """Generate, extract and convert a 3-video synthetic dataset under ``root`` (a few seconds)."""
-    generate_dataset(root, preset="tiny", seed=0, progress=False, train_videos=2, val_videos=1)
-    extract_frames(root / "videos", root / "frames", workers=1, progress=False)
-    annotations = root / "AR_ava_format"
-    label_map = annotations / "list_action.pbtxt"
-    convert_csv_to_pkl(annotations / "chaos_train_1fps.csv", label_map, annotations / "cw_data_train1fps.pkl")
-    convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", label_map, annotations / "cw_data_test1fps.pkl")
-    write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv")
-    return root
+    """A 3-video synthetic dataset (2 train, 1 val) under ``root``, ready for main.py (a few seconds)."""
+    return prepare_synthetic_dataset(root, train_videos=2, val_videos=1)
 
 
 def write_tiny_config(path: Path, result_path: Path, **changes: object) -> Path:

@@ -12,7 +12,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks import data_path, eval_throughput, train_step, vit_forward
-from benchmarks.common import prepare_synthetic_dataset, ratio_line, vit_forward_flops
+from benchmarks.common import ratio_line, vit_forward_flops
+from tools.prepare_synthetic import prepare_synthetic_dataset
 from models.backbones.vit import (cast_frozen_vit, sdpa_backend, sdpa_eligible_backends, vit_giant_patch14_224,
                                   vit_sdpa_backend, vit_small_patch16_224)
 
