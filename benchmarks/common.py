@@ -217,6 +217,43 @@ def model_configs(preset: str, vit_depth: int | None = None, frames: int | None 
     return model_cfg, loss_cfg
 
 
+@dataclass(frozen=True)
+class BenchSetup:
+    """Model configs and timing settings shared by the model benchmarks.
+
+    ``reduced`` is True when the full ViT-g preset was shrunk because no GPU is present (say so in
+    the output).
+    """
+
+    model_cfg: dict
+    loss_cfg: dict
+    frames: int
+    size: int
+    batch_size: int
+    warmup: int
+    repeats: int
+    reduced: bool
+
+
+def bench_setup(args: argparse.Namespace, device: torch.device) -> BenchSetup:
+    """Resolve ``--preset/--vit-depth/--frames/--size/--batch/--warmup/--repeats`` for ``device``.
+
+    On CPU the full preset is depth- and size-reduced (2 ViT blocks, 12 frames, 112 px) unless the
+    flags say otherwise; GPUs get the full model, batch 3, 2 warm-up and 5 timed calls.
+    """
+    on_gpu = device.type == "cuda"
+    reduced = not on_gpu and args.preset == "full"
+    model_cfg, loss_cfg = model_configs(args.preset, args.vit_depth or (2 if reduced else None),
+                                        args.frames or (12 if reduced else None),
+                                        args.size or (112 if reduced else None))
+    frames, size = clip_geometry(model_cfg)
+    return BenchSetup(model_cfg=model_cfg, loss_cfg=loss_cfg, frames=frames, size=size,
+                      batch_size=args.batch or (3 if on_gpu else 1),
+                      warmup=args.warmup if args.warmup is not None else (2 if on_gpu else 1),
+                      repeats=args.repeats if args.repeats is not None else (5 if on_gpu else 3),
+                      reduced=reduced)
+
+
 def clip_geometry(model_cfg: dict) -> tuple[int, int]:
     """``(frames, size)`` of the clips a model config expects (the ViT's ``all_frames`` and ``img_size``)."""
     kwargs = model_cfg["backbone"]["subbackbone"].get("kwargs") or {}

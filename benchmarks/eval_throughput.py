@@ -47,8 +47,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, clip_geometry, describe_device,  # noqa: E402
-                               model_configs, setup_runtime,
+from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
+                               setup_runtime,
                                synthetic_batch, time_calls, timing_ratio_line)
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
@@ -99,13 +99,10 @@ def _evaluate_fn(model: AVAModel, batch: dict, autocast) -> Callable[[], torch.T
 def run_throughput(args: argparse.Namespace, device: torch.device) -> int:
     """Keyframes/s of the evaluation forward, original-style float32 vs ours."""
     on_gpu = device.type == "cuda"
-    reduce = not on_gpu and args.preset == "full"
-    model_cfg, loss_cfg = model_configs(args.preset, args.vit_depth or (2 if reduce else None),
-                                        args.frames or (12 if reduce else None), args.size or (112 if reduce else None))
-    frames, size = clip_geometry(model_cfg)
-    batch_size = args.batch or (3 if on_gpu else 1)
-    warmup = args.warmup if args.warmup is not None else (2 if on_gpu else 1)
-    repeats = args.repeats if args.repeats is not None else (5 if on_gpu else 3)
+    setup = bench_setup(args, device)
+    reduce = setup.reduced
+    model_cfg, loss_cfg, frames, size = setup.model_cfg, setup.loss_cfg, setup.frames, setup.size
+    batch_size, warmup, repeats = setup.batch_size, setup.warmup, setup.repeats
     amp = args.amp == "bf16" or (args.amp == "auto" and on_gpu)
     model = build_model(model_cfg, loss_cfg).to(device).eval()
     vit = model.backbone.submodule

@@ -35,8 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, clip_geometry, describe_device,  # noqa: E402
-                               model_configs, setup_runtime, synthetic_batch, time_calls,
+from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
+                               setup_runtime, synthetic_batch, time_calls,
                                timing_ratio_line)
 from engine.train_loop import move_batch  # noqa: E402
 from models.backbones.vit import vit_sdpa_backend  # noqa: E402
@@ -98,13 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = setup_runtime(args)
     on_gpu = device.type == "cuda"
-    reduce = not on_gpu and args.preset == "full"
-    model_cfg, loss_cfg = model_configs(args.preset, args.vit_depth or (2 if reduce else None),
-                                        args.frames or (12 if reduce else None), args.size or (112 if reduce else None))
-    frames, size = clip_geometry(model_cfg)
-    batch_size = args.batch or (3 if on_gpu else 1)
-    warmup = args.warmup if args.warmup is not None else (2 if on_gpu else 1)
-    repeats = args.repeats if args.repeats is not None else (5 if on_gpu else 3)
+    setup = bench_setup(args, device)
+    model_cfg, loss_cfg, frames, size = setup.model_cfg, setup.loss_cfg, setup.frames, setup.size
+    batch_size, warmup, repeats = setup.batch_size, setup.warmup, setup.repeats
     model = build_model(model_cfg, loss_cfg).to(device).train()
     vit = model.backbone.submodule
     tokens = batch_size * vit.patch_embed.num_patches
