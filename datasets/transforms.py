@@ -13,7 +13,6 @@ argument; only the ``kwargs`` node itself being a list creates views, so the two
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image
+
+from formats.errors import close_match_hint
 
 # What a spatial transform consumes / produces: PIL frames before ToTensor, a tensor after it.
 PIL_STAGE = "pil"
@@ -500,9 +501,7 @@ def _entry_parts(entry: object, key: str) -> tuple[str, object]:
 def _lookup(table: dict[str, type], name: str, key: str) -> type:
     if name in table:
         return table[name]
-    hint = difflib.get_close_matches(name, list(table), n=1)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise TransformConfigError(key, f"unknown transform {name!r}{suggestion}; choices: {', '.join(table)}")
+    raise TransformConfigError(key, f"unknown transform {name!r}{close_match_hint(name, table)}; choices: {', '.join(table)}")
 
 
 def _instantiate(cls: type, kwargs: object, key: str) -> object:

@@ -1,7 +1,7 @@
 """Load, override and validate YAML run configs into the frozen dataclasses of ``config_schema``.
 
-Usage (``main.py``): ``cfg = load_config(path, overrides)``, then ``validate_builders(cfg)`` and
-``check_paths(cfg)`` before any process is spawned or weight loaded; ``to_dict(cfg)`` gives the
+Usage (``main.py``): ``cfg = load_config(path, overrides)``, then
+``engine.config_builders.validate_builders(cfg)`` and ``check_paths(cfg)`` before any process is spawned or weight loaded; ``to_dict(cfg)`` gives the
 plain nested mapping written to ``opts.json`` and handed to ``models.build.build_model``.
 
 Relative paths in a config resolve against the current working directory, as in the original
@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import inspect
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -42,14 +40,16 @@ from engine.config_schema import (
     TrainConfig,
     TransformConfig,
     ValConfig,
+    describe_value,
+    join_key,
 )
+from formats.errors import close_match_hint
 
 __all__ = [
-    "AugmentationConfig", "BackboneConfig", "BuilderTables", "Config", "ConfigError", "CudnnConfig",
+    "AugmentationConfig", "BackboneConfig", "Config", "ConfigError", "CudnnConfig",
     "EvalMapConfig", "HeadConfig", "InitCheckpointConfig", "LossConfig", "ModelConfig", "NeckConfig",
     "OptimizerConfig", "PretrainConfig", "SchedulerConfig", "SubbackboneConfig", "TrainConfig",
-    "TransformConfig", "ValConfig", "apply_overrides", "check_kwargs", "check_paths",
-    "default_builder_tables", "from_dict", "load_config", "lookup", "to_dict", "validate_builders",
+    "TransformConfig", "ValConfig", "apply_overrides", "check_paths", "from_dict", "load_config", "to_dict",
 ]
 
 _NONE = type(None)
@@ -115,22 +115,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
 # ----------------------------------------------------------------------------------------------
 # Walking the tree into dataclasses
 # ----------------------------------------------------------------------------------------------
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _hint(name: str, choices: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
-
-
 def _yaml_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
-
-
-def _describe(value: object) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def _type_name(tp: object) -> str:
@@ -154,19 +140,19 @@ def _type_name(tp: object) -> str:
 def _build(cls: type, raw: object, key: str, config_file: str) -> Any:
     """Build dataclass ``cls`` from the YAML mapping ``raw`` found at dotted ``key``."""
     if not isinstance(raw, dict):
-        raise ConfigError(config_file, key or "<top>", f"expected a mapping, found {_describe(raw)}")
+        raise ConfigError(config_file, key or "<top>", f"expected a mapping, found {describe_value(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in _yaml_fields(cls)}
     for name in raw:
         if not isinstance(name, str) or name not in fields:
-            raise ConfigError(config_file, _join(key, str(name)), "unknown key" + (
-                _hint(str(name), fields) or f"; allowed keys here: {', '.join(fields)}"))
+            raise ConfigError(config_file, join_key(key, str(name)), "unknown key" + (
+                close_match_hint(str(name), fields) or f"; allowed keys here: {', '.join(fields)}"))
     values = {}
     for name, fld in fields.items():
         if name in raw:
-            values[name] = _convert(hints[name], raw[name], _join(key, name), config_file)
+            values[name] = _convert(hints[name], raw[name], join_key(key, name), config_file)
         elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-            raise ConfigError(config_file, _join(key, name),
+            raise ConfigError(config_file, join_key(key, name),
                               f"missing required key (expected {_type_name(hints[name])})")
     return cls(**values)
 
@@ -187,11 +173,11 @@ def _convert(tp: object, value: object, key: str, config_file: str) -> Any:
         return _convert(options[0], value, key, config_file)
     if origin is Literal:
         if value not in typing.get_args(tp) or isinstance(value, bool):
-            raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {_describe(value)}")
+            raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {describe_value(value)}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, list):
-            raise ConfigError(config_file, key, f"expected a list, found {_describe(value)}")
+            raise ConfigError(config_file, key, f"expected a list, found {describe_value(value)}")
         item_tp = typing.get_args(tp)[0]
         items = [_convert(item_tp, item, f"{key}[{i}]", config_file) for i, item in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -199,7 +185,7 @@ def _convert(tp: object, value: object, key: str, config_file: str) -> Any:
         if value is None:  # an empty ``kwargs:`` line means no keyword arguments
             return {}
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(config_file, key, f"expected a mapping with string keys, found {_describe(value)}")
+            raise ConfigError(config_file, key, f"expected a mapping with string keys, found {describe_value(value)}")
         return copy.deepcopy(value)
     return _convert_scalar(tp, value, key, config_file)
 
@@ -219,7 +205,7 @@ def _convert_scalar(tp: object, value: object, key: str, config_file: str) -> An
             pass
     if tp is str and isinstance(value, str):
         return value
-    raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {_describe(value)}")
+    raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {describe_value(value)}")
 
 
 def from_dict(raw: Mapping, config_file: str = "<dict>") -> Config:
@@ -319,7 +305,7 @@ def _child_type(tp: object, node: object, segment: str | int, shown: str, where:
     if dataclasses.is_dataclass(tp):
         names = [f.name for f in _yaml_fields(tp)]
         if segment not in names:
-            hint = _hint(str(segment), names) or f"; allowed keys here: {', '.join(names)}"
+            hint = close_match_hint(str(segment), names) or f"; allowed keys here: {', '.join(names)}"
             raise ConfigError(where, shown, f"unknown key{hint}")
         return typing.get_type_hints(tp)[segment]
     origin = typing.get_origin(tp)
@@ -367,7 +353,7 @@ def _set_path(root: dict, segments: list[str | int], value: object, dotted: str,
     tp: object = Config
     shown = ""
     for depth, segment in enumerate(segments):
-        shown = f"{shown}[{segment}]" if isinstance(segment, int) else _join(shown, segment)
+        shown = f"{shown}[{segment}]" if isinstance(segment, int) else join_key(shown, segment)
         tp = _child_type(tp, node, segment, f"{shown} (in --set {dotted})", config_file)
         last = depth == len(segments) - 1
         if isinstance(node, list):
@@ -379,7 +365,7 @@ def _set_path(root: dict, segments: list[str | int], value: object, dotted: str,
                 node = node[segment]
             continue
         if not isinstance(node, dict):
-            raise ConfigError(config_file, shown, f"cannot set a key below {_describe(node)}")
+            raise ConfigError(config_file, shown, f"cannot set a key below {describe_value(node)}")
         if last:
             node[segment] = value
         else:
@@ -406,146 +392,6 @@ def to_dict(cfg: object) -> Any:
     if isinstance(cfg, dict):
         return {key: to_dict(value) for key, value in cfg.items()}
     return copy.deepcopy(cfg)
-
-
-# ----------------------------------------------------------------------------------------------
-# Builder tables and kwargs signatures
-# ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class BuilderTables:
-    """The ``{name: builder}`` tables a config refers to (the real ones: ``default_builder_tables``)."""
-
-    backbones: Mapping[str, Callable]
-    vits: Mapping[str, Callable]
-    necks: Mapping[str, Callable]
-    heads: Mapping[str, Callable]
-    losses: Mapping[str, Callable]
-    spatial_transforms: Mapping[str, Callable]
-    temporal_transforms: Mapping[str, Callable]
-    optimizers: Mapping[str, Callable]
-
-
-def default_builder_tables() -> BuilderTables:
-    """Import the project's builder tables (models, datasets, torch.optim)."""
-    from datasets.transforms import SPATIAL_TRANSFORMS, TEMPORAL_TRANSFORMS
-    from engine.scheduler import OPTIMIZERS
-    from models.backbones import BACKBONES, VITS
-    from models.heads import HEADS
-    from models.losses import LOSSES
-    from models.necks import NECKS
-
-    return BuilderTables(backbones=BACKBONES, vits=VITS, necks=NECKS, heads=HEADS, losses=LOSSES,
-                         spatial_transforms=SPATIAL_TRANSFORMS, temporal_transforms=TEMPORAL_TRANSFORMS,
-                         optimizers=OPTIMIZERS)
-
-
-def lookup(table: Mapping[str, Callable], name: str, yaml_key: str, config_file: str) -> Callable:
-    """Return ``table[name]``, or raise a ConfigError naming the key, the bad value and the choices."""
-    if name in table:
-        return table[name]
-    raise ConfigError(config_file, yaml_key,
-                      f"unknown value {name!r}{_hint(name, table)}; choices: {', '.join(sorted(table))}")
-
-
-def check_kwargs(builder: Callable, kwargs: Mapping[str, object], yaml_key: str, config_file: str,
-                 injected: Iterable[str] = (), check_required: bool = False) -> None:
-    """Check a ``kwargs:`` block against ``builder``'s signature without calling it.
-
-    Args:
-        builder: function or class.
-        kwargs: the block's mapping.
-        yaml_key: dotted key of the block (``model.head.kwargs``).
-        config_file: for the error message.
-        injected: arguments the engine passes itself (e.g. ``params``, ``lr`` for optimizers):
-            they may not appear in the block.
-        check_required: also require every argument without a default (only where the engine
-            passes nothing else; model builders receive extra arguments from the model assembly).
-
-    Raises:
-        ConfigError: unknown argument (with a close match), engine-owned argument, or missing one.
-    """
-    try:
-        signature = inspect.signature(builder)
-    except (TypeError, ValueError):  # some C builtins have no signature: nothing to check against
-        return
-    params = signature.parameters.values()
-    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
-    injected = set(injected)
-    for name in kwargs:
-        if name in injected:
-            raise ConfigError(config_file, _join(yaml_key, name), "is set by the engine; remove it from kwargs")
-        if not open_ended and name not in named:
-            accepted = [n for n in named if n not in injected]
-            raise ConfigError(config_file, _join(yaml_key, name), "unknown key" + (
-                _hint(name, accepted) or f"; accepted: {', '.join(accepted) or '(none)'}"))
-    defaults = {p.name: p.default for p in params if p.default is not p.empty}
-    for name, value in kwargs.items():
-        _check_against_default(defaults.get(name), value, _join(yaml_key, name), config_file)
-    if check_required:
-        for p in params:
-            if (p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty
-                    and p.name not in kwargs and p.name not in injected):
-                raise ConfigError(config_file, _join(yaml_key, p.name), "missing required key")
-
-
-def _check_against_default(default: object, value: object, key: str, config_file: str) -> None:
-    """Catch numbers and booleans given as strings, judged by the type of the builder's default."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(config_file, key, f"expected a boolean (true/false), found {_describe(value)}")
-    elif isinstance(default, (int, float)) and isinstance(value, str):
-        raise ConfigError(config_file, key, f"expected a number, found {_describe(value)} (PyYAML reads "
-                          "exponents without a dot as text: write 1.0e-4, not 1e-4)")
-
-
-def _check_transforms(cfg: Config, split: str, aug: AugmentationConfig, tables: BuilderTables) -> None:
-    file = cfg.config_file
-    for index, transform in enumerate(aug.spatial):
-        key = f"{split}.augmentation.spatial[{index}]"
-        builder = lookup(tables.spatial_transforms, transform.type, f"{key}.type", file)
-        if isinstance(transform.kwargs, list):
-            for view, kwargs in enumerate(transform.kwargs):
-                check_kwargs(builder, kwargs, f"{key}.kwargs[{view}]", file, check_required=True)
-        else:
-            check_kwargs(builder, transform.kwargs, f"{key}.kwargs", file, check_required=True)
-    key = f"{split}.augmentation.temporal"
-    builder = lookup(tables.temporal_transforms, aug.temporal.type, f"{key}.type", file)
-    assert isinstance(aug.temporal.kwargs, dict)  # lists rejected by _check_split
-    check_kwargs(builder, aug.temporal.kwargs, f"{key}.kwargs", file, check_required=True)
-
-
-def validate_builders(cfg: Config, tables: BuilderTables | None = None) -> None:
-    """Check every ``type``/``arch`` name and ``kwargs`` block against its builder, building nothing.
-
-    Args:
-        cfg: a loaded config.
-        tables: builder tables; None imports the real ones (``default_builder_tables``).
-
-    Raises:
-        ConfigError: unknown builder name (with the choices) or a kwargs key the builder does not take.
-    """
-    tables = tables or default_builder_tables()
-    file = cfg.config_file
-    backbone = cfg.model.backbone
-    check_kwargs(lookup(tables.backbones, backbone.arch, "model.backbone.arch", file),
-                 backbone.kwargs, "model.backbone.kwargs", file)
-    if backbone.subbackbone is not None:
-        sub = backbone.subbackbone
-        check_kwargs(lookup(tables.vits, sub.arch, "model.backbone.subbackbone.arch", file),
-                     sub.kwargs, "model.backbone.subbackbone.kwargs", file)
-    for section, table in (("neck", tables.necks), ("head", tables.heads)):
-        part = getattr(cfg.model, section)
-        check_kwargs(lookup(table, part.type, f"model.{section}.type", file),
-                     part.kwargs, f"model.{section}.kwargs", file)
-    check_kwargs(lookup(tables.losses, cfg.loss.type, "loss.type", file), cfg.loss.kwargs, "loss.kwargs", file)
-    if not cfg.evaluate and cfg.train is not None:
-        optimizer = cfg.train.optimizer
-        check_kwargs(lookup(tables.optimizers, optimizer.type, "train.optimizer.type", file),
-                     optimizer.kwargs, "train.optimizer.kwargs", file, injected=("params", "lr"),
-                     check_required=True)
-        _check_transforms(cfg, "train", cfg.train.augmentation, tables)
-    _check_transforms(cfg, "val", cfg.val.augmentation, tables)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Every field keeps the original key name. Fields without a default are required; fields with a
 default are optional, and extensions of the original schema are marked "Extension" in their class
 docstring: they are optional and their default lives here and nowhere else. ``kwargs`` blocks are
-free mappings here; ``engine.config.validate_builders`` checks them against the builder they feed.
+free mappings here; ``engine.config_builders.validate_builders`` checks them against the builder they feed.
 """
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ class ConfigError(ValueError):
         self.problem = problem
         where = f"{self.config_file}: {key}" if key else self.config_file
         super().__init__(f"{where}: {problem}")
+
+
+def join_key(key: str, name: str) -> str:
+    """The dotted key of ``name`` under ``key`` (``model.head`` + ``kwargs``)."""
+    return f"{key}.{name}" if key else name
+
+
+def describe_value(value: object) -> str:
+    """A value's type and (shortened) repr, for error messages."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from engine import distributed as dist_utils
-from engine.config import check_paths, load_config, validate_builders
+from engine.config import check_paths, load_config
+from engine.config_builders import validate_builders
 from engine.config_schema import Config, ConfigError
 from engine.vit_cache_loader import check_vit_cache_config
 

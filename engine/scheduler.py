@@ -35,7 +35,7 @@ def build_optimizer(cfg: OptimizerConfig, parameters: Iterable[torch.nn.Paramete
     saved optimizer state match its checkpoints); pass ``model.parameters()`` for the same layout.
 
     Raises:
-        ValueError: unknown optimizer name (``engine.config.validate_builders`` reports it earlier).
+        ValueError: unknown optimizer name (``engine.config_builders.validate_builders`` reports it earlier).
     """
     if cfg.type not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.type!r}; choices: {', '.join(sorted(OPTIMIZERS))}")

@@ -1,7 +1,6 @@
 """Builds the action model from the YAML `model:` and `loss:` sections, validating names and kwargs first."""
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import typing
@@ -9,6 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+
+from formats.errors import close_match_hint
 
 from models.backbones import build_backbone, validate_backbone_config
 from models.heads import HEADS, HeadWrapper
@@ -37,11 +38,6 @@ class ModelConfigError(ValueError):
 _HEAD_PROVIDED: dict[str, tuple[str, ...]] = {"acar": ("vit_channels",), "linear": ()}
 
 
-def _hint(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def lookup_builder(table: Mapping[str, Callable[..., Any]], name: object, where: str) -> Callable[..., Any]:
     """Picks a builder by its config name.
 
@@ -58,14 +54,20 @@ def lookup_builder(table: Mapping[str, Callable[..., Any]], name: object, where:
     """
     if not isinstance(name, str) or name not in table:
         raise ModelConfigError(
-            where, f"unknown value {name!r}{_hint(str(name), table)}; choices: {', '.join(sorted(table))}"
+            where, f"unknown value {name!r}{close_match_hint(str(name), table)}; choices: {', '.join(sorted(table))}"
         )
     return table[name]
 
 
-def _parameters(builder: Callable[..., Any]) -> tuple[list[str], list[str], bool]:
-    """Accepted keyword names, the required ones, and whether any name is accepted."""
-    params = inspect.signature(builder).parameters.values()
+def _parameters(builder: Callable[..., Any]) -> tuple[list[str], dict[str, Any], list[str], bool] | None:
+    """Accepted keyword names, their defaults, the required ones and whether any name is accepted.
+
+    None when the builder has no inspectable signature (some C builtins): nothing to check against.
+    """
+    try:
+        params = list(inspect.signature(builder).parameters.values())
+    except (TypeError, ValueError):
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         # A pass-through builder (``def slowfast50(**kwargs) -> SlowFast``): check against the
         # class it returns when that is known; its required arguments are the builder's business.
@@ -74,48 +76,74 @@ def _parameters(builder: Callable[..., Any]) -> tuple[list[str], list[str], bool
         except (NameError, TypeError):  # unresolvable annotation: nothing to check against
             returned = None
         if inspect.isclass(returned):
-            names, _, open_ended = _parameters(returned)
-            return names, [], open_ended
-        return [], [], True
+            found = _parameters(returned)
+            if found is not None:
+                names, defaults, _, open_ended = found
+                return names, defaults, [], open_ended
+        return [], {}, [], True
     keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    names = [p.name for p in params if p.kind in keyword and p.name != "self"]
-    required = [p.name for p in params if p.kind in keyword and p.name != "self" and p.default is p.empty]
-    return names, required, False
+    named = [p for p in params if p.kind in keyword and p.name != "self"]
+    defaults = {p.name: p.default for p in named if p.default is not p.empty}
+    return [p.name for p in named], defaults, [p.name for p in named if p.default is p.empty], False
+
+
+def _check_type_against_default(default: object, value: object, where: str) -> None:
+    """Catch numbers and booleans given as text, judged by the type of the builder's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ModelConfigError(where, f"expected a boolean (true/false), found {type(value).__name__} {value!r}")
+    elif isinstance(default, (int, float)) and isinstance(value, str):
+        raise ModelConfigError(where, f"expected a number, found str {value!r} (PyYAML reads exponents without "
+                               "a dot as text: write 1.0e-4, not 1e-4)")
 
 
 def check_kwargs(
-    builder: Callable[..., Any], kwargs: Mapping[str, Any] | None, where: str, provided: Iterable[str] = ()
+    builder: Callable[..., Any],
+    kwargs: Mapping[str, Any] | None,
+    where: str,
+    provided: Iterable[str] = (),
+    check_required: bool = True,
 ) -> None:
     """Validates a config ``kwargs:`` mapping against a builder's signature, before building.
+
+    The one checker of ``kwargs:`` blocks: the model builder and ``engine.config_builders`` (which
+    also checks transforms and optimizers) both use it.
 
     Args:
         builder: the function (or class) the kwargs will be passed to.
         kwargs: the configured mapping (None = empty).
         where: dotted YAML path of the mapping, e.g. ``model.head.kwargs``.
-        provided: argument names the model builder fills in itself; the config may not set them.
+        provided: argument names the code fills in itself (the head's ``vit_channels``, an
+            optimizer's ``params`` and ``lr``); the config may not set them.
+        check_required: also require every argument without a default that is not ``provided``.
 
     Raises:
-        ModelConfigError: for a non-mapping, an unknown or reserved name (naming ``where.<name>``
-            and the allowed names), or a missing required name.
+        ModelConfigError: for a non-mapping, an unknown or reserved name (naming ``where.<name>``,
+            with a close match or the accepted names), a value whose type contradicts the
+            argument's default, or a missing required name.
     """
     if kwargs is None:
         kwargs = {}
     if not isinstance(kwargs, Mapping):
         raise ModelConfigError(where, f"expected a mapping of argument names, got {type(kwargs).__name__}")
-    names, required, open_ended = _parameters(builder)
+    found = _parameters(builder)
+    if found is None:
+        return
+    names, defaults, required, open_ended = found
     provided = set(provided)
-    allowed = [name for name in names if name not in provided]
+    accepted = [name for name in names if name not in provided]
     for name in kwargs:
         if name in provided:
-            raise ModelConfigError(f"{where}.{name}", "is set by the model builder from the backbone; remove it")
+            raise ModelConfigError(f"{where}.{name}", "is set by the code, not the config; remove it from kwargs")
         if not open_ended and name not in names:
-            raise ModelConfigError(
-                f"{where}.{name}",
-                f"unknown argument{_hint(str(name), allowed)}; allowed: {', '.join(allowed)}",
-            )
-    missing = [name for name in required if name not in kwargs and name not in provided]
-    if missing:
-        raise ModelConfigError(where, f"missing required argument(s) {', '.join(missing)}")
+            raise ModelConfigError(f"{where}.{name}", "unknown key" + close_match_hint(str(name), accepted)
+                                   + f"; accepted: {', '.join(accepted) or '(none)'}")
+    for name, value in kwargs.items():
+        _check_type_against_default(defaults.get(name), value, f"{where}.{name}")
+    if check_required:
+        for name in required:
+            if name not in kwargs and name not in provided:
+                raise ModelConfigError(f"{where}.{name}", "missing required key")
 
 
 def _section(cfg: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:

@@ -10,18 +10,15 @@ import pytest
 import yaml
 
 from engine.config import (
-    BuilderTables,
     Config,
     ConfigError,
     apply_overrides,
-    check_kwargs,
     check_paths,
     from_dict,
     load_config,
-    lookup,
     to_dict,
-    validate_builders,
 )
+from engine.config_builders import BuilderTables, check_kwargs, default_builder_tables, lookup, validate_builders
 from engine.scheduler import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,8 +143,6 @@ def test_tiny_config_with_extensions() -> None:
 
 
 def test_real_builder_tables_accept_the_original_configs() -> None:
-    from engine.config import default_builder_tables
-
     try:
         tables = default_builder_tables()
     except ImportError as error:
@@ -239,7 +234,7 @@ def test_unknown_builder_name_lists_choices(tmp_path: Path) -> None:
 def test_engine_owned_optimizer_arguments_are_rejected(tmp_path: Path) -> None:
     raw = _raw()
     raw["train"]["optimizer"]["kwargs"]["lr"] = 0.1
-    assert "train.optimizer.kwargs.lr: is set by the engine" in _error(tmp_path, raw)
+    assert "train.optimizer.kwargs.lr: is set by the code, not the config" in _error(tmp_path, raw)
 
 
 def test_inconsistent_values(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ from datasets.ava import AVADataset
 from datasets.transforms import Compose, build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.checkpoint import find_latest_checkpoint, load_checkpoint, resolve_resume_path
-from engine.config import check_paths, load_config, to_dict, validate_builders
+from engine.config import check_paths, load_config, to_dict
+from engine.config_builders import validate_builders
 from engine.config_schema import Config, ConfigError, VitCacheConfig
 from engine.feature_cache import FeatureStore, new_writer_name
 from engine.runner import seed_everything

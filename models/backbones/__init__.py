@@ -1,12 +1,12 @@
 """Backbone builder tables and `build_backbone`, which assembles the dual backbone from `model.backbone`."""
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from formats.errors import close_match_hint
 from models.backbones.dual import DualBackbone
 from models.backbones.slowfast import SlowFast, slowfast50, slowfast101, slowfast152, slowfast200
 from models.backbones.vit import (
@@ -48,9 +48,7 @@ __all__ = ["BACKBONES", "DEFAULT_VIT", "VITS", "DualBackbone", "build_backbone",
 
 def _check_name(value: object, choices: Mapping[str, object] | frozenset[str], key: str) -> None:
     if value not in choices:
-        hint = difflib.get_close_matches(str(value), list(choices), n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"{key}: unknown value {value!r}{suggestion}; choices: {', '.join(sorted(choices))}")
+        raise ValueError(f"{key}: unknown value {value!r}{close_match_hint(str(value), choices)}; choices: {', '.join(sorted(choices))}")
 
 
 def _check_mapping(value: object, allowed: frozenset[str], key: str) -> Mapping[str, Any]:
