@@ -238,6 +238,9 @@ def _check_consistency(cfg: Config) -> None:
                  f"need 1 <= cap_min <= cap_max, found {cfg.cap_min} and {cfg.cap_max}")
     _require(cfg.evaluate or cfg.train is not None, cfg, "train", "missing required key (needed unless evaluate: True)")
     _check_split(cfg, "val", cfg.val, multi_view=True)
+    _require(not cfg.val.with_label or cfg.model.neck.kwargs.get("multi_class", True) is not False, cfg,
+             "val.with_label", "the validation loss needs multi-hot targets: set model.neck.kwargs.multi_class "
+             "to true or with_label to false")
     if cfg.train is not None:
         _check_split(cfg, "train", cfg.train, multi_view=False)
         for name in ("n_epochs", "val_freq", "save_freq"):

@@ -215,7 +215,9 @@ class TrainConfig:
 class ValConfig:
     """``val``: evaluation data, test-time views, and the evaluator's files.
 
-    ``with_label`` also computes the validation loss. Extensions: ``workers`` (default 1, the
+    ``with_label`` also computes the validation loss: the training criterion on each box's
+    view-averaged logits against the pkl's labels, averaged over boxes (``val.log`` column ``loss``,
+    TensorBoard ``val/loss``); it needs an annotation pkl with real labels. Extensions: ``workers`` (default 1, the
     original's implicit value) DataLoader worker processes per process; ``frame_store`` as in ``train``.
     """
 

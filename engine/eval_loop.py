@@ -10,6 +10,7 @@ same, only their order differs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ class ChunkedBatchSampler(Sampler[list[int]]):
 
 @dataclass(frozen=True)
 class BoxScores:
-    """Scores of one kept box: where it comes from and its class probabilities ``[C]`` (float32)."""
+    """Scores of one kept box: where it comes from, its class probabilities ``[C]`` (float32) and,
+    with ``val.with_label``, its loss against the pkl's labels (mean BCE over the classes)."""
 
     element_index: int
     box_index: int
@@ -59,6 +61,7 @@ class BoxScores:
     time: str
     box: tuple[float, float, float, float]
     scores: np.ndarray
+    loss: float | None = None
 
 
 def predict_boxes(
@@ -68,11 +71,13 @@ def predict_boxes(
     device: torch.device,
     is_main: bool,
     autocast: Callable[[], object],
+    with_label: bool = False,
 ) -> list[BoxScores]:
     """Run the evaluation forward over this rank's batches and return the scored boxes.
 
     Scores are the activation of the logits averaged over views (quirk 20, kept): softmax over the
-    first 13 classes, sigmoid elsewhere (quirk 3, kept).
+    first 13 classes, sigmoid elsewhere (quirk 3, kept). With ``with_label`` each box also gets the
+    training criterion on those averaged logits against its pkl labels (``val.with_label``).
     """
     model.eval()
     results: list[BoxScores] = []
@@ -84,11 +89,14 @@ def predict_boxes(
                 out = model(move_batch(batch, device), evaluate=True)
             if len(out["filenames"]) == 0:
                 continue
-            probs = model.activation(out["logits"].float()).cpu().numpy().astype(np.float32, copy=False)
+            logits = out["logits"].float()
+            probs = model.activation(logits).cpu().numpy().astype(np.float32, copy=False)
+            losses = model.box_losses(logits, out["targets"]).tolist() if with_label else [None] * len(probs)
             for k in range(probs.shape[0]):
                 box = tuple(float(v) for v in out["bboxes"][k])
                 results.append(BoxScores(int(out["element_index"][k]), int(out["box_index"][k]),
-                                         str(out["filenames"][k]), str(out["mid_times"][k]), box, probs[k]))
+                                         str(out["filenames"][k]), str(out["mid_times"][k]), box, probs[k],
+                                         losses[k]))
     progress.close()
     return results
 
@@ -101,6 +109,18 @@ def gather_predictions(local: list[BoxScores]) -> list[BoxScores] | None:
     merged = [item for part in gathered for item in part]
     merged.sort(key=lambda item: (item.element_index, item.box_index))
     return merged
+
+
+def mean_box_loss(boxes: list[BoxScores]) -> float:
+    """The validation loss: the mean over boxes of their loss, summed exactly (``math.fsum``).
+
+    Equal to the training criterion's mean over all boxes and classes, and independent of how the
+    boxes were batched or spread over processes.
+    """
+    losses = [item.loss for item in boxes if item.loss is not None]
+    if not losses:
+        return float("nan")
+    return math.fsum(losses) / len(losses)
 
 
 def write_predictions(path: str | Path, boxes: list[BoxScores], class_ids: list[int]) -> int:
@@ -130,14 +150,22 @@ def run_evaluation_pass(
     autocast: Callable[[], object],
     predict_path: Path,
     class_ids: list[int],
+    with_label: bool = False,
 ) -> dict | None:
-    """Predict, gather and write ``predict_path`` (rank 0). Returns rank 0's figures, None elsewhere."""
+    """Predict, gather and write ``predict_path`` (rank 0). Returns rank 0's figures, None elsewhere.
+
+    With ``with_label`` the figures also hold ``val_loss`` (``mean_box_loss``).
+    """
     start = time.perf_counter()
-    local = predict_boxes(model, loader, num_batches, device, is_main, autocast)
+    local = predict_boxes(model, loader, num_batches, device, is_main, autocast, with_label)
     merged = gather_predictions(local)
     if merged is None:
         return None
     rows = write_predictions(predict_path, merged, class_ids)
     seconds = time.perf_counter() - start
     logger.info("wrote %s: %d boxes, %d rows in %.1f s", predict_path, len(merged), rows, seconds)
-    return {"predict_csv": str(predict_path), "boxes": len(merged), "rows": rows, "seconds": seconds}
+    figures = {"predict_csv": str(predict_path), "boxes": len(merged), "rows": rows, "seconds": seconds}
+    if with_label:
+        figures["val_loss"] = mean_box_loss(merged)
+        logger.info("validation loss %.6f over %d boxes", figures["val_loss"], len(merged))
+    return figures

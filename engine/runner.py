@@ -243,9 +243,9 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     def evaluate(epoch: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"
         figures = run_evaluation_pass(model, val_loader, len(val_loader), info.device, is_main, autocast,
-                                      predict_path, class_ids)
+                                      predict_path, class_ids, with_label=cfg.val.with_label)
         if figures is not None:
-            figures.update(score_epoch(cfg, predict_path, epoch, writer))
+            figures.update(score_epoch(cfg, predict_path, epoch, writer, figures.get("val_loss")))
             summary.evaluations.append({"epoch": epoch, **figures})
         dist_utils.barrier()
 

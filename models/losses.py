@@ -49,15 +49,16 @@ class AvaCriterion:
         # The clamp is the original's; it only matters for rounding just outside [0, 1].
         return torch.cat([pose, others], dim=1).clamp(0.0, 1.0)
 
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean binary cross-entropy over all N x C entries.
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Binary cross-entropy over the N x C entries.
 
         Args:
             logits: ``[N, C]`` raw head outputs.
             targets: ``[N, C]`` multi-hot targets (0/1).
+            reduction: ``mean`` (the training loss) or ``none`` (the ``[N, C]`` entries).
 
         Returns:
-            A float32 scalar.
+            A float32 scalar, or ``[N, C]`` float32 with ``reduction='none'``.
         """
         if logits.shape != targets.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
@@ -65,8 +66,8 @@ class AvaCriterion:
         with torch.autocast(device_type=logits.device.type, enabled=False):
             targets = targets.float()
             if self.pose_softmax:
-                return F.binary_cross_entropy(self.activation(logits), targets)
-            return F.binary_cross_entropy_with_logits(logits.float(), targets)
+                return F.binary_cross_entropy(self.activation(logits), targets, reduction=reduction)
+            return F.binary_cross_entropy_with_logits(logits.float(), targets, reduction=reduction)
 
 
 def ava_criterion(pose_softmax: bool = False, num_pose_classes: int = DEFAULT_NUM_POSE_CLASSES) -> AvaCriterion:

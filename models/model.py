@@ -80,6 +80,14 @@ class AVAModel(nn.Module):
         """Mean BCE of the activated logits against ``[N, C]`` multi-hot targets; a float32 scalar."""
         return self.criterion(logits, targets)
 
+    def box_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-box loss, ``[N]`` float32: the mean over classes of the BCE of ``loss``.
+
+        The mean of these over a set of boxes is ``loss`` of that set; per box, they do not depend
+        on which other boxes share a batch (the validation loss of ``val.with_label``).
+        """
+        return self.criterion(logits, targets, reduction="none").mean(dim=1)
+
     def _features(self, clips: torch.Tensor, vit_stats: VitStats | None = None) -> list:
         if vit_stats is not None:
             # Cached statistics of the frozen ViT stand in for its forward (models/vit_cache.py);
@@ -107,7 +115,8 @@ class AVAModel(nn.Module):
         Returns:
             Training: ``{'logits': [N, C], 'targets': [N, C] float32, 'num_rois': N}``.
             Evaluation: ``{'logits': [N, C] float32 (mean over the views where the box survived),
-            'filenames', 'mid_times', 'bboxes', 'element_index', 'box_index'}`` (lists of N).
+            'targets': [N, C] (from the pkl's labels, as in training), 'filenames', 'mid_times',
+            'bboxes', 'element_index', 'box_index'}`` (the last five: lists of N).
         """
         if evaluate:
             return self._evaluate(batch)
@@ -158,6 +167,7 @@ class AVAModel(nn.Module):
         survived = survived.tolist()
         return {
             "logits": logits,
+            "targets": reference.targets[survived].to(device),
             "filenames": [reference.filenames[i] for i in survived],
             "mid_times": [reference.mid_times[i] for i in survived],
             "bboxes": [reference.bboxes[i] for i in survived],

@@ -1,6 +1,7 @@
 """End-to-end runs of main.py on a tiny synthetic dataset (CPU, gloo): training, evaluation, resume."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from engine.config import load_config
 from engine.distributed import spawn_info
@@ -60,15 +62,24 @@ def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: P
 
 
 def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, dataset: Path, tmp_path: Path) -> None:
-    outputs = {}
+    outputs, losses = {}, {}
     for nproc in (1, 2):
         config = write_tiny_config(tmp_path / f"eval{nproc}.yaml", tmp_path / f"eval{nproc}", evaluate=True,
                                    resume_path=str(trained / "ckpt_2.pth.tar"))
+        raw = yaml.safe_load(config.read_text())
+        raw["val"]["with_label"] = True  # the val pkl holds ground-truth labels
+        config.write_text(yaml.safe_dump(raw, sort_keys=False))
         proc = _main(config, dataset, "--nproc_per_node", str(nproc), "--backend", "gloo")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        outputs[nproc] = (tmp_path / f"eval{nproc}" / "predict_epoch2.csv").read_bytes()
+        out = tmp_path / f"eval{nproc}"
+        outputs[nproc] = (out / "predict_epoch2.csv").read_bytes()
+        losses[nproc] = json.loads((out / "run_summary.json").read_text())["evaluations"][0]["val_loss"]
+        val_log = (out / "val.log").read_text().splitlines()
+        assert val_log[0] == "epoch\tmAP\tloss" and val_log[1].split("\t")[2] == str(losses[nproc])
     assert outputs[1] == outputs[2]
     assert outputs[1] == (trained / "predict_epoch2.csv").read_bytes()
+    # Per-box losses summed exactly in box order: the same value for any number of processes.
+    assert losses[1] == losses[2] and 0.0 < losses[1] < 1.0
 
 
 def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: Path, tmp_path: Path) -> None:

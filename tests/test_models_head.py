@@ -64,6 +64,16 @@ def test_loss_golden_on_zero_logits() -> None:
     assert float(criterion(torch.zeros(3, 50), targets)) == pytest.approx(expected, rel=1e-6)
 
 
+def test_unreduced_loss_averages_to_the_loss() -> None:
+    logits = torch.randn(5, 50, generator=torch.Generator().manual_seed(3))
+    targets = (torch.rand(5, 50, generator=torch.Generator().manual_seed(4)) > 0.8).float()
+    for pose_softmax in (True, False):
+        criterion = ava_criterion(pose_softmax=pose_softmax)
+        entries = criterion(logits, targets, reduction="none")
+        assert entries.shape == (5, 50) and entries.dtype == torch.float32
+        assert float(entries.mean()) == pytest.approx(float(criterion(logits, targets)), rel=1e-6)
+
+
 def test_without_pose_softmax_everything_is_a_sigmoid() -> None:
     criterion = ava_criterion(pose_softmax=False)
     logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(1))
