@@ -231,3 +231,20 @@ def test_check_data_rejects_a_malformed_pkl(tmp_path: Path) -> None:
         check_dataset(pkl, tmp_path, progress=False)
     with pytest.raises(ValueError, match="decode must be one of"):
         check_dataset(pkl, tmp_path, decode="some")
+
+
+def test_prepare_synthetic_cli_makes_a_dataset_that_passes_the_data_check(tmp_path: Path, capsys) -> None:
+    from tools import prepare_synthetic
+
+    root = tmp_path / "cw"
+    assert prepare_synthetic.main([str(root), "--train-videos", "1", "--val-videos", "1", "--seconds", "3"]) == 0
+    assert "prepared" in capsys.readouterr().out
+    annotations = root / "AR_ava_format"
+    for name in ("cw_data_train1fps.pkl", "cw_data_test1fps.pkl", "chaos_test_t_+1.csv", "list_action.pbtxt"):
+        assert (annotations / name).is_file(), name
+    assert len(list((root / "frames").rglob("*.png"))) == 2 * 3 * 25
+    val = load_annotation_pkl(annotations / "cw_data_test1fps.pkl")
+    assert len(val.elements) >= 1 and all(element["labels"] for element in val.elements)
+    for split in ("train", "test"):
+        report = check_dataset(annotations / f"cw_data_{split}1fps.pkl", root / "frames", decode="all", progress=False)
+        assert report.ok, split

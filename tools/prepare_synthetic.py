@@ -1,6 +1,9 @@
 """A small prepared synthetic Chaotic World dataset in one call, for tests and benchmarks."""
 from __future__ import annotations
 
+import argparse
+import sys
+import time
 from pathlib import Path
 
 from datasets.synthetic import generate_dataset
@@ -32,3 +35,25 @@ def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int
     convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", label_map, annotations / "cw_data_test1fps.pkl")
     write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv")
     return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Make a small prepared synthetic dataset (frames, pkls, evaluator files) under ROOT; "
+                    "run main.py from ROOT with configs/tiny_cpu_synthetic.yaml.")
+    parser.add_argument("root", type=Path, help="output folder")
+    parser.add_argument("--train-videos", type=int, default=8, help="training videos (default 8)")
+    parser.add_argument("--val-videos", type=int, default=2, help="validation videos (default 2)")
+    parser.add_argument("--seconds", type=int, default=6, help="video length in seconds (default 6)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    root = prepare_synthetic_dataset(args.root, args.train_videos, args.val_videos, args.seconds, args.seed)
+    frames = sum(1 for _ in (root / "frames").rglob("*.png"))
+    print(f"prepared {root}: {args.train_videos} train + {args.val_videos} val videos, {frames} frames, "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
