@@ -1,8 +1,9 @@
 """Load, override and validate YAML run configs into the frozen dataclasses of ``config_schema``.
 
 Usage (``main.py``): ``cfg = load_config(path, overrides)``, then
-``engine.config_builders.validate_builders(cfg)`` and ``check_paths(cfg)`` before any process is spawned or weight loaded; ``to_dict(cfg)`` gives the
-plain nested mapping written to ``opts.json`` and handed to ``models.build.build_model``.
+``engine.config_builders.validate_builders(cfg)`` and ``check_paths(cfg)`` before any process is
+spawned or weight loaded; ``to_dict(cfg)`` gives the plain nested mapping written to ``opts.json``
+and handed to ``models.build.build_model``.
 
 Relative paths in a config resolve against the current working directory, as in the original
 (which opened them as given): run ``main.py`` from the dataset root, or give absolute paths.

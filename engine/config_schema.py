@@ -3,7 +3,8 @@
 Every field keeps the original key name. Fields without a default are required; fields with a
 default are optional, and extensions of the original schema are marked "Extension" in their class
 docstring: they are optional and their default lives here and nowhere else. ``kwargs`` blocks are
-free mappings here; ``engine.config_builders.validate_builders`` checks them against the builder they feed.
+free mappings here; ``engine.config_builders.validate_builders`` checks them against the builder
+they feed.
 """
 from __future__ import annotations
 
