@@ -1,12 +1,7 @@
 """Drawing and encoding of the synthetic Chaotic World clips: backgrounds, stick figures, props, shake, mp4."""
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +9,7 @@ import cv2
 import numpy as np
 
 from datasets.synthetic_motion import HEAD_RADIUS, J, PersonSpec, person_joints
+from datasets.video_encode import encode_mp4
 
 # Stroke widths in units of the person's height H.
 TORSO_WIDTH = 0.16
@@ -232,21 +228,8 @@ def render_frame(plan: VideoPlan, index: int, background: np.ndarray) -> np.ndar
     return canvas
 
 
-def ffmpeg_executable() -> str:
-    """The ffmpeg binary: the one on PATH, else the static build shipped by imageio-ffmpeg."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg  # imported lazily: only needed when no system ffmpeg exists
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def encode_video(plan: VideoPlan, path: str | Path, crf: int = 20, threads: int = 1) -> None:
-    """Render a clip and encode it as H.264 mp4 (yuv420p), written atomically.
-
-    Raw RGB frames are piped into the ffmpeg binary; the file appears under ``path`` only once
-    ffmpeg has finished successfully.
+    """Render a clip and encode it as H.264 mp4 (yuv420p), written atomically (``encode_mp4``).
 
     Args:
         plan: the clip.
@@ -257,38 +240,6 @@ def encode_video(plan: VideoPlan, path: str | Path, crf: int = 20, threads: int 
     Raises:
         RuntimeError: ffmpeg failed (its last stderr lines are included).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.mp4")
-    command = [
-        ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{plan.width}x{plan.height}", "-r", str(plan.fps), "-i", "-",
-        "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-threads", str(threads), "-f", "mp4", str(partial),
-    ]
     background = make_background(plan.background_seed, plan.width, plan.height, plan.pad)
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=stderr)
-        try:
-            for index in range(plan.n_frames):
-                process.stdin.write(render_frame(plan, index, background).tobytes())
-        except BrokenPipeError:
-            pass  # ffmpeg died; its exit status and stderr below say why
-        except BaseException:
-            process.kill()
-            process.wait()
-            partial.unlink(missing_ok=True)
-            raise
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.close()
-        returncode = process.wait()
-        stderr.seek(0)
-        message = stderr.read().decode(errors="replace").strip()
-    if returncode != 0:
-        partial.unlink(missing_ok=True)
-        tail = "\n".join(message.splitlines()[-5:])
-        raise RuntimeError(f"ffmpeg failed (exit {returncode}) writing {path}:\n{tail}")
-    with partial.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    frames = (render_frame(plan, index, background) for index in range(plan.n_frames))
+    encode_mp4(frames, (plan.width, plan.height), path, plan.fps, crf=crf, threads=threads)

@@ -13,7 +13,7 @@ from pathlib import Path
 import ffmpeg
 from tqdm import tqdm
 
-from datasets.synthetic_render import ffmpeg_executable
+from datasets.video_encode import ffmpeg_executable
 
 LOGGER = logging.getLogger(__name__)
 

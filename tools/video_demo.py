@@ -5,8 +5,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +17,8 @@ from torch.utils.data import DataLoader
 
 from datasets.ava import AVADataset, collate_batch
 from datasets.synthetic import HALF_WINDOW, load_cw_classes
-from datasets.synthetic_render import ffmpeg_executable
 from datasets.transforms import build_spatial_views, build_temporal
+from datasets.video_encode import encode_mp4
 from detect.infer import detect_to_proposals
 from engine.config import load_config, to_dict
 from engine.train_loop import move_batch
@@ -326,55 +324,6 @@ def read_extracted_frames(folder: Path, video_id: str) -> tuple[tuple[int, int],
     return (first.shape[1], first.shape[0]), (cv2.imread(str(path), cv2.IMREAD_COLOR) for path in paths)
 
 
-def encode_mp4(frames: Iterable[np.ndarray], size: tuple[int, int], path: str | Path, fps: int = FRAME_RATE,
-               crf: int = 20) -> int:
-    """Encode BGR frames as an H.264 mp4 (yuv420p), written atomically; returns the number of frames.
-
-    Frames go to the ffmpeg binary through a pipe; the file appears under ``path`` only once ffmpeg
-    has succeeded. Odd sizes are padded by one pixel (yuv420p needs even dimensions).
-
-    Raises:
-        RuntimeError: ffmpeg failed (its last stderr lines are included).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
-    os.close(handle)
-    partial = Path(partial_name)
-    command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{size[0]}x{size[1]}", "-r", str(fps), "-i", "-",
-               "-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast",
-               "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(partial)]
-    count = 0
-    try:
-        with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=stderr)
-            try:
-                for frame in frames:
-                    process.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-                    count += 1
-            except BrokenPipeError:
-                pass  # ffmpeg died; its exit status and stderr below say why
-            except BaseException:
-                process.kill()
-                raise
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    process.stdin.close()
-                returncode = process.wait()
-            stderr.seek(0)
-            message = stderr.read().decode(errors="replace").strip()
-        if returncode != 0 or count == 0:
-            tail = "\n".join(message.splitlines()[-5:]) or "no frame to encode"
-            raise RuntimeError(f"ffmpeg failed (exit {returncode}) writing {path}:\n{tail}")
-        with partial.open("rb") as written:
-            os.fsync(written.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return count
-
-
 def _annotated(frames: Iterable[np.ndarray], keyframes: list[KeyframeActions], names: Sequence[str],
                schedule: list[int | None]) -> Iterator[np.ndarray]:
     for number, frame in enumerate(frames, start=1):
@@ -458,7 +407,8 @@ def _run(inputs: DemoInputs, out: Path, work: Path, options: dict) -> dict:
     schedule = frame_schedule([item.mid_frame for item in keyframes], n_frames)
     size, frames = (read_video_frames(inputs.video) if options["display"] == "original"
                     else read_extracted_frames(frames_root / video_id, video_id))
-    written = encode_mp4(_annotated(frames, keyframes, names, schedule), size, out)
+    written = encode_mp4(_annotated(frames, keyframes, names, schedule), size, out, FRAME_RATE,
+                         pixel_format="bgr24", faststart=True)
     if written != n_frames:
         LOGGER.warning("%s: decoded %d frames for display but extracted %d", inputs.video, written, n_frames)
     figures = {"frames": written, "size": list(size), "keyframes_count": len(keyframes),
