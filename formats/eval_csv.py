@@ -16,7 +16,6 @@ every error names the file and the 1-based line.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from formats.atomic import atomic_open
-from formats.errors import FormatError
+from formats.errors import FormatError, parse_finite_float, parse_integer
 
 GT_COLUMNS = ("video_id", "time", "x1", "y1", "x2", "y2", "class_id", "person_id")
 PREDICT_COLUMNS = ("video_id", "time", "x1", "y1", "x2", "y2", "class_id", "score")
@@ -119,23 +118,6 @@ class Predictions:
 # ----------------------------------------------------------------------------------------------
 
 
-def _number(value: str, column: str, path: Path, line: int) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise FormatError(path, f"column {column!r} is not numeric: {value!r}", line) from None
-    if not math.isfinite(number):
-        raise FormatError(path, f"column {column!r} is not a finite number: {value!r}", line)
-    return number
-
-
-def _integer(value: str, column: str, path: Path, line: int) -> int:
-    number = _number(value, column, path, line)
-    if not number.is_integer():
-        raise FormatError(path, f"column {column!r} must be an integer, found {value!r}", line)
-    return int(number)
-
-
 def _check_fields(fields: list[str], columns: Sequence[str], integer_columns: set[int],
                   allowed_counts: tuple[int, ...], path: Path, line: int) -> None:
     """Validate one row of ``fields``; raise FormatError naming the file and line."""
@@ -146,9 +128,9 @@ def _check_fields(fields: list[str], columns: Sequence[str], integer_columns: se
         raise FormatError(path, "empty video id", line)
     for index in range(1, len(fields)):
         if index in integer_columns:
-            _integer(fields[index], columns[index], path, line)
+            parse_integer(fields[index], columns[index], path, line)
         else:
-            _number(fields[index], columns[index], path, line)
+            parse_finite_float(fields[index], columns[index], path, line)
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:

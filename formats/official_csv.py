@@ -7,13 +7,12 @@ A header line, then one row per (keyframe, person, action label) with 13 columns
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from formats.annotation_pkl import BOX_TOLERANCE
 from formats.atomic import atomic_open
-from formats.errors import FormatError
+from formats.errors import FormatError, parse_finite_float, parse_integer
 
 NUM_COLUMNS = 13
 HEADER = (
@@ -53,27 +52,6 @@ class OfficialRow:
         return self.end_frame - self.start_frame
 
 
-def _int_field(value: str, name: str, path: Path, line: int) -> int:
-    try:
-        number = float(value)
-    except ValueError:
-        raise FormatError(path, f"column {name!r} is not numeric: {value!r}", line) from None
-    if not number.is_integer():
-        raise FormatError(path, f"column {name!r} must be an integer, found {value!r}", line)
-    return int(number)
-
-
-def _float_field(value: str, name: str, path: Path, line: int) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise FormatError(path, f"column {name!r} is not numeric: {value!r}", line) from None
-    # 'nan' and 'inf' parse as floats but would slip through every range check below.
-    if not math.isfinite(number):
-        raise FormatError(path, f"column {name!r} is not a finite number: {value!r}", line)
-    return number
-
-
 def parse_official_row(fields: list[str], path: Path, line: int, num_classes: int = 50) -> OfficialRow:
     """Parse and validate one data row (``line`` is 1-based, counting the header)."""
     if len(fields) != NUM_COLUMNS:
@@ -81,24 +59,24 @@ def parse_official_row(fields: list[str], path: Path, line: int, num_classes: in
     video = fields[0].strip()
     if not video:
         raise FormatError(path, "empty video id", line)
-    box = tuple(_float_field(fields[i], HEADER[i], path, line) for i in range(2, 6))
+    box = tuple(parse_finite_float(fields[i], HEADER[i], path, line) for i in range(2, 6))
     x1, y1, x2, y2 = box
     if min(box) < -BOX_TOLERANCE or max(box) > 1 + BOX_TOLERANCE:
         raise FormatError(path, f"box {list(box)} is outside [0, 1] (video {video})", line)
     if x2 < x1 or y2 < y1:
         raise FormatError(path, f"box {list(box)} has x2 < x1 or y2 < y1 (video {video})", line)
-    label = _int_field(fields[6], "action_id", path, line)
+    label = parse_integer(fields[6], "action_id", path, line)
     if not 0 <= label < num_classes:
         raise FormatError(path, f"action label {label} outside 0..{num_classes - 1} (video {video})", line)
     row = OfficialRow(
         video=video,
-        keyframe=_int_field(fields[1], "keyframe", path, line),
+        keyframe=parse_integer(fields[1], "keyframe", path, line),
         box=box,  # type: ignore[arg-type]
         label=label,
-        person_id=_int_field(fields[7], "person_id", path, line),
-        start_frame=_int_field(fields[8], "start_frame", path, line),
-        end_frame=_int_field(fields[9], "end_frame", path, line),
-        time=_float_field(fields[10], "timestamp", path, line),
+        person_id=parse_integer(fields[7], "person_id", path, line),
+        start_frame=parse_integer(fields[8], "start_frame", path, line),
+        end_frame=parse_integer(fields[9], "end_frame", path, line),
+        time=parse_finite_float(fields[10], "timestamp", path, line),
         extra=(fields[11], fields[12]),
     )
     if row.start_frame < 1:

@@ -289,3 +289,16 @@ def test_ground_truth_writer_failing_mid_way_leaves_the_old_file(tmp_path: Path)
         write_ground_truth_csv(path, gt)
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.csv"]
+
+
+def test_numeric_field_parsers_name_file_line_and_column() -> None:
+    from formats.errors import parse_finite_float, parse_integer
+
+    assert parse_finite_float("0.25", "x1", "a.csv", 3) == 0.25
+    assert parse_integer("12.0", "keyframe", "a.csv", 3) == 12
+    with pytest.raises(FormatError, match=r"^a.csv, line 3: column 'x1' is not numeric: 'abc'$"):
+        parse_finite_float("abc", "x1", "a.csv", 3)
+    with pytest.raises(FormatError, match=r"^a.csv, line 4: column 'x1' is not a finite number: 'inf'$"):
+        parse_finite_float("inf", "x1", "a.csv", 4)
+    with pytest.raises(FormatError, match=r"^a.csv, line 5: column 'keyframe' must be an integer, found '1.5'$"):
+        parse_integer("1.5", "keyframe", "a.csv", 5)
