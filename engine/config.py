@@ -41,8 +41,6 @@ from engine.config_schema import (
     TrainConfig,
     TransformConfig,
     ValConfig,
-    describe_value,
-    join_key,
 )
 from formats.errors import close_match_hint
 
@@ -116,6 +114,15 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
 # ----------------------------------------------------------------------------------------------
 # Walking the tree into dataclasses
 # ----------------------------------------------------------------------------------------------
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _yaml_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
 
@@ -141,19 +148,19 @@ def _type_name(tp: object) -> str:
 def _build(cls: type, raw: object, key: str, config_file: str) -> Any:
     """Build dataclass ``cls`` from the YAML mapping ``raw`` found at dotted ``key``."""
     if not isinstance(raw, dict):
-        raise ConfigError(config_file, key or "<top>", f"expected a mapping, found {describe_value(raw)}")
+        raise ConfigError(config_file, key or "<top>", f"expected a mapping, found {_describe(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in _yaml_fields(cls)}
     for name in raw:
         if not isinstance(name, str) or name not in fields:
-            raise ConfigError(config_file, join_key(key, str(name)), "unknown key" + (
+            raise ConfigError(config_file, _join(key, str(name)), "unknown key" + (
                 close_match_hint(str(name), fields) or f"; allowed keys here: {', '.join(fields)}"))
     values = {}
     for name, fld in fields.items():
         if name in raw:
-            values[name] = _convert(hints[name], raw[name], join_key(key, name), config_file)
+            values[name] = _convert(hints[name], raw[name], _join(key, name), config_file)
         elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-            raise ConfigError(config_file, join_key(key, name),
+            raise ConfigError(config_file, _join(key, name),
                               f"missing required key (expected {_type_name(hints[name])})")
     return cls(**values)
 
@@ -174,11 +181,11 @@ def _convert(tp: object, value: object, key: str, config_file: str) -> Any:
         return _convert(options[0], value, key, config_file)
     if origin is Literal:
         if value not in typing.get_args(tp) or isinstance(value, bool):
-            raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {describe_value(value)}")
+            raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {_describe(value)}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, list):
-            raise ConfigError(config_file, key, f"expected a list, found {describe_value(value)}")
+            raise ConfigError(config_file, key, f"expected a list, found {_describe(value)}")
         item_tp = typing.get_args(tp)[0]
         items = [_convert(item_tp, item, f"{key}[{i}]", config_file) for i, item in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -186,7 +193,7 @@ def _convert(tp: object, value: object, key: str, config_file: str) -> Any:
         if value is None:  # an empty ``kwargs:`` line means no keyword arguments
             return {}
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(config_file, key, f"expected a mapping with string keys, found {describe_value(value)}")
+            raise ConfigError(config_file, key, f"expected a mapping with string keys, found {_describe(value)}")
         return copy.deepcopy(value)
     return _convert_scalar(tp, value, key, config_file)
 
@@ -206,7 +213,7 @@ def _convert_scalar(tp: object, value: object, key: str, config_file: str) -> An
             pass
     if tp is str and isinstance(value, str):
         return value
-    raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {describe_value(value)}")
+    raise ConfigError(config_file, key, f"expected {_type_name(tp)}, found {_describe(value)}")
 
 
 def from_dict(raw: Mapping, config_file: str = "<dict>") -> Config:
@@ -357,7 +364,7 @@ def _set_path(root: dict, segments: list[str | int], value: object, dotted: str,
     tp: object = Config
     shown = ""
     for depth, segment in enumerate(segments):
-        shown = f"{shown}[{segment}]" if isinstance(segment, int) else join_key(shown, segment)
+        shown = f"{shown}[{segment}]" if isinstance(segment, int) else _join(shown, segment)
         tp = _child_type(tp, node, segment, f"{shown} (in --set {dotted})", config_file)
         last = depth == len(segments) - 1
         if isinstance(node, list):
@@ -369,7 +376,7 @@ def _set_path(root: dict, segments: list[str | int], value: object, dotted: str,
                 node = node[segment]
             continue
         if not isinstance(node, dict):
-            raise ConfigError(config_file, shown, f"cannot set a key below {describe_value(node)}")
+            raise ConfigError(config_file, shown, f"cannot set a key below {_describe(node)}")
         if last:
             node[segment] = value
         else:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping
 
 from engine.config_schema import AugmentationConfig, Config, ConfigError
 from models import build
-from models.build import ModelConfigError, lookup_builder
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,8 +46,8 @@ def default_builder_tables() -> BuilderTables:
 def lookup(table: Mapping[str, Callable], name: str, yaml_key: str, config_file: str) -> Callable:
     """Return ``table[name]``, or raise a ConfigError naming the key, the bad value and the choices."""
     try:
-        return lookup_builder(table, name, yaml_key)
-    except ModelConfigError as error:
+        return build.lookup_builder(table, name, yaml_key)
+    except build.ModelConfigError as error:
         raise ConfigError(config_file, error.key, error.problem) from None
 
 
@@ -68,7 +67,7 @@ def check_kwargs(builder: Callable, kwargs: Mapping[str, object], yaml_key: str,
     """
     try:
         build.check_kwargs(builder, kwargs, yaml_key, provided=injected, check_required=check_required)
-    except ModelConfigError as error:
+    except build.ModelConfigError as error:
         raise ConfigError(config_file, error.key, error.problem) from None
 
 

@@ -30,17 +30,6 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-def join_key(key: str, name: str) -> str:
-    """The dotted key of ``name`` under ``key`` (``model.head`` + ``kwargs``)."""
-    return f"{key}.{name}" if key else name
-
-
-def describe_value(value: object) -> str:
-    """A value's type and (shortened) repr, for error messages."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
-
-
 @dataclass(frozen=True, kw_only=True)
 class PretrainConfig:
     """``model.backbone.pretrain``: SlowFast weights loaded into the SlowFast module alone.
@@ -218,8 +207,9 @@ class ValConfig:
 
     ``with_label`` also computes the validation loss: the training criterion on each box's
     view-averaged logits against the pkl's labels, averaged over boxes (``val.log`` column ``loss``,
-    TensorBoard ``val/loss``); it needs an annotation pkl with real labels. Extensions: ``workers`` (default 1, the
-    original's implicit value) DataLoader worker processes per process; ``frame_store`` as in ``train``.
+    TensorBoard ``val/loss``); it needs an annotation pkl with real labels. Extensions: ``workers``
+    (default 1, the original's implicit value) DataLoader worker processes per process;
+    ``frame_store`` as in ``train``.
     """
 
     root_path: str
