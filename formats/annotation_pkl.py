@@ -5,7 +5,8 @@ as given). Elements stay plain dicts because the released files are plain dicts 
 read them unchanged; this module only validates them and writes them atomically. Extra keys (for
 example a detector's ``score`` inside a ``labels`` entry) are kept and ignored by every reader.
 
-Security note: unpickling executes code. Only load pkl files you trust.
+Loading goes through ``formats.safe_pickle``: a pkl that names any global outside builtin containers and
+scalars is refused before it can run code.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from formats.atomic import atomic_open
 from formats.errors import FormatError
+from formats.safe_pickle import safe_load
 
 ELEMENT_KEYS = ("video", "time", "start_frame", "n_frames", "mid_frame", "format_str", "frame_rate", "labels")
 LABEL_KEYS = ("bounding_box", "label", "person_id")
@@ -137,13 +139,8 @@ def load_annotation_pkl(path: str | Path) -> AnnotationFile:
         raise FileNotFoundError(f"annotation pkl not found: {path}")
     if path.stat().st_size == 0:
         raise FormatError(path, "empty file")
-    # A damaged or foreign file can fail inside the unpickler with any of these.
-    try:
-        with path.open("rb") as handle:
-            data = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError, KeyError,
-            IndexError, OverflowError) as exc:
-        raise FormatError(path, f"not a readable pickle ({exc})") from None
+    # Restricted: these files hold only lists, dicts, str, int and float, so nothing else may load.
+    data = safe_load(path)
     if not isinstance(data, (list, tuple)) or len(data) != 2:
         raise FormatError(path, "expected a pickled list [elements, classes]")
     elements, classes = data

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,48 @@ def test_numeric_field_parsers_name_file_line_and_column() -> None:
         parse_finite_float("inf", "x1", "a.csv", 4)
     with pytest.raises(FormatError, match=r"^a.csv, line 5: column 'keyframe' must be an integer, found '1.5'$"):
         parse_integer("1.5", "keyframe", "a.csv", 5)
+
+
+# The first entries of the official AVA v2.2 list (``ava_action_list_v2.2_for_activitynet_2019.pbtxt``), in
+# its own layout and spacing, plus its last id: ids are sparse (2 is not evaluated) and ``label_type`` is kept.
+AVA_LAYOUT = DATA / "ava_v2.2_layout_head.pbtxt"
+
+
+def test_label_map_reads_the_ava_v22_layout() -> None:
+    from formats.pbtxt import read_label_map_entries
+    assert read_label_map(AVA_LAYOUT) == {1: "bend/bow (at the waist)", 3: "crouch/kneel", 4: "dance",
+                                          17: "answer phone", 80: "watch (a person)"}
+    types = [entry.label_type for entry in read_label_map_entries(AVA_LAYOUT)]
+    assert types == ["PERSON_MOVEMENT"] * 3 + ["OBJECT_MANIPULATION", "PERSON_INTERACTION"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('label{name:"a" label_id:7 label_type:PERSON_MOVEMENT}', {7: "a"}),
+    ('label {\n\tlabel_type: OBJECT_MANIPULATION\n\tlabel_id:   12\n\tname:  "b c"\n}\n', {12: "b c"}),
+    ('item{name:"a" id:2}\n  item {  id: 3\n name: "x/y" }', {2: "a", 3: "x/y"}),
+])
+def test_label_map_layouts_with_any_whitespace_and_field_order(tmp_path: Path, text: str,
+                                                                 expected: dict[int, str]) -> None:
+    path = tmp_path / "map.pbtxt"
+    path.write_text(text)
+    assert read_label_map(path) == expected
+
+
+def test_label_map_ava_layout_round_trip(tmp_path: Path) -> None:
+    labels, types = {1: "bend/bow (at the waist)", 80: "watch (a person)"}, {1: "PERSON_MOVEMENT", 80: "PERSON_INTERACTION"}
+    write_label_map(tmp_path / "ava.pbtxt", labels, label_types=types)
+    assert read_label_map(tmp_path / "ava.pbtxt") == labels
+    assert "label_id: 80" in (tmp_path / "ava.pbtxt").read_text()
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ('label {\n  name: "a"\n  id: 1\n}\n', 1, "without a quoted 'name' or an integer 'label_id'"),
+    ('item {\n  name: "a"\n  label_id: 1\n}\n', 1, "without a quoted 'name' or an integer 'id'"),
+    ('item {\n  name: "a"\n  id: 1\n}\nlabel {\n  name: "b"\n  label_id: 2\n}\n', 5, "in a file of 'item"),
+])
+def test_label_map_layout_errors(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = tmp_path / "bad.pbtxt"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=re.escape(fragment)) as info:
+        read_label_map(path)
+    assert info.value.line == line and str(path) in str(info.value)
