@@ -1,7 +1,12 @@
 """Command line for the AVA frame-mAP of a predict.csv, at one capacity or swept over a range.
 
     python calc_mAP.py -l LABELMAP.pbtxt -g GT.csv -d PREDICT.csv [-e EXCLUSIONS.csv]
-        [--capacity K | --cap-range MIN MAX] [--json OUT.json] [--plot OUT.png]
+        [--capacity K | --cap-range MIN MAX] [--ties original|stable] [--json OUT.json] [--plot OUT.png]
+
+By default equal scores are ordered exactly as the original evaluator ordered them (``--ties original``),
+so the mAP of the original's own per-row predict files is comparable with the published figures;
+``--ties stable`` orders them by predict-file row instead. Either way the summary shows the tie band:
+the lowest and highest mAP any order of equal scores could give.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evaluation import DEFAULT_CAPACITY, format_summary, run_evaluation, save_plot, write_json  # noqa: E402
+from evaluation.api import DEFAULT_TIES, TIES  # noqa: E402
 from formats.errors import FormatError  # noqa: E402
 
 
@@ -28,11 +34,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help=f"rows kept per keyframe over all classes; 0 = unlimited (default {DEFAULT_CAPACITY})")
     mode.add_argument("--cap-range", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                       help="sweep every capacity in MIN..MAX (inclusive) in one pass; report the best")
+    parser.add_argument("--ties", choices=TIES, default=DEFAULT_TIES,
+                        help="order of equal scores: 'original' = exactly the original evaluator's (numpy 1.21.6 "
+                             f"introsort; reproduces published figures), 'stable' = earlier file row first "
+                             f"(default {DEFAULT_TIES})")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the result as JSON")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
                         help="plot mAP vs capacity (sweep) and per-class AP")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     args = parser.parse_args(argv)
+    if args.capacity < 0:
+        parser.error(f"--capacity must be >= 0 (0 = unlimited), got {args.capacity}")
     if args.cap_range is not None and not 1 <= args.cap_range[0] <= args.cap_range[1]:
         parser.error(f"--cap-range needs 1 <= MIN <= MAX, got {args.cap_range[0]} {args.cap_range[1]}")
     return args
@@ -43,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         result = run_evaluation(args.labelmap, args.groundtruth, args.detections, args.exclusions,
-                                capacity=args.capacity, cap_range=tuple(args.cap_range) if args.cap_range else None)
+                                capacity=args.capacity, cap_range=tuple(args.cap_range) if args.cap_range else None,
+                                ties=args.ties)
         if args.json is not None:
             write_json(args.json, result)
         if args.plot is not None:

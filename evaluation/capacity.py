@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.frame_map import PreparedData, match_detections, mean_average_precision, score_order
+from evaluation.frame_map import PreparedData, match_detections, mean_average_precision, ranking_order
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,14 @@ class SweepCurves:
         capacities: ``[K]`` int64, MIN..MAX.
         mean_ap: ``[K]`` float64 mAP (mean over classes with ground truth; 0.0 when none).
         average_precision: ``[K, C]`` float64 per-class AP, NaN for classes without ground truth.
+        mean_ap_low, mean_ap_high: ``[K]`` the tie band's bounds when asked for, else None.
     """
 
     capacities: np.ndarray
     mean_ap: np.ndarray
     average_precision: np.ndarray
+    mean_ap_low: np.ndarray | None = None
+    mean_ap_high: np.ndarray | None = None
 
     @property
     def best_index(self) -> int:
@@ -107,13 +110,15 @@ def class_sweep(tp: np.ndarray, min_k: np.ndarray, num_gt: int, k_min: int, k_ma
     return ap[np.searchsorted(thresholds, capacities, side="right") - 1]
 
 
-def sweep_capacities(data: PreparedData, k_min: int, k_max: int) -> SweepCurves:
+def sweep_capacities(data: PreparedData, k_min: int, k_max: int, band: bool = False) -> SweepCurves:
     """Frame-mAP for every capacity in ``k_min..k_max`` (inclusive) in one pass.
 
     Args:
         data: prepared data (``evaluation.frame_map.prepare``).
         k_min: smallest capacity, >= 1.
         k_max: largest capacity, >= k_min.
+        band: also sweep the tie band (true positives last / first among equal scores); the flags do not
+            depend on K, so each bound is one more pass of the same kind.
 
     Returns:
         The curves; equal (to float rounding) to ``evaluate_at_capacity`` at each K.
@@ -126,17 +131,25 @@ def sweep_capacities(data: PreparedData, k_min: int, k_max: int) -> SweepCurves:
     # Rows ranked at or beyond k_max are never kept; matching the rest once gives every K's flags.
     index = np.flatnonzero(data.det_valid & (data.det_rank < k_max))
     tp = match_detections(data, index)
+    capacities = np.arange(k_min, k_max + 1, dtype=np.int64)
+    curves = [_sweep_order(data, index, tp, order_kind, k_min, k_max)
+              for order_kind in ((None, "low", "high") if band else (None,))]
+    means = [np.array([mean_average_precision(row) for row in per_class]) if data.num_gt.any()
+             else np.zeros(len(capacities)) for per_class in curves]
+    return SweepCurves(capacities=capacities, mean_ap=means[0], average_precision=curves[0],
+                       mean_ap_low=means[1] if band else None, mean_ap_high=means[2] if band else None)
+
+
+def _sweep_order(data: PreparedData, index: np.ndarray, tp: np.ndarray, band: str | None,
+                 k_min: int, k_max: int) -> np.ndarray:
+    """``[K, C]`` per-class AP over ``k_min..k_max`` for one ranking order (``ranking_order``'s ``band``)."""
     classes = data.det_class[index]
-    order = score_order(classes, data.det_tie_rank[index])
+    order = ranking_order(data, index, tp, band)
     bounds = np.searchsorted(classes[order], np.arange(data.num_classes + 1))
     sorted_tp, sorted_min_k = tp[order], data.det_rank[index][order] + 1
-
-    capacities = np.arange(k_min, k_max + 1, dtype=np.int64)
-    per_class = np.full((len(capacities), data.num_classes), np.nan)
+    per_class = np.full((k_max - k_min + 1, data.num_classes), np.nan)
     for class_index in np.flatnonzero(data.num_gt > 0):
         span = slice(bounds[class_index], bounds[class_index + 1])
         per_class[:, class_index] = class_sweep(sorted_tp[span], sorted_min_k[span],
                                                 int(data.num_gt[class_index]), k_min, k_max)
-    mean_ap = np.array([mean_average_precision(row) for row in per_class]) if data.num_gt.any() \
-        else np.zeros(len(capacities))
-    return SweepCurves(capacities=capacities, mean_ap=mean_ap, average_precision=per_class)
+    return per_class

@@ -1,4 +1,7 @@
-"""AVA frame-mAP at one capacity: the official PASCAL VOC protocol (IoU 0.5) on columnar arrays.
+"""AVA frame-mAP at one capacity under the ``stable`` tie rule: the official PASCAL VOC protocol (IoU 0.5).
+
+The default protocol, ``original`` (``evaluation.original_protocol``), reproduces the original's exact
+order of equal scores; this module is the version-independent alternative and the shared row filter.
 
 Semantics (those of the official AVA evaluator as the original project runs it):
 
@@ -86,12 +89,14 @@ class FrameMapResult:
         mean_ap: mean over classes with ground truth (0.0 when no class has any).
         num_kept: detection rows kept by the cut (including invalid boxes).
         num_true_positives: kept detections matched to a ground-truth box.
+        band: ``(low, high)`` mAP of the tie band when asked for, else None.
     """
 
     average_precision: np.ndarray
     mean_ap: float
     num_kept: int
     num_true_positives: int
+    band: tuple[float, float] | None = None
 
 
 def score_order(group: np.ndarray, tie_rank: np.ndarray) -> np.ndarray:
@@ -124,6 +129,71 @@ def _keyframe_ids(gt: GroundTruth, preds: Predictions,
     return keys[:n_gt], keys[n_gt:n_gt + n_pred], keys[n_gt + n_pred:]
 
 
+@dataclass(frozen=True, eq=False)
+class FilteredRows:
+    """Rows that survive the label-map filter and the exclusions, with shared integer keyframe ids.
+
+    Attributes:
+        class_ids: ``[C]`` label-map ids, ascending.
+        gt_keys: ``[N_gt]`` int64 keyframe id of every ground-truth row (all rows, file order).
+        det_keys: ``[N_det]`` int64 keyframe id of every detection row.
+        gt_kept: int64 indices of the ground-truth rows evaluated (in the map, not excluded), ascending.
+        det_kept: int64 indices of the detection rows evaluated, ascending.
+        counts: row and keyframe counts for reports.
+    """
+
+    class_ids: np.ndarray
+    gt_keys: np.ndarray
+    det_keys: np.ndarray
+    gt_kept: np.ndarray
+    det_kept: np.ndarray
+    counts: dict[str, int]
+
+
+def filter_rows(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
+                excluded: set[tuple[str, int]] | None = None) -> FilteredRows:
+    """Apply the label map and the exclusions (the first step of every tie protocol).
+
+    Raises:
+        ValueError: empty label map, or a non-finite score or box in ``preds``.
+    """
+    if not label_map:
+        raise ValueError("the label map has no classes")
+    bad = ~np.isfinite(preds.score) | ~np.isfinite(preds.boxes).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"detection row {row + 1} ({preds.video[row]}, {preds.time[row]}) has a non-finite "
+                         "score or box coordinate")
+    class_ids = np.array(sorted(label_map), dtype=np.int64)
+    gt_keys, det_keys, excluded_keys = _keyframe_ids(gt, preds, excluded or set())
+    gt_in_map = np.isin(gt.class_id, class_ids)
+    det_in_map = np.isin(preds.class_id, class_ids)
+    gt_excluded = np.isin(gt_keys, excluded_keys)
+    det_excluded = np.isin(det_keys, excluded_keys)
+    gt_kept = np.flatnonzero(gt_in_map & ~gt_excluded)
+    det_kept = np.flatnonzero(det_in_map & ~det_excluded)
+    det_key_values, rows_per_key = np.unique(det_keys[det_kept], return_counts=True)
+    gt_class = np.searchsorted(class_ids, gt.class_id[gt_kept])
+    counts = {
+        "gt_rows": len(gt),
+        "gt_rows_outside_label_map": int((~gt_in_map).sum()),
+        "gt_rows_excluded": int((gt_in_map & gt_excluded).sum()),
+        "gt_rows_evaluated": len(gt_kept),
+        "gt_keyframes": int(len(np.unique(gt_keys[gt_kept]))),
+        "classes_with_gt": int((np.bincount(gt_class, minlength=len(class_ids)) > 0).sum()),
+        "detection_rows": len(preds),
+        "detection_rows_outside_label_map": int((~det_in_map).sum()),
+        "detection_rows_excluded": int((det_in_map & det_excluded).sum()),
+        "detection_rows_evaluated": len(det_kept),
+        "detection_keyframes": len(det_key_values),
+        "detection_keyframes_without_gt": int((~np.isin(det_key_values, gt_keys[gt_kept])).sum()),
+        "max_rows_per_keyframe": int(rows_per_key.max()) if len(rows_per_key) else 0,
+        "excluded_keyframes": int(len(np.unique(excluded_keys))),
+    }
+    return FilteredRows(class_ids=class_ids, gt_keys=gt_keys, det_keys=det_keys, gt_kept=gt_kept,
+                        det_kept=det_kept, counts=counts)
+
+
 def prepare(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
             excluded: set[tuple[str, int]] | None = None) -> PreparedData:
     """Filter by label map and exclusions, rank detections per keyframe and index ground truth.
@@ -140,54 +210,22 @@ def prepare(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
     Raises:
         ValueError: empty label map, or a non-finite score or box in ``preds``.
     """
-    if not label_map:
-        raise ValueError("the label map has no classes")
-    bad = ~np.isfinite(preds.score) | ~np.isfinite(preds.boxes).all(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"detection row {row + 1} ({preds.video[row]}, {preds.time[row]}) has a non-finite "
-                         "score or box coordinate")
-    class_ids = np.array(sorted(label_map), dtype=np.int64)
+    rows = filter_rows(label_map, gt, preds, excluded)
+    class_ids, gt_keep, det_keep = rows.class_ids, rows.gt_kept, rows.det_kept
     num_classes = len(class_ids)
-    gt_keys, det_keys, excluded_keys = _keyframe_ids(gt, preds, excluded or set())
-
-    gt_in_map = np.isin(gt.class_id, class_ids)
-    det_in_map = np.isin(preds.class_id, class_ids)
-    gt_excluded = np.isin(gt_keys, excluded_keys)
-    det_excluded = np.isin(det_keys, excluded_keys)
-    gt_keep = np.flatnonzero(gt_in_map & ~gt_excluded)
-    det_keep = np.flatnonzero(det_in_map & ~det_excluded)
-
     gt_class = np.searchsorted(class_ids, gt.class_id[gt_keep])
-    gt_group_unsorted = gt_keys[gt_keep] * num_classes + gt_class
+    gt_group_unsorted = rows.gt_keys[gt_keep] * num_classes + gt_class
     gt_order = np.argsort(gt_group_unsorted, kind="stable")
 
     tie_rank = np.empty(len(det_keep), dtype=np.int64)
     tie_rank[np.lexsort((det_keep, -preds.score[det_keep]))] = np.arange(len(det_keep))
-    within_keyframe = score_order(det_keys[det_keep], tie_rank)
+    within_keyframe = score_order(rows.det_keys[det_keep], tie_rank)
     det_order = det_keep[within_keyframe]
-    det_key = det_keys[det_order]
+    det_key = rows.det_keys[det_order]
     starts = np.flatnonzero(np.r_[True, det_key[1:] != det_key[:-1]]) if len(det_key) else np.zeros(0, np.int64)
     run_lengths = np.diff(np.r_[starts, len(det_key)])
     det_rank = np.arange(len(det_key)) - np.repeat(starts, run_lengths)
     det_boxes = preds.boxes[det_order]
-
-    counts = {
-        "gt_rows": len(gt),
-        "gt_rows_outside_label_map": int((~gt_in_map).sum()),
-        "gt_rows_excluded": int((gt_in_map & gt_excluded).sum()),
-        "gt_rows_evaluated": len(gt_keep),
-        "gt_keyframes": int(len(np.unique(gt_keys[gt_keep]))),
-        "classes_with_gt": int((np.bincount(gt_class, minlength=num_classes) > 0).sum()),
-        "detection_rows": len(preds),
-        "detection_rows_outside_label_map": int((~det_in_map).sum()),
-        "detection_rows_excluded": int((det_in_map & det_excluded).sum()),
-        "detection_rows_evaluated": len(det_order),
-        "detection_keyframes": len(starts),
-        "detection_keyframes_without_gt": int((~np.isin(det_key[starts], gt_keys[gt_keep])).sum()),
-        "max_rows_per_keyframe": int(run_lengths.max()) if len(run_lengths) else 0,
-        "excluded_keyframes": int(len(np.unique(excluded_keys))),
-    }
     return PreparedData(
         class_ids=class_ids,
         num_gt=np.bincount(gt_class, minlength=num_classes).astype(np.int64),
@@ -201,7 +239,7 @@ def prepare(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
         det_tie_rank=tie_rank[within_keyframe],
         det_rank=det_rank.astype(np.int64),
         det_valid=valid_box_mask(det_boxes),
-        counts=counts,
+        counts=dict(rows.counts),
     )
 
 
@@ -282,14 +320,35 @@ def mean_average_precision(per_class: np.ndarray) -> float:
     return float(np.mean(present)) if present.size else 0.0
 
 
-def class_average_precisions(data: PreparedData, index: np.ndarray, tp: np.ndarray) -> np.ndarray:
-    """Per-class AP of the detections ``index`` with flags ``tp``.
+def ranking_order(data: PreparedData, index: np.ndarray, tp: np.ndarray, band: str | None = None) -> np.ndarray:
+    """Order of the detections ``index`` by class, then by descending score.
+
+    Args:
+        data: prepared data.
+        index: ``[M]`` detection indices.
+        tp: ``[M]`` their true-positive flags.
+        band: None for the tie rule (earlier row first); ``"low"`` / ``"high"`` to put the true positives of
+            every group of equal scores last / first (the bounds of the tie band).
+
+    Returns:
+        ``[M]`` positions into ``index``.
+    """
+    classes = data.det_class[index]
+    if band is None:
+        return score_order(classes, data.det_tie_rank[index])
+    tp_key = tp if band == "low" else ~tp
+    return np.lexsort((data.det_tie_rank[index], tp_key, -data.det_score[index], classes))
+
+
+def class_average_precisions(data: PreparedData, index: np.ndarray, tp: np.ndarray,
+                             band: str | None = None) -> np.ndarray:
+    """Per-class AP of the detections ``index`` with flags ``tp`` (``band`` as in ``ranking_order``).
 
     Returns:
         ``[C]`` float64; NaN where the class has no ground truth, 0.0 where it has no detection.
     """
     classes = data.det_class[index]
-    order = score_order(classes, data.det_tie_rank[index])
+    order = ranking_order(data, index, tp, band)
     sorted_tp = tp[order]
     bounds = np.searchsorted(classes[order], np.arange(data.num_classes + 1))
     result = np.full(data.num_classes, np.nan)
@@ -299,12 +358,13 @@ def class_average_precisions(data: PreparedData, index: np.ndarray, tp: np.ndarr
     return result
 
 
-def evaluate_at_capacity(data: PreparedData, capacity: int) -> FrameMapResult:
+def evaluate_at_capacity(data: PreparedData, capacity: int, band: bool = False) -> FrameMapResult:
     """Frame-mAP keeping the ``capacity`` highest-scoring rows per keyframe (all if ``capacity < 1``).
 
     Args:
         data: prepared data.
         capacity: rows kept per keyframe over all classes (tie rule in the module docstring).
+        band: also compute the tie band (``band_low`` / ``band_high``).
 
     Returns:
         Per-class AP, mAP and counts.
@@ -313,5 +373,7 @@ def evaluate_at_capacity(data: PreparedData, capacity: int) -> FrameMapResult:
     index = np.flatnonzero(kept & data.det_valid)
     tp = match_detections(data, index)
     per_class = class_average_precisions(data, index, tp)
+    bounds = (mean_average_precision(class_average_precisions(data, index, tp, "low")),
+              mean_average_precision(class_average_precisions(data, index, tp, "high"))) if band else None
     return FrameMapResult(average_precision=per_class, mean_ap=mean_average_precision(per_class),
-                          num_kept=int(kept.sum()), num_true_positives=int(tp.sum()))
+                          num_kept=int(kept.sum()), num_true_positives=int(tp.sum()), band=bounds)

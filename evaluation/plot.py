@@ -35,7 +35,12 @@ def _draw_sweep(axis, result: EvaluationResult) -> None:
     sweep = result.sweep
     capacities = list(sweep.mAP_by_capacity)
     values = [100 * v for v in sweep.mAP_by_capacity.values()]
-    axis.plot(capacities, values, linewidth=1.2)
+    if sweep.band_by_capacity is not None:
+        bands = [sweep.band_by_capacity[k] for k in capacities]
+        axis.fill_between(capacities, [100 * b.low for b in bands], [100 * b.high for b in bands],
+                          color="tab:blue", alpha=0.18, linewidth=0,
+                          label="tie band (true positives last / first among equal scores)")
+    axis.plot(capacities, values, linewidth=1.2, label=f"mAP (ties: {result.ties})")
     axis.scatter([sweep.best_capacity], [100 * sweep.best_mAP], color="tab:red", zorder=3,
                  label=f"best K = {sweep.best_capacity}: {100 * sweep.best_mAP:.2f}%")
     axis.set_xlabel("capacity K (rows kept per keyframe)")
@@ -53,5 +58,7 @@ def _draw_classes(axis, result: EvaluationResult) -> None:
     axis.set_xticklabels(labels, rotation=90, fontsize=6)
     axis.set_ylabel("AP (%)")
     capacity = "unlimited" if result.capacity < 1 else result.capacity
-    axis.set_title(f"per-class AP at capacity {capacity} (mAP {100 * result.mAP:.2f}%)")
+    band = "" if result.tie_band is None else \
+        f", tie band {100 * result.tie_band.low:.2f}..{100 * result.tie_band.high:.2f}%"
+    axis.set_title(f"per-class AP at capacity {capacity} (mAP {100 * result.mAP:.2f}%{band})")
     axis.grid(axis="y", alpha=0.3)

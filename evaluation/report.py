@@ -8,7 +8,25 @@ from pathlib import Path
 
 from formats.atomic import write_text_atomic
 
-TIE_RULE = "equal scores: earlier predict-file row first (capacity cut, matching and AP order alike)"
+# What each tie protocol does with equal scores (``--ties``), for the JSON and the summary.
+TIE_RULES = {
+    "original": "equal scores in the original evaluator's exact order (heapq cut, stable per-keyframe sort, "
+                "numpy 1.21.6 introsort per class), as the published figures were computed",
+    "stable": "equal scores: earlier predict-file row first (capacity cut, matching and AP order alike)",
+}
+
+
+@dataclass(frozen=True)
+class TieBand:
+    """The lowest and highest mAP any order of equal scores can give (kept rows and match flags fixed).
+
+    Attributes:
+        low: mAP with the true positives of every group of equal scores ranked last.
+        high: mAP with them ranked first.
+    """
+
+    low: float
+    high: float
 
 
 @dataclass(frozen=True)
@@ -19,11 +37,13 @@ class SweepSummary:
         best_capacity: the K with the highest mAP (the smallest such K on ties).
         best_mAP: mAP at ``best_capacity``.
         mAP_by_capacity: ``{K: mAP}`` for every K of the range, ascending.
+        band_by_capacity: ``{K: TieBand}`` for every K, when the band was computed.
     """
 
     best_capacity: int
     best_mAP: float
     mAP_by_capacity: dict[int, float]
+    band_by_capacity: dict[int, TieBand] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,8 @@ class EvaluationResult:
         sweep: the capacity curve, None for a single run.
         counts: row and keyframe counts (ground truth, detections, exclusions, matches).
         timings: seconds per stage (``read``, ``prepare``, ``evaluate`` or ``sweep``, ``total``).
+        ties: the tie protocol (``original`` or ``stable``, see ``TIE_RULES``).
+        tie_band: the tie band at ``capacity``, when computed.
     """
 
     mAP: float
@@ -48,6 +70,8 @@ class EvaluationResult:
     sweep: SweepSummary | None = None
     counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    ties: str = "original"
+    tie_band: TieBand | None = None
 
     def to_json(self) -> dict:
         """The JSON object of ``calc_mAP.py --json`` (keys of ``per_class`` are ids as strings)."""
@@ -63,9 +87,17 @@ class EvaluationResult:
                 "best_mAP": _finite(self.sweep.best_mAP),
                 "mAP_by_capacity": {str(k): _finite(v) for k, v in self.sweep.mAP_by_capacity.items()},
             }
+            if self.sweep.band_by_capacity is not None:
+                bands = self.sweep.band_by_capacity
+                payload["sweep"]["mAP_low_by_capacity"] = {str(k): _finite(b.low) for k, b in bands.items()}
+                payload["sweep"]["mAP_high_by_capacity"] = {str(k): _finite(b.high) for k, b in bands.items()}
+        if self.tie_band is not None:
+            payload["tie_band"] = {"low": _finite(self.tie_band.low), "high": _finite(self.tie_band.high),
+                                   "capacity": int(self.capacity)}
         payload["counts"] = {key: int(value) for key, value in self.counts.items()}
         payload["timings_s"] = {key: round(float(value), 6) for key, value in self.timings.items()}
-        payload["tie_rule"] = TIE_RULE
+        payload["ties"] = self.ties
+        payload["tie_rule"] = TIE_RULES[self.ties]
         return payload
 
 
@@ -102,7 +134,12 @@ def _ranked_classes(result: EvaluationResult) -> list[tuple[int, float]]:
 def format_summary(result: EvaluationResult, top: int = 5) -> str:
     """A readable multi-line summary: mAP, best capacity, best and worst classes, counts, time."""
     capacity = "unlimited" if result.capacity < 1 else str(result.capacity)
-    lines = [f"frame-mAP@0.5IoU: {100 * result.mAP:.2f}% ({result.mAP:.6f}) at capacity {capacity}"]
+    lines = [f"frame-mAP@0.5IoU: {100 * result.mAP:.2f}% ({result.mAP:.6f}) at capacity {capacity} "
+             f"(ties: {result.ties})"]
+    if result.tie_band is not None:
+        band = result.tie_band
+        lines.append(f"tie band at capacity {capacity}: {100 * band.low:.2f}% .. {100 * band.high:.2f}% "
+                     f"(true positives last / first among equal scores; width {100 * (band.high - band.low):.2f} points)")
     if result.sweep is not None:
         ks = list(result.sweep.mAP_by_capacity)
         worst_k = min(ks, key=lambda k: (result.sweep.mAP_by_capacity[k], k))
