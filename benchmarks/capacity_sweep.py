@@ -1,16 +1,22 @@
-"""Benchmark: one-pass capacity sweep vs one single-capacity evaluation per K, on val-sized data.
+"""Benchmark: the capacity sweep in both tie protocols vs the original's serial brute force.
 
-    python benchmarks/capacity_sweep.py [--cap-range 50 2200] [--brute-samples 12] [--seed 0]
-        [--keyframes 2000] [--labelmap L --groundtruth G --detections D [--exclusions E]]
+    python benchmarks/capacity_sweep.py [--cap-range 50 2500] [--rows 200000] [--layout per-row|merged]
+        [--brute-samples 8] [--seed 0] [--labelmap L --groundtruth G --detections D [--exclusions E]]
 
-Without files it generates (seeded) a Chaotic-World-like validation set in a temporary folder:
-50 classes with a long-tailed frequency, ~10 people per keyframe and some crowded keyframes
-(up to 100 boxes, i.e. 5000 predict rows), detector boxes jittered from the ground truth plus
-false boxes, one predict row per (box, class) with 3-decimal scores (so ties are frequent).
+Without files it generates (seeded) a Chaotic-World-like validation set in a temporary folder: 50
+classes with a long-tailed frequency, 2-12 people per keyframe and some crowded keyframes, detector
+boxes jittered from the ground truth plus false boxes, one predict row per (box, class) with 3-decimal
+scores. ``--layout per-row`` (default) repeats every keyframe's rows once per ground-truth row, as the
+original's proposal pkls make its predict files (so each (box, class) row appears k times with one score).
 
-Both methods run on the same prepared data (files read once). The brute force evaluates a sample
-of the capacities and is extrapolated linearly to the whole range (it says so); the curves must
-agree at every sampled K (max abs difference <= 1e-9), else the exit status is 1.
+The baseline is the original's serial brute force: ``evaluation.original_reference`` (a loop-for-loop
+mirror of the original's calc_mAP.py + ava_evaluation, files re-read at every K as the original does),
+timed on a sample of the capacities and extrapolated linearly to the whole range (it says so). Against
+it, in the same run:
+- ``--ties original`` (default): the exact per-K path of ``evaluation.original_protocol`` (target >= 30x);
+- ``--ties stable``: the one-pass sweep, without and with the tie band (target >= 300x).
+Curves must agree with the baseline (exact mode) and with single stable runs (stable mode) at every
+sampled K (max abs difference <= 1e-9), else the exit status is 1.
 """
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation import load_inputs  # noqa: E402
 from evaluation.capacity import sweep_capacities  # noqa: E402
 from evaluation.frame_map import evaluate_at_capacity, prepare  # noqa: E402
+from evaluation.original_protocol import ORIGINAL, evaluate_original, prepare_original  # noqa: E402
+from evaluation.original_reference import evaluate_like_original  # noqa: E402
 from formats.eval_csv import GroundTruth, Predictions, write_ground_truth_csv, write_predict_csv  # noqa: E402
 from formats.pbtxt import write_label_map  # noqa: E402
 
@@ -43,8 +51,19 @@ def _person_boxes(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.stack([x1, y1, x1 + width, y1 + height], axis=1)
 
 
-def generate_dataset(folder: Path, seed: int, keyframes: int) -> tuple[Path, Path, Path]:
-    """Write ``list_action.pbtxt``, ``gt.csv`` and ``predict.csv`` into ``folder``; return their paths."""
+def generate_dataset(folder: Path, seed: int, keyframes: int = 10**9, per_row: bool = False,
+                     rows: int | None = None) -> tuple[Path, Path, Path]:
+    """Write ``list_action.pbtxt``, ``gt.csv`` and ``predict.csv`` into ``folder``; return their paths.
+
+    Args:
+        folder: output folder.
+        seed: generator seed.
+        keyframes: keyframes to generate (at most).
+        per_row: repeat each keyframe's predict rows once per ground-truth row (the original's layout).
+        rows: stop after the first keyframe that brings the predict file to this many rows.
+    """
+    if rows is None and keyframes >= 10**9:
+        raise ValueError("give keyframes or rows")
     rng = np.random.default_rng(seed)
     class_weights = 1.0 / np.arange(1, NUM_CLASSES + 1) ** 1.1
     class_weights /= class_weights.sum()
@@ -52,10 +71,14 @@ def generate_dataset(folder: Path, seed: int, keyframes: int) -> tuple[Path, Pat
     det_cols: dict[str, list] = {"video": [], "time": [], "boxes": [], "class_id": [], "score": []}
     for keyframe in range(keyframes):
         video, second = f"cw_{keyframe // 50:03d}", 900 + keyframe % 50
-        people = int(rng.integers(40, 101)) if rng.random() < 0.05 else int(rng.integers(2, 13))
+        if per_row:
+            # Sized like the original's real per-row files: up to ~10,000 rows in a keyframe.
+            people = int(rng.integers(1, 7))
+        else:
+            people = int(rng.integers(40, 101)) if rng.random() < 0.05 else int(rng.integers(2, 13))
         boxes = _person_boxes(rng, people)
-        labels = [rng.choice(NUM_CLASSES, size=int(rng.integers(1, 4)), replace=False, p=class_weights) + 1
-                  for _ in range(people)]
+        labels = [rng.choice(NUM_CLASSES, size=int(rng.integers(1, 3 if per_row else 4)), replace=False,
+                             p=class_weights) + 1 for _ in range(people)]
         for person, person_labels in enumerate(labels):
             gt_cols["video"] += [video] * len(person_labels)
             gt_cols["time"] += [second] * len(person_labels)
@@ -70,11 +93,14 @@ def generate_dataset(folder: Path, seed: int, keyframes: int) -> tuple[Path, Pat
         for row, person in enumerate(found):
             truth[row, labels[person] - 1] = True
         scores = np.clip(rng.beta(0.6, 6, truth.shape) + truth * rng.uniform(0.1, 0.8, truth.shape), 0, 1)
-        det_cols["video"] += [video] * truth.size
-        det_cols["time"] += [second] * truth.size
-        det_cols["boxes"].append(np.repeat(np.round(det_boxes, 3), NUM_CLASSES, axis=0))
-        det_cols["class_id"].append(np.tile(np.arange(1, NUM_CLASSES + 1), len(det_boxes)))
-        det_cols["score"].append(np.round(scores.reshape(-1), 3))
+        copies = sum(len(person_labels) for person_labels in labels) if per_row else 1
+        det_cols["video"] += [video] * truth.size * copies
+        det_cols["time"] += [second] * truth.size * copies
+        det_cols["boxes"].append(np.tile(np.repeat(np.round(det_boxes, 3), NUM_CLASSES, axis=0), (copies, 1)))
+        det_cols["class_id"].append(np.tile(np.arange(1, NUM_CLASSES + 1), len(det_boxes) * copies))
+        det_cols["score"].append(np.tile(np.round(scores.reshape(-1), 3), copies))
+        if rows is not None and len(det_cols["video"]) >= rows:
+            break
     labelmap, gt_path, predict_path = folder / "list_action.pbtxt", folder / "gt.csv", folder / "predict.csv"
     write_label_map(labelmap, {cid: f"action_{cid}" for cid in range(1, NUM_CLASSES + 1)})
     write_ground_truth_csv(gt_path, GroundTruth(video=gt_cols["video"], time=gt_cols["time"],
@@ -87,52 +113,89 @@ def generate_dataset(folder: Path, seed: int, keyframes: int) -> tuple[Path, Pat
     return labelmap, gt_path, predict_path
 
 
+def _brute_force(files: tuple[Path, Path, Path, Path | None], sampled: np.ndarray) -> tuple[np.ndarray, float]:
+    """The original's serial brute force at ``sampled`` capacities: (mAPs, seconds per capacity)."""
+    start = time.perf_counter()
+    maps = np.array([evaluate_like_original(*files, capacity=int(k))[0] for k in sampled])
+    return maps, (time.perf_counter() - start) / len(sampled)
+
+
 def run_benchmark(labelmap: Path, gt_path: Path, predict_path: Path, exclusions: Path | None,
                   cap_range: tuple[int, int], brute_samples: int) -> int:
-    """Time both methods, print figures, return the exit status (0: curves agree)."""
+    """Time the baseline and both protocols' sweeps, print figures, return the exit status (0: curves agree)."""
     start = time.perf_counter()
     label_map, ground_truth, preds, excluded = load_inputs(labelmap, gt_path, predict_path, exclusions)
     read_s = time.perf_counter() - start
+    k_min, k_max = cap_range
+    num_k = k_max - k_min + 1
+    capacities = np.arange(k_min, k_max + 1)
+    sampled = np.unique(np.linspace(k_min, k_max, max(2, min(brute_samples, num_k))).round().astype(int))
+
+    brute, per_k = _brute_force((labelmap, gt_path, predict_path, exclusions), sampled)
+    brute_total = per_k * num_k
+    print(f"original's serial brute force (loop mirror, files re-read per K): {len(sampled)} capacities took "
+          f"{per_k * len(sampled):.2f} s ({per_k:.3f} s each); EXTRAPOLATED linearly to {num_k} capacities: "
+          f"{brute_total:.1f} s")
+    status = 0
+
+    # Exact protocol: the original's path at every K.
+    start = time.perf_counter()
+    exact_data = prepare_original(label_map, ground_truth, preds, excluded)
+    prepare_s = time.perf_counter() - start
+    counts = exact_data.counts
+    print(f"data: {counts['detection_rows']} predict rows in {counts['detection_keyframes']} keyframes "
+          f"(max {counts['max_rows_per_keyframe']} rows in one), {counts['gt_rows_evaluated']} ground-truth rows; "
+          f"read files {read_s:.2f} s")
+    start = time.perf_counter()
+    run = evaluate_original(exact_data, capacities)
+    exact_s = time.perf_counter() - start + prepare_s
+    curve = run.mean_ap[:, ORIGINAL]
+    best = int(np.argmax(curve))
+    print(f"--ties original (exact, with tie band): sweep over K = {k_min}..{k_max} ({num_k} capacities) "
+          f"{exact_s:.2f} s (prepare {prepare_s:.2f} s included); best K = {int(capacities[best])}, "
+          f"mAP = {curve[best]:.6f}")
+    print(f"speed-up --ties original (extrapolated brute force / exact sweep): {brute_total / exact_s:.0f}x "
+          "(target >= 30x)")
+    diff = float(np.max(np.abs(brute - curve[sampled - k_min])))
+    print(f"exact sweep vs the original's path at the {len(sampled)} sampled K: max |difference| = {diff:.3g} "
+          f"(tolerance {TOLERANCE:g})")
+    if diff > TOLERANCE:
+        print("FAIL: the exact sweep and the original's single runs disagree")
+        status = 1
+
+    # Stable rule: the one-pass sweep, without and with the band.
     start = time.perf_counter()
     data = prepare(label_map, ground_truth, preds, excluded)
-    prepare_s = time.perf_counter() - start
-    counts = data.counts
-    print(f"data: {counts['detection_rows']} predict rows in {counts['detection_keyframes']} keyframes "
-          f"(max {counts['max_rows_per_keyframe']} rows in one), {counts['gt_rows_evaluated']} ground-truth rows")
-    print(f"read files: {read_s:.2f} s, prepare: {prepare_s:.2f} s (shared by both methods, not in the ratio)")
-
-    k_min, k_max = cap_range
-    start = time.perf_counter()
-    curves = sweep_capacities(data, k_min, k_max)
-    sweep_s = time.perf_counter() - start
-    num_k = k_max - k_min + 1
-    print(f"one-pass sweep over K = {k_min}..{k_max} ({num_k} capacities): {sweep_s:.2f} s; "
-          f"best K = {int(curves.capacities[curves.best_index])}, mAP = {curves.mean_ap[curves.best_index]:.6f}")
-
-    sampled = np.unique(np.linspace(k_min, k_max, max(2, min(brute_samples, num_k))).round().astype(int))
-    start = time.perf_counter()
-    brute = np.array([evaluate_at_capacity(data, int(k)).mean_ap for k in sampled])
-    brute_s = time.perf_counter() - start
-    per_k = brute_s / len(sampled)
-    brute_total = per_k * num_k
-    print(f"brute force: {len(sampled)} single-capacity evaluations took {brute_s:.2f} s ({per_k:.3f} s each); "
-          f"EXTRAPOLATED linearly to {num_k} capacities: {brute_total:.1f} s")
-    ratio = brute_total / sweep_s
-    print(f"speed-up (extrapolated brute force / one-pass sweep): {ratio:.0f}x (target >= 300x)")
-    diff = float(np.max(np.abs(brute - curves.mean_ap[sampled - k_min])))
-    print(f"curves at the {len(sampled)} sampled K: max |difference| = {diff:.3g} (tolerance {TOLERANCE:g})")
+    stable_prepare_s = time.perf_counter() - start
+    timings = {}
+    for band in (False, True):
+        start = time.perf_counter()
+        curves = sweep_capacities(data, k_min, k_max, band=band)
+        timings[band] = time.perf_counter() - start + stable_prepare_s
+    print(f"--ties stable: one-pass sweep {timings[False]:.2f} s, with the tie band {timings[True]:.2f} s "
+          f"(prepare {stable_prepare_s:.2f} s included); best K = {int(curves.capacities[curves.best_index])}, "
+          f"mAP = {curves.mean_ap[curves.best_index]:.6f}")
+    print(f"speed-up --ties stable (extrapolated brute force / one-pass sweep): {brute_total / timings[False]:.0f}x, "
+          f"with the band {brute_total / timings[True]:.0f}x (target >= 300x)")
+    singles = np.array([evaluate_at_capacity(data, int(k)).mean_ap for k in sampled])
+    diff = float(np.max(np.abs(singles - curves.mean_ap[sampled - k_min])))
+    print(f"stable sweep vs stable single runs at the {len(sampled)} sampled K: max |difference| = {diff:.3g} "
+          f"(tolerance {TOLERANCE:g})")
     if diff > TOLERANCE:
         print("FAIL: the one-pass sweep and the single-capacity evaluations disagree")
-        return 1
-    return 0
+        status = 1
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cap-range", type=int, nargs=2, default=(50, 2200), metavar=("MIN", "MAX"))
-    parser.add_argument("--brute-samples", type=int, default=12, help="capacities evaluated one by one")
+    parser.add_argument("--cap-range", type=int, nargs=2, default=(50, 2500), metavar=("MIN", "MAX"))
+    parser.add_argument("--brute-samples", type=int, default=8, help="capacities evaluated one by one")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keyframes", type=int, default=2000, help="size of the generated data")
+    parser.add_argument("--rows", type=int, default=200_000, help="predict rows of the generated data")
+    parser.add_argument("--keyframes", type=int, default=None, help="generate this many keyframes instead")
+    parser.add_argument("--layout", choices=("per-row", "merged"), default="per-row",
+                        help="generated predict file: the original's per-row duplicates, or one row per (box, class)")
     parser.add_argument("--labelmap", type=Path)
     parser.add_argument("--groundtruth", type=Path)
     parser.add_argument("--detections", type=Path)
@@ -146,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                              tuple(args.cap_range), args.brute_samples)
     with tempfile.TemporaryDirectory(prefix="capacity_sweep_") as folder:
         start = time.perf_counter()
-        paths = generate_dataset(Path(folder), args.seed, args.keyframes)
-        print(f"generated seed-{args.seed} data with {args.keyframes} keyframes in {time.perf_counter() - start:.1f} s")
+        size = {"keyframes": args.keyframes} if args.keyframes else {"rows": args.rows}
+        paths = generate_dataset(Path(folder), args.seed, per_row=args.layout == "per-row", **size)
+        print(f"generated seed-{args.seed} {args.layout} data in {time.perf_counter() - start:.1f} s")
         return run_benchmark(*paths, None, tuple(args.cap_range), args.brute_samples)
 
 

@@ -29,6 +29,7 @@ from formats.atomic import write_text_atomic
 from formats.official_csv import read_official_csv
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
+from tools.demo_protocols import PER_ROW_NAMES, format_protocol_lines, score_protocols, sweep_range
 from tools.extract_frames import FrameExtractionError, extract_frames
 from tools.gt_csv import write_evaluator_ground_truth
 from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs, run_video_demo
@@ -353,30 +354,80 @@ def _detector_figures(ctx: DemoContext) -> dict:
     return figures
 
 
-def stage_action_detector_boxes(ctx: DemoContext) -> dict:
-    """Evaluate the trained action model on the detector's val proposals (``main.py``, evaluation mode)."""
+def _evaluate_checkpoint(ctx: DemoContext, annotation: Path, result: Path) -> tuple[dict, bool]:
+    """``main.py`` in evaluation mode with the trained action model on ``annotation`` (a val pkl).
+
+    Returns:
+        ``(the run's last evaluation record, skipped)``; skipped when config, checkpoint and pkl are
+        unchanged since the last run into ``result``.
+    """
     config, checkpoint = _trained_action(ctx)
-    detector = _detector_figures(ctx)
-    result = ctx.out / "action_detector"
     marker = result / "demo_inputs.json"
-    inputs = {str(path): _digest(path) for path in (config, checkpoint, Path(detector["proposals"]))}
+    inputs = {str(path): _digest(path) for path in (config, checkpoint, annotation)}
     skipped = _read_marker(marker) == inputs and (result / "run_summary.json").is_file()
     if not skipped:
         if result.exists():
             shutil.rmtree(result)
         command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(config.resolve()),
                    "--nproc_per_node", "1", "--set", "evaluate=true", "--set", f"resume_path={checkpoint.resolve()}",
-                   "--set", f"val.annotation_path={Path(detector['proposals']).resolve()}",
-                   "--set", f"result_path={result.resolve()}"]
-        LOGGER.info("evaluating the action model on detector boxes: %s", " ".join(command))
+                   "--set", f"val.annotation_path={annotation.resolve()}", "--set", f"result_path={result.resolve()}"]
+        LOGGER.info("evaluating the action model on %s: %s", annotation.name, " ".join(command))
         if subprocess.run(command, cwd=ctx.data, env=ctx.env).returncode != 0:
             raise RuntimeError(f"main.py evaluation failed; see {result / 'log.txt'}")
         write_text_atomic(marker, json.dumps(inputs, indent=2) + "\n")
-    final = json.loads((result / "run_summary.json").read_text())["evaluations"][-1]
+    return json.loads((result / "run_summary.json").read_text())["evaluations"][-1], skipped
+
+
+def stage_action_detector_boxes(ctx: DemoContext) -> dict:
+    """Evaluate the trained action model on the detector's val proposals (``main.py``, evaluation mode)."""
+    detector = _detector_figures(ctx)
+    final, skipped = _evaluate_checkpoint(ctx, Path(detector["proposals"]), ctx.out / "action_detector")
     return {"map_detector_boxes": final.get("best_mAP", final["mAP"]), "best_capacity_detector": final.get("best_capacity"),
             "detector_recall": detector["recall"], "detector_ap": detector["ap"],
             "eval_seconds": round(final["seconds"], 1), "skipped": skipped, "predict_csv": final["predict_csv"],
             "plot": final.get("plot"), "eval_json": final.get("eval_json")}
+
+
+def _last_predict(result: Path) -> Path:
+    """The predict.csv of the last evaluation of the main.py run in ``result``."""
+    summary = result / "run_summary.json"
+    if not summary.is_file():
+        raise RuntimeError(f"no evaluation in {result}: run its stage first")
+    return Path(json.loads(summary.read_text())["evaluations"][-1]["predict_csv"])
+
+
+def stage_protocols(ctx: DemoContext) -> dict:
+    """The original's protocol beside ours: per-row val files with exact ties vs merged files with stable ties.
+
+    Writes per-row val pkls (ground-truth boxes from the csv, detector boxes from a second inference pass),
+    evaluates the trained model on both, and scores per-row and merged predictions (``tools.demo_protocols``).
+    """
+    config, _ = _trained_action(ctx)
+    detector = _detector_figures(ctx)
+    val_csv = ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv"
+    label_map, ground_truth = ctx.annotations / "list_action.pbtxt", ctx.annotations / GROUND_TRUTH_NAME
+    per_row = {source: ctx.annotations / name for source, name in PER_ROW_NAMES.items()}
+    convert_csv_to_pkl(val_csv, label_map, per_row["gt"], merge=False)
+    proposals = Path(detector["proposals"])
+    if not per_row["detector"].is_file() or per_row["detector"].stat().st_mtime < proposals.stat().st_mtime:
+        with _torch_threads_kept():
+            detect_to_proposals(detector["weights"], val_csv, ctx.data / "frames", per_row["detector"],
+                                conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
+                                progress=False, per_row=True)
+    merged = {"gt": _last_predict(ctx.out / "action"), "detector": _last_predict(ctx.out / "action_detector")}
+    cap_range = sweep_range(config)
+    figures: dict = {"cap_range": list(cap_range)}
+    for source in ("gt", "detector"):
+        final, _ = _evaluate_checkpoint(ctx, per_row[source], ctx.out / f"protocol_{source}")
+        figures[source] = score_protocols(label_map, ground_truth, cap_range, Path(final["predict_csv"]),
+                                          merged[source])
+        figures[source]["per_row_predict_csv"] = final["predict_csv"]
+    for source in ("gt", "detector"):
+        for protocol in ("original", "merged_stable"):
+            values = figures[source][protocol]
+            figures[f"map_{source}_{protocol}"] = values["mAP"]
+            figures[f"band_{source}_{protocol}"] = f"{values['tie_band_low']:.4f}..{values['tie_band_high']:.4f}"
+    return figures
 
 
 def stage_video_demo(ctx: DemoContext) -> dict:
@@ -411,6 +462,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("action", stage_action),
     ("detector", stage_detector),
     ("action_detector_boxes", stage_action_detector_boxes),
+    ("protocols", stage_protocols),
     ("video_demo", stage_video_demo),
 ]
 # The stages that only prepare the dataset (tests run these without training).
@@ -418,10 +470,23 @@ DATA_STAGES = ("generate", "extract_frames", "annotations", "check")
 
 
 def headline_figures(stages: dict[str, dict]) -> dict:
-    """The demo's main results, for the top of summary.json: both mAPs, detector recall, the video."""
+    """The demo's main results, for the top of summary.json: both mAPs, detector recall, the video.
+
+    ``map_gt_boxes`` / ``map_detector_boxes`` are the merged files scored with the stable rule (the
+    ``protocols`` stage; before it has run, main.py's own figure); ``*_original`` are the original's
+    protocol (per-row files, exact ties) with their tie bands.
+    """
     picks = {"map_gt_boxes": ("action", "map_gt_boxes"), "map_detector_boxes": ("action_detector_boxes", "map_detector_boxes"),
              "detector_recall": ("detector", "recall"), "detector_ap": ("detector", "ap"), "video_demo": ("video_demo", "video")}
-    return {key: stages[stage][name] for key, (stage, name) in picks.items() if name in stages.get(stage, {})}
+    figures = {key: stages[stage][name] for key, (stage, name) in picks.items() if name in stages.get(stage, {})}
+    protocols = stages.get("protocols")
+    if protocols:
+        for source, key in (("gt", "map_gt_boxes"), ("detector", "map_detector_boxes")):
+            original = protocols[source]["original"]
+            figures[key] = protocols[source]["merged_stable"]["mAP"]
+            figures[f"{key}_original"] = original["mAP"]
+            figures[f"tie_band_{source}_original"] = [original["tie_band_low"], original["tie_band_high"]]
+    return figures
 
 
 def write_summary(ctx: DemoContext, timings: dict[str, float], error: str | None = None) -> Path:
@@ -530,6 +595,8 @@ def _result_lines(stages: dict[str, dict]) -> list[str]:
         lines.append(f"  tensorboard --logdir {action['tensorboard']}")
     if boxes:
         lines.append(f"  detector-box predictions {boxes['predict_csv']}")
+    if stages.get("protocols"):
+        lines.extend(format_protocol_lines(stages["protocols"]))
     video = stages.get("video_demo")
     if video:
         lines.append(f"annotated video: {video['video']} ({video['frames']} frames {video['size']}, "
