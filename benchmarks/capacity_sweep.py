@@ -121,7 +121,7 @@ def _brute_force(files: tuple[Path, Path, Path, Path | None], sampled: np.ndarra
 
 
 def run_benchmark(labelmap: Path, gt_path: Path, predict_path: Path, exclusions: Path | None,
-                  cap_range: tuple[int, int], brute_samples: int) -> int:
+                  cap_range: tuple[int, int], brute_samples: int, modes: tuple[str, ...] = ("original", "stable")) -> int:
     """Time the baseline and both protocols' sweeps, print figures, return the exit status (0: curves agree)."""
     start = time.perf_counter()
     label_map, ground_truth, preds, excluded = load_inputs(labelmap, gt_path, predict_path, exclusions)
@@ -138,7 +138,18 @@ def run_benchmark(labelmap: Path, gt_path: Path, predict_path: Path, exclusions:
           f"{brute_total:.1f} s")
     status = 0
 
-    # Exact protocol: the original's path at every K.
+    if "original" in modes:
+        status |= _time_exact(label_map, ground_truth, preds, excluded, capacities, sampled, brute, brute_total, read_s)
+    if "stable" in modes:
+        status |= _time_stable(label_map, ground_truth, preds, excluded, capacities, sampled, brute_total)
+    return status
+
+
+def _time_exact(label_map: dict[int, str], ground_truth: GroundTruth, preds: Predictions,
+                excluded: set[tuple[str, int]], capacities: np.ndarray, sampled: np.ndarray,
+                brute: np.ndarray, brute_total: float, read_s: float) -> int:
+    """The exact protocol's sweep: the original's path at every K; 1 if it disagrees with the brute force."""
+    k_min, k_max, num_k = int(capacities[0]), int(capacities[-1]), len(capacities)
     start = time.perf_counter()
     exact_data = prepare_original(label_map, ground_truth, preds, excluded)
     prepare_s = time.perf_counter() - start
@@ -161,9 +172,15 @@ def run_benchmark(labelmap: Path, gt_path: Path, predict_path: Path, exclusions:
           f"(tolerance {TOLERANCE:g})")
     if diff > TOLERANCE:
         print("FAIL: the exact sweep and the original's single runs disagree")
-        status = 1
+        return 1
+    return 0
 
-    # Stable rule: the one-pass sweep, without and with the band.
+
+def _time_stable(label_map: dict[int, str], ground_truth: GroundTruth, preds: Predictions,
+                 excluded: set[tuple[str, int]], capacities: np.ndarray, sampled: np.ndarray,
+                 brute_total: float) -> int:
+    """The stable rule's one-pass sweep, without and with the band; 1 if it disagrees with single runs."""
+    k_min, k_max = int(capacities[0]), int(capacities[-1])
     start = time.perf_counter()
     data = prepare(label_map, ground_truth, preds, excluded)
     stable_prepare_s = time.perf_counter() - start
@@ -183,8 +200,8 @@ def run_benchmark(labelmap: Path, gt_path: Path, predict_path: Path, exclusions:
           f"(tolerance {TOLERANCE:g})")
     if diff > TOLERANCE:
         print("FAIL: the one-pass sweep and the single-capacity evaluations disagree")
-        status = 1
-    return status
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,23 +213,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keyframes", type=int, default=None, help="generate this many keyframes instead")
     parser.add_argument("--layout", choices=("per-row", "merged"), default="per-row",
                         help="generated predict file: the original's per-row duplicates, or one row per (box, class)")
+    parser.add_argument("--ties", choices=("both", "original", "stable"), default="both",
+                        help="which protocol's sweep to time against the brute force")
     parser.add_argument("--labelmap", type=Path)
     parser.add_argument("--groundtruth", type=Path)
     parser.add_argument("--detections", type=Path)
     parser.add_argument("--exclusions", type=Path)
     args = parser.parse_args(argv)
+    modes = ("original", "stable") if args.ties == "both" else (args.ties,)
     given = [args.labelmap, args.groundtruth, args.detections]
     if any(given) and not all(given):
         parser.error("--labelmap, --groundtruth and --detections go together")
     if all(given):
         return run_benchmark(args.labelmap, args.groundtruth, args.detections, args.exclusions,
-                             tuple(args.cap_range), args.brute_samples)
+                             tuple(args.cap_range), args.brute_samples, modes)
     with tempfile.TemporaryDirectory(prefix="capacity_sweep_") as folder:
         start = time.perf_counter()
         size = {"keyframes": args.keyframes} if args.keyframes else {"rows": args.rows}
         paths = generate_dataset(Path(folder), args.seed, per_row=args.layout == "per-row", **size)
         print(f"generated seed-{args.seed} {args.layout} data in {time.perf_counter() - start:.1f} s")
-        return run_benchmark(*paths, None, tuple(args.cap_range), args.brute_samples)
+        return run_benchmark(*paths, None, tuple(args.cap_range), args.brute_samples, modes)
 
 
 if __name__ == "__main__":

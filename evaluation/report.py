@@ -162,7 +162,9 @@ def format_summary(result: EvaluationResult, top: int = 5) -> str:
         lines.append(
             f"detections: {counts.get('detection_rows', 0)} rows, {counts.get('detection_rows_evaluated', 0)} "
             f"evaluated in {counts.get('detection_keyframes', 0)} keyframes "
-            f"({counts.get('detection_keyframes_without_gt', 0)} without ground truth; at most "
+            f"({counts.get('detection_rows_excluded', 0)} rows excluded, "
+            f"{counts.get('detection_rows_outside_label_map', 0)} outside the label map; "
+            f"{counts.get('detection_keyframes_without_gt', 0)} keyframes without ground truth; at most "
             f"{counts.get('max_rows_per_keyframe', 0)} rows in one keyframe), "
             f"{counts.get('kept_rows', 0)} kept, {counts.get('true_positives', 0)} true positives")
     if result.timings:
