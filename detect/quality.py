@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evaluation.boxes import iou_matrix
+from evaluation.frame_map import average_precision
+from evaluation.plot import new_figure, write_figure
 from formats.annotation_pkl import load_annotation_pkl
-from formats.atomic import write_bytes_atomic, write_text_atomic
+from formats.atomic import write_text_atomic
 from formats.eval_csv import read_ground_truth_csv
 from formats.official_csv import NUM_COLUMNS, read_official_csv
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LOGGER = logging.getLogger(__name__)
 
@@ -24,29 +30,6 @@ RECALL_THRESHOLDS = (0.3, 0.5, 0.7)
 _DEDUPE_DECIMALS = 6
 
 KeyframeKey = tuple[str, int]
-
-
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (x1, y1, x2, y2) boxes (no +1; normalised or pixel alike).
-
-    Args:
-        boxes_a: ``[A, 4]``.
-        boxes_b: ``[B, 4]``.
-
-    Returns:
-        ``[A, B]`` float64; 0 where the union is not positive.
-    """
-    boxes_a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    boxes_b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
-    area_a = np.prod(np.clip(boxes_a[:, 2:] - boxes_a[:, :2], 0.0, None), axis=1)
-    area_b = np.prod(np.clip(boxes_b[:, 2:] - boxes_b[:, :2], 0.0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 def match_keyframe(pred_boxes: np.ndarray, scores: np.ndarray, gt_boxes: np.ndarray, threshold: float) -> np.ndarray:
@@ -89,15 +72,6 @@ def precision_recall_curve(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> t
     precision = cum_tp / (cum_tp + cum_fp)
     recall = cum_tp / num_gt if num_gt > 0 else np.zeros_like(precision, dtype=np.float64)
     return precision.astype(np.float64), recall.astype(np.float64)
-
-
-def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
-    """All-point interpolated AP (area under the monotone precision envelope), as in VOC / AVA."""
-    if precision.size == 0:
-        return 0.0
-    recall = np.concatenate([[0.0], recall])
-    envelope = np.maximum.accumulate(np.concatenate([precision, [0.0]])[::-1])[::-1][:-1]
-    return float(np.sum((recall[1:] - recall[:-1]) * envelope))
 
 
 @dataclass
@@ -300,16 +274,11 @@ def save_report(report: QualityReport, json_path: str | Path | None = None, png_
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     if png_path is not None:
-        write_bytes_atomic(png_path, _plot_png(report))
+        write_figure(png_path, _plot(report))
 
 
-def _plot_png(report: QualityReport) -> bytes:
-    # Figure + Agg canvas: no pyplot, the global backend is never switched.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 5), dpi=100)
-    FigureCanvasAgg(figure)
+def _plot(report: QualityReport) -> Figure:
+    figure = new_figure(6, 5)
     axis = figure.subplots()
     recall, precision = report.curve.get("recall", []), report.curve.get("precision", [])
     if recall:
@@ -324,10 +293,7 @@ def _plot_png(report: QualityReport) -> bytes:
     suffix = "" if report.scored else " (no scores: one point)"
     axis.set_title(f"person AP@{report.iou:g} = {100 * report.overall.ap:.1f}%{suffix}")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,3 +42,22 @@ def paired_iou(det_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     iou = np.zeros_like(intersection)
     np.divide(intersection, union, out=iou, where=union > 0)
     return iou
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (x1, y1, x2, y2) boxes with the same arithmetic as ``paired_iou``.
+
+    The formula is symmetric in the two axes, so (y1, x1, y2, x2) boxes give the same values.
+
+    Args:
+        boxes_a: ``[A, 4]``.
+        boxes_b: ``[B, 4]``.
+
+    Returns:
+        ``[A, B]`` float64; 0 where the union is not positive.
+    """
+    boxes_a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    boxes_b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    pairs_a = np.repeat(boxes_a, len(boxes_b), axis=0)
+    pairs_b = np.tile(boxes_b, (len(boxes_a), 1))
+    return paired_iou(pairs_a, pairs_b).reshape(len(boxes_a), len(boxes_b))

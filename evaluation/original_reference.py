@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.boxes import iou_matrix
 from evaluation.original_protocol import numpy_1_21_argsort
 from formats.pbtxt import read_label_map
 
@@ -42,16 +43,6 @@ def read_rows(path: str | Path, class_ids: set[int], capacity: int) -> dict[str,
             elif score > entries[key][0][0]:
                 heapq.heapreplace(entries[key], item)
     return {key: sorted(heap, key=lambda entry: -entry[0]) for key, heap in entries.items()}
-
-
-def _iou_matrix(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``[D, G]`` IoU of (y1, x1, y2, x2) boxes, the official way (no +1)."""
-    heights = np.maximum(0.0, np.minimum(det[:, None, 2], gt[None, :, 2]) - np.maximum(det[:, None, 0], gt[None, :, 0]))
-    widths = np.maximum(0.0, np.minimum(det[:, None, 3], gt[None, :, 3]) - np.maximum(det[:, None, 1], gt[None, :, 1]))
-    intersection = heights * widths
-    area_det = (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])
-    area_gt = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-    return intersection / (area_det[:, None] + area_gt[None, :] - intersection)
 
 
 def _average_precision(tp: np.ndarray, num_gt: int) -> float:
@@ -108,7 +99,7 @@ def evaluate_like_original(labelmap: str | Path, groundtruth: str | Path, detect
             mine, theirs = det[det_class == cls], gt[gt_class == cls]
             tp = np.zeros(len(mine), dtype=bool)
             if len(theirs):
-                iou = _iou_matrix(mine, theirs)
+                iou = iou_matrix(mine, theirs)  # (y1, x1, y2, x2) boxes: the formula is symmetric
                 best = np.argmax(iou, axis=1)
                 taken = np.zeros(len(theirs), dtype=bool)
                 for index, gt_index in enumerate(best):

@@ -3,9 +3,28 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evaluation.report import EvaluationResult
 from formats.atomic import write_bytes_atomic
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not when the evaluator loads
+    from matplotlib.figure import Figure
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib Figure outside pyplot: nothing global (backend, figure registry) is touched."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def write_figure(path: str | Path, figure: Figure) -> None:
+    """Lay ``figure`` out and write it as a PNG at ``path``, atomically (Figure.savefig brings its own canvas)."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def save_plot(path: str | Path, result: EvaluationResult) -> None:
@@ -14,21 +33,13 @@ def save_plot(path: str | Path, result: EvaluationResult) -> None:
     A sweep gets two panels (mAP vs capacity with the best K marked, per-class AP at the best K);
     a single run gets the per-class AP bars. Classes without ground truth are left out of the bars.
     """
-    # The Figure + Agg canvas pair needs no pyplot and never switches the global backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     panels = 2 if result.sweep is not None else 1
-    figure = Figure(figsize=(12, 4.5 * panels), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(12, 4.5 * panels)
     axes = figure.subplots(panels, 1, squeeze=False)[:, 0]
     if result.sweep is not None:
         _draw_sweep(axes[0], result)
     _draw_classes(axes[-1], result)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes_atomic(path, buffer.getvalue())
+    write_figure(path, figure)
 
 
 def _draw_sweep(axis, result: EvaluationResult) -> None:
