@@ -172,7 +172,9 @@ def filter_rows(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
     det_excluded = np.isin(det_keys, excluded_keys)
     gt_kept = np.flatnonzero(gt_in_map & ~gt_excluded)
     det_kept = np.flatnonzero(det_in_map & ~det_excluded)
-    det_key_values, rows_per_key = np.unique(det_keys[det_kept], return_counts=True)
+    # Keyframe ids are dense (factorized), so a bincount finds each keyframe's rows without a sort.
+    rows_per_key = np.bincount(det_keys[det_kept]) if len(det_kept) else np.zeros(0, dtype=np.int64)
+    det_key_values = np.flatnonzero(rows_per_key)
     gt_class = np.searchsorted(class_ids, gt.class_id[gt_kept])
     counts = {
         "gt_rows": len(gt),
