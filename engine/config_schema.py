@@ -169,14 +169,28 @@ class SchedulerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalMapConfig:
-    """``val.eval_mAP``: the files the frame-mAP evaluator reads.
+    """``val.eval_mAP``: the files the frame-mAP evaluator reads, and how ``main.py`` scores with them.
 
-    ``exclusions`` (rows ``video_id,timestamp`` left out of the evaluation) is optional.
+    ``exclusions`` (rows ``video_id,timestamp`` left out of the evaluation) is optional. With
+    ``cap_min``/``cap_max`` set (SFMViT's configs) the score is SFMViT's capacity sweep over
+    ``range(cap_min, cap_max)`` without exclusions; without them (ACAR-Net's configs) it is one
+    evaluation at capacity 50 with ``exclusions`` (``engine/scoring.py``).
+
+    Extensions (optional; the defaults reproduce the original):
+    - ``use_exclusions_in_sweep`` (default False): apply ``exclusions`` in the sweep too (SFMViT's
+      sweep used none, whatever its config said).
+    - ``include_cap_max`` (default False): sweep ``cap_min..cap_max`` inclusive (SFMViT's ``range``
+      leaves ``cap_max`` out).
+    - ``ties`` (default ``'original'``): the evaluator's order of equal scores: ``'original'``, the
+      order of the original's evaluator, or ``'stable'``, the earlier predict.csv row first.
     """
 
     labelmap: str
     groundtruth: str
     exclusions: str | None = None
+    use_exclusions_in_sweep: bool = False
+    include_cap_max: bool = False
+    ties: Literal["original", "stable"] = "original"
 
 
 @dataclass(frozen=True, kw_only=True)

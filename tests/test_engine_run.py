@@ -44,7 +44,7 @@ def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: Path, dataset: Path) -> None:
     for name in ("ckpt_1.pth.tar", "ckpt_2.pth.tar", "train.log", "train_batch.log", "val.log", "log.txt",
-                 "opts.json", "predict_epoch2.csv", "cap_mAP_records2.txt", "eval_epoch2.json", "map_epoch2.png",
+                 "opts.json", "predict_epoch2.csv", "cap_mAP_records_multi2.txt", "eval_epoch2.json", "map_epoch2.png",
                  "run_summary.json"):
         assert (trained / name).is_file(), name
     assert any((trained / "tb").iterdir())
@@ -54,8 +54,10 @@ def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: P
     assert len(checkpoint["extra"]["rng_per_rank"]) == 2
     train_log = (trained / "train.log").read_text().splitlines()
     assert train_log[0] == "epoch\tloss\tlr" and len(train_log) == 3
-    records = (trained / "cap_mAP_records2.txt").read_text().splitlines()
-    assert records[0].startswith("cap: 1, mAP: ") and records[19].startswith("cap: 20, mAP: ")
+    # SFMViT's sweep: K over range(cap_min, cap_max) = 1..19 (cap_max 20 left out), then the best line.
+    records = (trained / "cap_mAP_records_multi2.txt").read_text().splitlines()
+    assert len(records) == 20 and records[0].startswith("cap: 1, mAP: ") and records[18].startswith("cap: 19, mAP: ")
+    assert records[19].startswith("cap:")
     preds = read_predict_csv(trained / "predict_epoch2.csv")
     assert len(preds.video) % 50 == 0 and len(preds.video) > 0
     assert set(preds.class_id.tolist()) == set(range(1, 51))
@@ -91,7 +93,7 @@ def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: P
     proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "out" / "predict_epoch7.csv").is_file()
-    assert (tmp_path / "out" / "cap_mAP_records7.txt").is_file()
+    assert (tmp_path / "out" / "cap_mAP_records_multi7.txt").is_file()
 
 
 def test_bad_config_fails_before_any_process_starts(dataset: Path, tmp_path: Path) -> None:
