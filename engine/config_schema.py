@@ -223,7 +223,10 @@ class ValConfig:
     view-averaged logits against the pkl's labels, averaged over boxes (``val.log`` column ``loss``,
     TensorBoard ``val/loss``); it needs an annotation pkl with real labels. Extensions: ``workers``
     (default 1, the original's implicit value) DataLoader worker processes per process;
-    ``frame_store`` as in ``train``.
+    ``frame_store`` as in ``train``; ``predict_order`` (default ``'element'``) the row order of
+    predict.csv: ``'element'``, pkl element by element (the same file for any number of
+    processes), or ``'original'``, the order the original wrote (its epoch-0 sampler permutation
+    of the elements, ``engine/eval_loop.py``). The rows are the same either way.
     """
 
     root_path: str
@@ -234,6 +237,7 @@ class ValConfig:
     eval_mAP: EvalMapConfig | None = None
     workers: int = 1
     frame_store: str | None = None
+    predict_order: Literal["element", "original"] = "element"
 
 
 @dataclass(frozen=True, kw_only=True)

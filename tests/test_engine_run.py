@@ -14,8 +14,10 @@ import yaml
 from engine.config import load_config
 from engine.distributed import spawn_info
 from engine.runner import run_worker
+from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_predict_csv
 from tests.engine_fixtures import ROOT, prepare_tiny_dataset, write_tiny_config
+from tools.csv_to_pkl import convert_csv_to_pkl
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +84,33 @@ def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, datas
     assert outputs[1] == (trained / "predict_epoch2.csv").read_bytes()
     # Per-box losses summed exactly in box order: the same value for any number of processes.
     assert losses[1] == losses[2] and 0.0 < losses[1] < 1.0
+
+
+def test_original_predict_order_is_the_samplers_permutation_of_the_elements(trained: Path, dataset: Path,
+                                                                          tmp_path: Path) -> None:
+    # A per-row val pkl (the original's layout): more elements than keyframes, so the order shows.
+    per_row = tmp_path / "cw_data_test1fps.pkl"
+    annotations = dataset / "AR_ava_format"
+    convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", annotations / "list_action.pbtxt", per_row)
+    elements = load_annotation_pkl(per_row).elements
+    rows = {}
+    for order in ("element", "original"):
+        config = write_tiny_config(tmp_path / f"{order}.yaml", tmp_path / order, evaluate=True,
+                                   resume_path=str(trained / "ckpt_2.pth.tar"))
+        extra = ["--predict-order", "original"] if order == "original" else []
+        proc = _main(config, dataset, "--nproc_per_node", "2", "--backend", "gloo",
+                     "--set", f"val.annotation_path={per_row}", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows[order] = (tmp_path / order / "predict_epoch2.csv").read_text().splitlines()
+    default, original = rows["element"], rows["original"]
+    # Each element holds one box: its 50 class rows, element after element in the default file.
+    assert len(elements) > 2 and len(default) == 50 * len(elements)
+    for index, element in enumerate(elements):
+        assert default[50 * index].split(",")[:2] == [element["video"], str(element["time"])]
+    permutation = torch.randperm(len(elements), generator=torch.Generator().manual_seed(0)).tolist()
+    assert permutation != sorted(permutation)
+    assert original == [row for element in permutation for row in default[50 * element:50 * (element + 1)]]
+    assert sorted(original) == sorted(default)
 
 
 def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: Path, tmp_path: Path) -> None:
