@@ -37,6 +37,7 @@ class MapProtocol:
 
     @property
     def sweep(self) -> bool:
+        """True for SFMViT's capacity sweep, False for ACAR-Net's single run."""
         return self.rule == SFMVIT_SWEEP
 
 
@@ -127,7 +128,7 @@ def _score_map(cfg: Config, predict_path: Path, epoch: int, writer, result_path:
                        cap_records=str(records))
     json_path = result_path / f"eval_epoch{epoch}.json"
     plot_path = result_path / f"map_epoch{epoch}.png"
-    payload = {**result.to_json(), "protocol": {**asdict(protocol), "capacities": list(protocol.capacities)}}
+    payload = {**result.to_json(), "protocol": asdict(protocol)}
     write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     save_plot(plot_path, result)
     figures.update(eval_json=str(json_path), plot=str(plot_path))
