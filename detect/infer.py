@@ -197,8 +197,8 @@ def _detect(model, todo: dict[KeyframeKey, str], done: dict[KeyframeKey, list[di
         raise RuntimeError(f"the detector returned no result for {missing} keyframe(s)")
 
 
-def _elements(source: KeyframeSource, done: dict[KeyframeKey, list[dict]], per_row: bool) -> list[dict]:
-    templates = source.templates if per_row else list(source.distinct().values())
+def _elements(source: KeyframeSource, done: dict[KeyframeKey, list[dict]], merge: bool) -> list[dict]:
+    templates = list(source.distinct().values()) if merge else source.templates
     # Each element gets its own copy of the entries, as the original's per-row files had.
     return [{**template, "labels": copy.deepcopy(done[(template["video"], template["time"])])}
             for template in templates]
@@ -207,12 +207,16 @@ def _elements(source: KeyframeSource, done: dict[KeyframeKey, list[dict]], per_r
 def detect_to_proposals(weights: str | Path, keyframes_source: str | Path, frames_root: str | Path,
                         out_pkl: str | Path, conf: float = 0.3, batch: int = 32,
                         imgsz: int | tuple[int, int] | None = None, device: str = "auto", keep_scores: bool = True,
-                        resume: bool = True, per_row: bool = False, label_map: str | Path | None = None,
+                        resume: bool = True, merge: bool = False, label_map: str | Path | None = None,
                         checkpoint_every: int = 512, progress: bool = True) -> dict:
     """Detect persons on every keyframe of a csv or pkl and write a proposals pkl.
 
-    The pkl follows the released ``cw_test_yolov8_on_cw_0.3.pkl``: ``[elements, classes]``, an element
-    per keyframe with its window fields from the source, ``labels`` = one entry per person box
+    The pkl follows the released ``cw_test_yolov8_on_cw_0.3.pkl``: ``[elements, classes]``, by default
+    one element per csv row (or source pkl element) in file order, as the original's
+    ``detect/detect2pkl.py`` wrote it: a keyframe with k ground-truth rows appears k times, each copy
+    holding ALL the detector boxes of that keyframe (DATA.md, "Per-row files and --merge"). The
+    detector still runs once per distinct keyframe. Each element has its window fields from the
+    source, ``labels`` = one entry per person box
     ``{'bounding_box': [x1, y1, x2, y2] normalised, 'label': [0], 'person_id': [0]}`` plus, with
     ``keep_scores``, ``'score'`` (the detector confidence; readers ignore it). Keyframes without a
     detection are present with ``labels: []``.
@@ -230,8 +234,8 @@ def detect_to_proposals(weights: str | Path, keyframes_source: str | Path, frame
         keep_scores: add the ``score`` field to each entry.
         resume: continue from ``<out_pkl>.partial`` if an interrupted run with the same settings left one
             (written every ``checkpoint_every`` keyframes and when the run is interrupted).
-        per_row: one element per csv row / source element (the original's layout, numerics.md quirk
-            18) instead of one per distinct keyframe.
+        merge: one element per distinct keyframe (first appearance order) instead of the original's
+            one per csv row / source element (opt-in; DATA.md, "Per-row files and --merge").
         label_map: pbtxt for the output ``classes`` with a csv source (default: ``list_action.pbtxt``
             beside the csv, else the 50 Chaotic World classes); a pkl source keeps its own.
         checkpoint_every: keyframes between two saves of the resume state.
@@ -273,7 +277,7 @@ def detect_to_proposals(weights: str | Path, keyframes_source: str | Path, frame
             # Ctrl-C or a failure mid-run: keep what is done for the next run (periodic saves cover kills).
             _save_state(state, signature, done)
             raise
-    elements = _elements(source, done, per_row)
+    elements = _elements(source, done, merge)
     save_annotation_pkl(out_pkl, elements, source.classes)
     state.unlink(missing_ok=True)
     stats = {"keyframes": len(keyframes), "elements": len(elements),
@@ -298,7 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-scores", action="store_true", help="leave the 'score' field out")
     parser.add_argument("--no-resume", action="store_true", help="ignore an interrupted run's state")
-    parser.add_argument("--per-row", action="store_true", help="one element per csv row (original layout)")
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("--merge", action="store_true",
+                        help="one element per distinct keyframe (opt-in) instead of one per csv row")
+    layout.add_argument("--per-row", action="store_true",
+                        help="one element per csv row, as the original: the default, accepted so that older "
+                             "commands still work")
     parser.add_argument("--labelmap", default=None, help="pbtxt for the classes list (csv source)")
     return parser
 
@@ -309,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     imgsz = None if args.imgsz is None else (args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz[:2]))
     stats = detect_to_proposals(args.weights, args.source, args.frames_root, args.out, args.conf, args.batch,
-                                imgsz, args.device, not args.no_scores, not args.no_resume, args.per_row,
-                                args.labelmap)
+                                imgsz, args.device, not args.no_scores, not args.no_resume, merge=args.merge,
+                                label_map=args.labelmap)
     print(f"{stats['out']}: {stats['elements']} elements, {stats['keyframes']} keyframes, {stats['boxes']} boxes, "
           f"{stats['empty_keyframes']} keyframes without a box ({stats['resumed']} resumed)")
     return 0

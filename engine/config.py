@@ -244,6 +244,11 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.cap_min is not None and cfg.cap_max is not None:
         _require(1 <= cfg.cap_min <= cfg.cap_max, cfg, "cap_min",
                  f"need 1 <= cap_min <= cap_max, found {cfg.cap_min} and {cfg.cap_max}")
+        spec = cfg.val.eval_mAP
+        # The sweep is range(cap_min, cap_max), as the original's: empty when the two are equal.
+        _require(cfg.cap_min < cfg.cap_max or spec is None or spec.include_cap_max, cfg, "cap_max",
+                 f"the capacity sweep range(cap_min, cap_max) leaves cap_max out and is empty for cap_min = "
+                 f"cap_max = {cfg.cap_max}; raise cap_max or set val.eval_mAP.include_cap_max: true")
     _require(cfg.evaluate or cfg.train is not None, cfg, "train", "missing required key (needed unless evaluate: True)")
     _check_split(cfg, "val", cfg.val, multi_view=True)
     _require(not cfg.val.with_label or cfg.model.neck.kwargs.get("multi_class", True) is not False, cfg,

@@ -169,14 +169,28 @@ class SchedulerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalMapConfig:
-    """``val.eval_mAP``: the files the frame-mAP evaluator reads.
+    """``val.eval_mAP``: the files the frame-mAP evaluator reads, and how ``main.py`` scores with them.
 
-    ``exclusions`` (rows ``video_id,timestamp`` left out of the evaluation) is optional.
+    ``exclusions`` (rows ``video_id,timestamp`` left out of the evaluation) is optional. With
+    ``cap_min``/``cap_max`` set (SFMViT's configs) the score is SFMViT's capacity sweep over
+    ``range(cap_min, cap_max)`` without exclusions; without them (ACAR-Net's configs) it is one
+    evaluation at capacity 50 with ``exclusions`` (``engine/scoring.py``).
+
+    Extensions (optional; the defaults reproduce the original):
+    - ``use_exclusions_in_sweep`` (default False): apply ``exclusions`` in the sweep too (SFMViT's
+      sweep used none, whatever its config said).
+    - ``include_cap_max`` (default False): sweep ``cap_min..cap_max`` inclusive (SFMViT's ``range``
+      leaves ``cap_max`` out).
+    - ``ties`` (default ``'original'``): the evaluator's order of equal scores: ``'original'``, the
+      order of the original's evaluator, or ``'stable'``, the earlier predict.csv row first.
     """
 
     labelmap: str
     groundtruth: str
     exclusions: str | None = None
+    use_exclusions_in_sweep: bool = False
+    include_cap_max: bool = False
+    ties: Literal["original", "stable"] = "original"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,7 +223,10 @@ class ValConfig:
     view-averaged logits against the pkl's labels, averaged over boxes (``val.log`` column ``loss``,
     TensorBoard ``val/loss``); it needs an annotation pkl with real labels. Extensions: ``workers``
     (default 1, the original's implicit value) DataLoader worker processes per process;
-    ``frame_store`` as in ``train``.
+    ``frame_store`` as in ``train``; ``predict_order`` (default ``'element'``) the row order of
+    predict.csv: ``'element'``, pkl element by element (the same file for any number of
+    processes), or ``'original'``, the order the original wrote (its epoch-0 sampler permutation
+    of the elements, ``engine/eval_loop.py``). The rows are the same either way.
     """
 
     root_path: str
@@ -220,6 +237,7 @@ class ValConfig:
     eval_mAP: EvalMapConfig | None = None
     workers: int = 1
     frame_store: str | None = None
+    predict_order: Literal["element", "original"] = "element"
 
 
 @dataclass(frozen=True, kw_only=True)

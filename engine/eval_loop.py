@@ -3,16 +3,22 @@
 Every pkl element is evaluated exactly once. Batches are fixed chunks of consecutive elements
 (chunk c goes to rank c mod W), so each forward pass sees the same clips whatever the number of
 processes, and rank 0 writes the rows sorted by (element index, box index): predict.csv is
-byte-identical for 1, 2 or N processes (given the same thread settings). The original wrote the rows
-in the order of its epoch-0 sampler permutation, concatenated per rank; the rows themselves are the
-same, only their order differs.
+byte-identical for 1, 2 or N processes (given the same thread settings).
+
+The original wrote its rows in another order, which ``val.predict_order: original`` reproduces
+(``original_element_ranks``): its val sampler drew ``torch.randperm(N)`` from a generator seeded with
+the epoch, 0 (``set_epoch`` is never called on it), rank r evaluated
+``perm[r * ceil(N / W) : (r + 1) * ceil(N / W)]`` in that order, and rank 0 concatenated the rank
+files in rank order, so the file lists the elements in permutation order ``perm[0], ..., perm[N-1]``
+whatever W; within an element, one row per kept box in box order, then per class 0..C-1. The rows
+themselves are the same in both orders.
 """
 from __future__ import annotations
 
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from torch import nn
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
+from datasets.sampler import DistributedSampler
 from engine.distributed import gather_objects_to_main
 from engine.train_loop import move_batch
 from formats.atomic import atomic_open
@@ -101,13 +108,39 @@ def predict_boxes(
     return results
 
 
-def gather_predictions(local: list[BoxScores]) -> list[BoxScores] | None:
-    """All ranks' boxes on rank 0, sorted by (element index, box index); None on other ranks."""
+def original_element_ranks(num_elements: int) -> list[int]:
+    """Position of each pkl element in the original's predict.csv: ``ranks[e]`` = i where ``perm[i] = e``.
+
+    ``perm`` is the epoch-0 permutation of the original's val sampler (``datasets.sampler``,
+    ``set_epoch`` never called), which is the file's element order for any number of processes.
+    """
+    permutation = DistributedSampler(num_elements, 1, 0, round_down=False).permutation()
+    ranks = [0] * num_elements
+    for position, element in enumerate(permutation):
+        ranks[element] = position
+    return ranks
+
+
+def gather_predictions(local: list[BoxScores],
+                       element_ranks: Sequence[int] | None = None) -> list[BoxScores] | None:
+    """All ranks' boxes on rank 0, in file order; None on other ranks.
+
+    Args:
+        local: this rank's boxes.
+        element_ranks: the file position of each element (``original_element_ranks``); None = element
+            index order.
+
+    Returns:
+        The boxes sorted by (element position, box index) on rank 0.
+    """
     gathered = gather_objects_to_main(local)
     if gathered is None:
         return None
     merged = [item for part in gathered for item in part]
-    merged.sort(key=lambda item: (item.element_index, item.box_index))
+    if element_ranks is None:
+        merged.sort(key=lambda item: (item.element_index, item.box_index))
+    else:
+        merged.sort(key=lambda item: (element_ranks[item.element_index], item.box_index))
     return merged
 
 
@@ -151,14 +184,16 @@ def run_evaluation_pass(
     predict_path: Path,
     class_ids: list[int],
     with_label: bool = False,
+    element_ranks: Sequence[int] | None = None,
 ) -> dict | None:
     """Predict, gather and write ``predict_path`` (rank 0). Returns rank 0's figures, None elsewhere.
 
-    With ``with_label`` the figures also hold ``val_loss`` (``mean_box_loss``).
+    With ``with_label`` the figures also hold ``val_loss`` (``mean_box_loss``). ``element_ranks``
+    orders the rows as ``gather_predictions`` says.
     """
     start = time.perf_counter()
     local = predict_boxes(model, loader, num_batches, device, is_main, autocast, with_label)
-    merged = gather_predictions(local)
+    merged = gather_predictions(local, element_ranks)
     if merged is None:
         return None
     rows = write_predictions(predict_path, merged, class_ids)

@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--node_rank", type=int, default=0, help="this node's index, 0..nnodes-1")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.batch_size=2 (repeatable)")
+    parser.add_argument("--predict-order", choices=["element", "original"], default=None,
+                        help="row order of predict.csv, short for --set val.predict_order=...: element (pkl "
+                             "element by element) or original (the original's sampler order); default: the "
+                             "config's val.predict_order")
     return parser
 
 
@@ -82,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
-        cfg = load_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.predict_order is not None:
+            overrides.append(f"val.predict_order={args.predict_order}")
+        cfg = load_config(args.config, overrides)
         validate_builders(cfg)
         check_vit_cache_config(cfg)
         check_paths(cfg)

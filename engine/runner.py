@@ -30,7 +30,7 @@ from engine.checkpoint import capture_rng, checkpoint_path, find_latest_checkpoi
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
 from engine.config import to_dict
 from engine.config_schema import Config
-from engine.eval_loop import ChunkedBatchSampler, run_evaluation_pass
+from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_evaluation_pass
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
 from engine.scheduler import build_optimizer, build_scheduler
 from engine.scoring import score_epoch
@@ -205,6 +205,8 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     summary.tensorboard = str(result_path / "tb") if is_main else None
     val_dataset, val_loader = _val_loader(cfg, info)
     class_ids = [int(c["id"]) for c in val_dataset.classes]
+    # val.predict_order: original writes the rows in the original's sampler order (engine/eval_loop.py).
+    element_ranks = original_element_ranks(len(val_dataset)) if cfg.val.predict_order == "original" else None
 
     train_parts = None
     if not cfg.evaluate:
@@ -243,7 +245,8 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     def evaluate(epoch: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"
         figures = run_evaluation_pass(model, val_loader, len(val_loader), info.device, is_main, autocast,
-                                      predict_path, class_ids, with_label=cfg.val.with_label)
+                                      predict_path, class_ids, with_label=cfg.val.with_label,
+                                      element_ranks=element_ranks)
         if figures is not None:
             figures.update(score_epoch(cfg, predict_path, epoch, writer, figures.get("val_loss")))
             summary.evaluations.append({"epoch": epoch, **figures})

@@ -1,29 +1,83 @@
-"""Score a predict.csv written by the eval pass: mAP with the capacity sweep, records, JSON, plot, logs."""
+"""Score the eval pass's predict.csv as the original whose config runs: SFMViT's sweep or ACAR-Net's run."""
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.config_schema import Config
 from engine.logs import TabLogger
-from evaluation import run_evaluation
+from evaluation import DEFAULT_CAPACITY, run_evaluation
 from evaluation.plot import save_plot
-from evaluation.report import format_summary, write_cap_records, write_json
+from evaluation.report import EvaluationResult, format_summary, write_cap_records
+from formats.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
+
+SFMVIT_SWEEP = "sfmvit_sweep"
+ACAR_SINGLE = "acar_single"
+
+
+@dataclass(frozen=True)
+class MapProtocol:
+    """How ``main.py`` scores a predict.csv.
+
+    Attributes:
+        rule: ``'sfmvit_sweep'`` (config with ``cap_min``/``cap_max``) or ``'acar_single'``.
+        capacities: first and last K of the sweep, both included; ``(50, 50)`` for the single run.
+        exclusions: the exclusions csv applied, or None.
+        ties: the evaluator's order of equal scores, ``'original'`` or ``'stable'``.
+    """
+
+    rule: str
+    capacities: tuple[int, int]
+    exclusions: str | None
+    ties: str
+
+    @property
+    def sweep(self) -> bool:
+        """True for SFMViT's capacity sweep, False for ACAR-Net's single run."""
+        return self.rule == SFMVIT_SWEEP
+
+
+def map_protocol(cfg: Config) -> MapProtocol | None:
+    """The scoring rule of ``cfg``, following the original whose config it is; None without ``val.eval_mAP``.
+
+    - ``cap_min``/``cap_max`` given (SFMViT): its ``val_epoch`` swept K over ``range(cap_min, cap_max)``,
+      so ``cap_max`` is left out, and passed no exclusions to the evaluator whatever the config said
+      (it also ignored the config's label map and ground truth for hard-coded paths of its authors'
+      machine; we read the config's). ``val.eval_mAP.include_cap_max`` and
+      ``use_exclusions_in_sweep`` opt in to the inclusive range and to the exclusions.
+    - Otherwise (ACAR-Net): its ``main.py`` made one evaluation at capacity 50 with the config's
+      exclusions.
+    """
+    spec = cfg.val.eval_mAP
+    if spec is None:
+        return None
+    if cfg.cap_min is not None and cfg.cap_max is not None:
+        last = cfg.cap_max if spec.include_cap_max else cfg.cap_max - 1
+        exclusions = spec.exclusions if spec.use_exclusions_in_sweep else None
+        return MapProtocol(SFMVIT_SWEEP, (cfg.cap_min, last), exclusions, spec.ties)
+    # ACAR-Net's calc_mAP.py keeps 50 detections per keyframe, the evaluator's default capacity.
+    return MapProtocol(ACAR_SINGLE, (DEFAULT_CAPACITY, DEFAULT_CAPACITY), spec.exclusions, spec.ties)
+
+
+def cap_records_path(result_path: str | Path, epoch: int) -> Path:
+    """The original's sweep record file, ``cap_mAP_records_multi{epoch}.txt``."""
+    return Path(result_path) / f"cap_mAP_records_multi{epoch}.txt"
 
 
 def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer, val_loss: float | None = None) -> dict:
     """Evaluate ``predict_path`` against ``val.eval_mAP`` (rank 0 only) and record the result.
 
-    With ``cap_min``/``cap_max`` the capacity sweep runs over ``cap_min..cap_max`` INCLUSIVE (the
-    original's ``range`` left ``cap_max`` out, quirk 9) and, unlike the original, uses the
-    configured exclusions and label map instead of hard-coded paths. Without them a single
-    evaluation at the default capacity (50) runs.
-
-    Writes ``cap_mAP_records{epoch}.txt`` (sweeps), ``eval_epoch{epoch}.json``, ``map_epoch{epoch}.png``,
-    a row of ``val.log`` and the TensorBoard scalar ``val/mAP``. A ``val_loss`` (``val.with_label``)
-    goes to ``val.log``'s ``loss`` column and the scalar ``val/loss``, with or without ``eval_mAP``.
+    The rule is ``map_protocol(cfg)``. A sweep writes ``cap_mAP_records_multi{epoch}.txt`` with the
+    original's lines; the original opened it in append mode, so re-evaluating an epoch into the same
+    ``result_path`` added a second block, whereas we replace the file atomically. Every run writes
+    ``eval_epoch{epoch}.json`` (the evaluator's result, its ``counts`` with ``gt_rows_excluded`` and
+    ``detection_rows_excluded``, and a ``protocol`` block), ``map_epoch{epoch}.png``, a row of
+    ``val.log`` and the TensorBoard scalar ``val/mAP``. A ``val_loss`` (``val.with_label``) goes to
+    ``val.log``'s ``loss`` column and the scalar ``val/loss``, with or without ``eval_mAP``.
 
     Returns:
         The figures for the run summary (empty when the config has no ``val.eval_mAP``).
@@ -46,24 +100,42 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer, val_loss: f
     return figures
 
 
-def _score_map(cfg: Config, predict_path: Path, epoch: int, writer, result_path: Path) -> dict:
+def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> EvaluationResult:
     spec = cfg.val.eval_mAP
-    if spec is None:
+    # The evaluator's default is the original tie order; ``ties`` is passed only when the config asks
+    # for another, so the default call is the plain one calc_mAP.py makes.
+    ties = {} if protocol.ties == "original" else {"ties": protocol.ties}
+    if protocol.sweep:
+        return run_evaluation(spec.labelmap, spec.groundtruth, predict_path, protocol.exclusions,
+                              cap_range=protocol.capacities, **ties)
+    return run_evaluation(spec.labelmap, spec.groundtruth, predict_path, protocol.exclusions,
+                          capacity=protocol.capacities[0], **ties)
+
+
+def _score_map(cfg: Config, predict_path: Path, epoch: int, writer, result_path: Path) -> dict:
+    protocol = map_protocol(cfg)
+    if protocol is None:
         return {}
-    sweep = cfg.cap_min is not None and cfg.cap_max is not None
-    result = run_evaluation(spec.labelmap, spec.groundtruth, predict_path, spec.exclusions,
-                            cap_range=(cfg.cap_min, cfg.cap_max) if sweep else None)
-    figures: dict = {"mAP": float(result.mAP)}
+    result = _evaluate(cfg, protocol, predict_path)
+    counts = result.counts
+    figures: dict = {"mAP": float(result.mAP), "protocol": protocol.rule,
+                     "gt_rows_excluded": int(counts.get("gt_rows_excluded", 0)),
+                     "detection_rows_excluded": int(counts.get("detection_rows_excluded", 0))}
     if result.sweep is not None:
-        records = result_path / f"cap_mAP_records{epoch}.txt"
+        records = cap_records_path(result_path, epoch)
         write_cap_records(records, result.sweep)
         figures.update(best_mAP=float(result.sweep.best_mAP), best_capacity=int(result.sweep.best_capacity),
                        cap_records=str(records))
     json_path = result_path / f"eval_epoch{epoch}.json"
     plot_path = result_path / f"map_epoch{epoch}.png"
-    write_json(json_path, result)
+    payload = {**result.to_json(), "protocol": asdict(protocol)}
+    write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     save_plot(plot_path, result)
     figures.update(eval_json=str(json_path), plot=str(plot_path))
     writer.add_scalar("val/mAP", figures["mAP"], epoch)
-    logger.info("epoch %d evaluation:\n%s", epoch, format_summary(result))
+    low, high = protocol.capacities
+    rule = f"SFMViT sweep K = {low}..{high}" if protocol.sweep else f"ACAR-Net single run at capacity {low}"
+    logger.info("epoch %d evaluation (%s, ties %s; exclusions %s: %d ground-truth and %d detection rows "
+                "removed):\n%s", epoch, rule, protocol.ties, protocol.exclusions or "none",
+                figures["gt_rows_excluded"], figures["detection_rows_excluded"], format_summary(result))
     return figures

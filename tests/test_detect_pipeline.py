@@ -116,7 +116,8 @@ def test_labels_from_result_keeps_confident_persons_normalised_by_the_image() ->
 def test_proposals_hold_every_keyframe_in_the_released_schema(trained: dict, tmp_path: Path) -> None:
     out = tmp_path / "proposals.pkl"
     # A 1-epoch model is not confident: conf 0.3 leaves every keyframe empty, which must still be listed.
-    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out, conf=0.3, batch=2, progress=False)
+    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out, conf=0.3, batch=2, merge=True,
+                                progress=False)
     loaded = load_annotation_pkl(out)
     rows = read_official_csv(VAL_CSV)
     expected = [(r.video, int(r.time), r.start_frame, r.n_frames, r.keyframe) for r in rows[::2]]
@@ -124,12 +125,26 @@ def test_proposals_hold_every_keyframe_in_the_released_schema(trained: dict, tmp
     assert got == expected
     assert all(e["format_str"] == "vidV1_%06d.png" and e["frame_rate"] == 25 for e in loaded.elements)
     assert stats["keyframes"] == 3 and stats["empty_keyframes"] == 3 and len(loaded.classes) == 50
-    # A low threshold gives boxes: normalised, person, scored, at least the threshold.
+    # A low threshold gives boxes: normalised, person, scored, at least the threshold. By default one
+    # element per csv row, as the original's detect2pkl.py: k copies of a keyframe with k rows, each
+    # holding all of its boxes.
     low = tmp_path / "low.pkl"
     stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], low, conf=0.005, batch=2,
-                                per_row=True, progress=False)
+                                progress=False)
     elements = load_annotation_pkl(low).elements
-    assert len(elements) == 6 and stats["boxes"] > 0  # one element per csv row (original layout)
+    assert len(elements) == len(rows) == 6 and stats["keyframes"] == 3 and stats["boxes"] > 0
+    assert [(e["video"], e["time"], e["mid_frame"]) for e in elements] == [(r.video, int(r.time), r.keyframe)
+                                                                           for r in rows]
+    merged = tmp_path / "low_merged.pkl"
+    detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], merged, conf=0.005, batch=2, merge=True,
+                        progress=False)
+    boxes_of = {(e["video"], e["time"]): e["labels"] for e in load_annotation_pkl(merged).elements}
+    assert len(boxes_of) == 3
+    for element in elements:  # two separate runs: the same boxes up to float noise
+        mine, theirs = element["labels"], boxes_of[(element["video"], element["time"])]
+        assert len(mine) == len(theirs)
+        np.testing.assert_allclose([b["bounding_box"] for b in mine], [b["bounding_box"] for b in theirs],
+                                   atol=1e-5)
     entries = [entry for element in elements for entry in element["labels"]]
     assert all(entry["label"] == [0] and entry["person_id"] == [0] and entry["score"] >= 0.005 for entry in entries)
     boxes = np.array([entry["bounding_box"] for entry in entries])
@@ -191,9 +206,15 @@ def test_predictions_stream_in_batches_of_the_requested_size(trained: dict, tmp_
     # A plain list source would be decoded at once and run as one batch of 3.
     assert sizes == [2, 1] and [str(r.path) for r in results] == paths
     out = tmp_path / "cli.pkl"
-    assert infer_main(["--weights", trained["best"], "--source", str(VAL_CSV), "--frames-root",
-                       str(trained["frames"]), "--out", str(out), "--device", "cpu"]) == 0
-    assert "3 keyframes" in capsys.readouterr().out and out.is_file()
+    argv = ["--weights", trained["best"], "--source", str(VAL_CSV), "--frames-root", str(trained["frames"]),
+            "--out", str(out), "--device", "cpu"]
+    assert infer_main(argv) == 0
+    assert "6 elements, 3 keyframes" in capsys.readouterr().out and out.is_file()
+    # --merge opts in to one element per keyframe; --per-row (the default) is still accepted.
+    assert infer_main([*argv, "--merge", "--no-resume"]) == 0
+    assert "3 elements, 3 keyframes" in capsys.readouterr().out
+    assert infer_main([*argv, "--per-row", "--no-resume"]) == 0
+    assert "6 elements, 3 keyframes" in capsys.readouterr().out
 
 
 def _boxes(path: Path) -> np.ndarray:

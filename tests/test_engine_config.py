@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -108,6 +109,21 @@ def _error(tmp_path: Path, raw: dict) -> str:
 
 
 # --- the original configs -------------------------------------------------------------------
+# sha256 of the original's three configs at jfightyr/SlowFast-Meet-ViT commit d1a53b9 (its newest):
+# ours are byte-identical copies, so a user of the original can diff them against theirs.
+ORIGINAL_CONFIG_SHA256 = {
+    "VITSF_ACAR_HR2O_CW_train.yaml": "3aef06b49eb0ae190105bf25d423f6348eb74cd28f0c8c17f0f4aa5fe9d4d2d3",
+    "VITSF_ACAR_HR2O_CW_train_resume.yaml": "6a8b57405715906797c8578e4f0787f5f49f0b77106157c876e03996744aebd0",
+    "eval_VITSF_ACAR_HR2O_CW.yaml": "da00dd2131ddb0f8c752184464347e80603a54433851f00dfa2e9991df9e3a90",
+}
+
+
+def test_original_configs_are_byte_identical_to_the_originals() -> None:
+    assert sorted(path.name for path in ORIGINAL_CONFIGS) == sorted(ORIGINAL_CONFIG_SHA256)
+    for path in ORIGINAL_CONFIGS:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == ORIGINAL_CONFIG_SHA256[path.name], path.name
+
+
 @pytest.mark.parametrize("path", ORIGINAL_CONFIGS, ids=lambda p: p.name)
 def test_original_configs_load_and_validate(path: Path) -> None:
     cfg = load_config(path)
@@ -131,7 +147,7 @@ def test_original_configs_differ_where_expected() -> None:
     assert train.model.backbone.subbackbone.eval_mode is False  # original quirk 6 by default
     assert evaluate.evaluate is True and evaluate.train is None
     assert evaluate.model.backbone.subbackbone is None and evaluate.model.backbone.learnable is False
-    assert evaluate.resume_path == "./checkpoints/SFR50_VITG_ACAR_CWtrain_ckpt_11.pth.tar"
+    assert evaluate.resume_path == "./checkpoints/SFR50_VITG_ACAR_CWtrain_ckpt_12.pth.tar"
 
 
 def test_tiny_config_with_extensions() -> None:
@@ -349,7 +365,7 @@ def _dataset_tree(root: Path) -> None:
                  "AR_ava_format/list_action.pbtxt", "AR_ava_format/chaos_test_t_+1.csv",
                  "AR_ava_format/chaos_test_exclude.csv", "pretrained/SLOWFAST_R50_K400.pth.tar",
                  "pretrained/vit_g_ps14_ak_ft_ckpt_7_clean.pth",
-                 "checkpoints/SFR50_VITG_ACAR_CWtrain_ckpt_11.pth.tar"):
+                 "checkpoints/SFR50_VITG_ACAR_CWtrain_ckpt_12.pth.tar"):
         (root / name).write_bytes(b"x")
 
 

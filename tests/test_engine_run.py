@@ -14,8 +14,10 @@ import yaml
 from engine.config import load_config
 from engine.distributed import spawn_info
 from engine.runner import run_worker
+from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_predict_csv
 from tests.engine_fixtures import ROOT, prepare_tiny_dataset, write_tiny_config
+from tools.csv_to_pkl import convert_csv_to_pkl
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +46,7 @@ def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: Path, dataset: Path) -> None:
     for name in ("ckpt_1.pth.tar", "ckpt_2.pth.tar", "train.log", "train_batch.log", "val.log", "log.txt",
-                 "opts.json", "predict_epoch2.csv", "cap_mAP_records2.txt", "eval_epoch2.json", "map_epoch2.png",
+                 "opts.json", "predict_epoch2.csv", "cap_mAP_records_multi2.txt", "eval_epoch2.json", "map_epoch2.png",
                  "run_summary.json"):
         assert (trained / name).is_file(), name
     assert any((trained / "tb").iterdir())
@@ -54,8 +56,10 @@ def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: P
     assert len(checkpoint["extra"]["rng_per_rank"]) == 2
     train_log = (trained / "train.log").read_text().splitlines()
     assert train_log[0] == "epoch\tloss\tlr" and len(train_log) == 3
-    records = (trained / "cap_mAP_records2.txt").read_text().splitlines()
-    assert records[0].startswith("cap: 1, mAP: ") and records[19].startswith("cap: 20, mAP: ")
+    # SFMViT's sweep: K over range(cap_min, cap_max) = 1..19 (cap_max 20 left out), then the best line.
+    records = (trained / "cap_mAP_records_multi2.txt").read_text().splitlines()
+    assert len(records) == 20 and records[0].startswith("cap: 1, mAP: ") and records[18].startswith("cap: 19, mAP: ")
+    assert records[19].startswith("cap:")
     preds = read_predict_csv(trained / "predict_epoch2.csv")
     assert len(preds.video) % 50 == 0 and len(preds.video) > 0
     assert set(preds.class_id.tolist()) == set(range(1, 51))
@@ -82,6 +86,33 @@ def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, datas
     assert losses[1] == losses[2] and 0.0 < losses[1] < 1.0
 
 
+def test_original_predict_order_is_the_samplers_permutation_of_the_elements(trained: Path, dataset: Path,
+                                                                          tmp_path: Path) -> None:
+    # A per-row val pkl (the original's layout): more elements than keyframes, so the order shows.
+    per_row = tmp_path / "cw_data_test1fps.pkl"
+    annotations = dataset / "AR_ava_format"
+    convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", annotations / "list_action.pbtxt", per_row)
+    elements = load_annotation_pkl(per_row).elements
+    rows = {}
+    for order in ("element", "original"):
+        config = write_tiny_config(tmp_path / f"{order}.yaml", tmp_path / order, evaluate=True,
+                                   resume_path=str(trained / "ckpt_2.pth.tar"))
+        extra = ["--predict-order", "original"] if order == "original" else []
+        proc = _main(config, dataset, "--nproc_per_node", "2", "--backend", "gloo",
+                     "--set", f"val.annotation_path={per_row}", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows[order] = (tmp_path / order / "predict_epoch2.csv").read_text().splitlines()
+    default, original = rows["element"], rows["original"]
+    # Each element holds one box: its 50 class rows, element after element in the default file.
+    assert len(elements) > 2 and len(default) == 50 * len(elements)
+    for index, element in enumerate(elements):
+        assert default[50 * index].split(",")[:2] == [element["video"], str(element["time"])]
+    permutation = torch.randperm(len(elements), generator=torch.Generator().manual_seed(0)).tolist()
+    assert permutation != sorted(permutation)
+    assert original == [row for element in permutation for row in default[50 * element:50 * (element + 1)]]
+    assert sorted(original) == sorted(default)
+
+
 def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: Path, tmp_path: Path) -> None:
     full = torch.load(trained / "ckpt_2.pth.tar", map_location="cpu", weights_only=True)
     original = {"epoch": 7, "state_dict": full["state_dict"], "optimizer": {}, "scheduler": {}}
@@ -91,7 +122,7 @@ def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: P
     proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "out" / "predict_epoch7.csv").is_file()
-    assert (tmp_path / "out" / "cap_mAP_records7.txt").is_file()
+    assert (tmp_path / "out" / "cap_mAP_records_multi7.txt").is_file()
 
 
 def test_bad_config_fails_before_any_process_starts(dataset: Path, tmp_path: Path) -> None:

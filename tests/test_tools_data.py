@@ -73,7 +73,7 @@ GT_LINES = [
 def test_merged_conversion_gives_one_element_per_keyframe(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "merged.pkl"
     with caplog.at_level(logging.WARNING, logger="tools.csv_to_pkl"):
-        stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out)
+        stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, merge=True)
     loaded = load_annotation_pkl(out)
     assert loaded.elements == MERGED
     assert loaded.classes == classes_from_label_map(read_label_map(LABEL_MAP))
@@ -82,13 +82,20 @@ def test_merged_conversion_gives_one_element_per_keyframe(tmp_path: Path, caplog
                      "persons": 7, "label_histogram": {13: 1, 22: 1, 29: 1, 36: 1, 45: 2, 46: 2}}
 
 
-def test_per_row_conversion_reproduces_the_original_layout(tmp_path: Path) -> None:
+def test_default_conversion_reproduces_the_original_per_row_layout(tmp_path: Path) -> None:
     out = tmp_path / "per_row.pkl"
-    stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, merge=False)
+    stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out)
     expected = [_element(v, t, s, n, k, [_entry(box, [label], person)]) for v, t, s, n, k, box, label, person in ROWS]
-    assert load_annotation_pkl(out).elements == expected
+    elements = load_annotation_pkl(out).elements
+    assert elements == expected
+    # The original's tools/cw_pkl.py: one element per csv row, each with one box and one label.
+    assert len(elements) == len(ROWS) == stats["rows"]
+    assert all(len(e["labels"]) == 1 and len(e["labels"][0]["label"]) == 1 for e in elements)
     assert stats["elements"] == 9 and stats["keyframes"] == 4 and stats["persons"] == 7
     assert stats["label_histogram"][45] == 3  # the duplicated row counts twice, as in the original's files
+    explicit = tmp_path / "explicit.pkl"
+    convert_csv_to_pkl(MINI_CSV, LABEL_MAP, explicit, merge=False)
+    assert load_annotation_pkl(explicit).elements == expected
 
 
 def test_drop_video_and_known_videos(tmp_path: Path) -> None:
@@ -96,7 +103,8 @@ def test_drop_video_and_known_videos(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="unknown video 'XGXJVBCQ'") as info:
         convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, known_videos={"vidA", "vidB"})
     assert info.value.line == 9 and not out.exists()
-    stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, drop_videos=["XGXJVBCQ"], known_videos={"vidA", "vidB"})
+    stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, merge=True, drop_videos=["XGXJVBCQ"],
+                               known_videos={"vidA", "vidB"})
     assert load_annotation_pkl(out).elements == MERGED[:3]
     assert stats["rows"] == 9 and stats["dropped_rows"] == 1 and stats["elements"] == 3
 
@@ -106,12 +114,23 @@ def test_csv_to_pkl_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     for video in ("vidA", "vidB"):
         (frames / video).mkdir(parents=True)
     out = tmp_path / "cw_data_train1fps_woXGXJVBCQ.pkl"
-    argv = ["--csv", str(MINI_CSV), "--labelmap", str(LABEL_MAP), "--out", str(out), "--per-row",
+    argv = ["--csv", str(MINI_CSV), "--labelmap", str(LABEL_MAP), "--out", str(out),
             "--drop-video", "XGXJVBCQ", "--frames-root", str(frames)]
     assert csv_to_pkl.main(argv) == 0
     assert "8 elements, 3 keyframes" in capsys.readouterr().out
     elements = load_annotation_pkl(out).elements
     assert len(elements) == 8 and {e["video"] for e in elements} == {"vidA", "vidB"}
+    # --per-row is the default now, still accepted; --merge opts in to one element per keyframe.
+    alias = tmp_path / "alias.pkl"
+    assert csv_to_pkl.main([*argv[:5], str(alias), *argv[6:], "--per-row"]) == 0
+    assert load_annotation_pkl(alias).elements == elements
+    merged = tmp_path / "merged.pkl"
+    assert csv_to_pkl.main([*argv[:5], str(merged), *argv[6:], "--merge"]) == 0
+    assert "3 elements, 3 keyframes" in capsys.readouterr().out
+    assert load_annotation_pkl(merged).elements == MERGED[:3]
+    with pytest.raises(SystemExit):
+        csv_to_pkl.main([*argv, "--merge", "--per-row"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- ground-truth csv
@@ -133,13 +152,13 @@ def test_ground_truth_cli_drops_videos(tmp_path: Path) -> None:
 
 
 def test_pkl_to_csv_per_row_gives_back_the_csv_lines(tmp_path: Path) -> None:
-    convert_csv_to_pkl(MINI_CSV, LABEL_MAP, tmp_path / "per_row.pkl", merge=False)
+    convert_csv_to_pkl(MINI_CSV, LABEL_MAP, tmp_path / "per_row.pkl")
     assert pkl_to_csv.main(["--pkl", str(tmp_path / "per_row.pkl"), "--out", str(tmp_path / "a.csv")]) == 0
     assert (tmp_path / "a.csv").read_text().splitlines() == GT_LINES
 
 
 def test_pkl_to_csv_merged_gives_each_person_label_once(tmp_path: Path) -> None:
-    convert_csv_to_pkl(MINI_CSV, LABEL_MAP, tmp_path / "merged.pkl")
+    convert_csv_to_pkl(MINI_CSV, LABEL_MAP, tmp_path / "merged.pkl", merge=True)
     assert pkl_to_csv.convert_pkl_to_csv(tmp_path / "merged.pkl", tmp_path / "m.csv") == 8
     assert (tmp_path / "m.csv").read_text().splitlines() == [
         "vidB,0001,0.1,0.25,0.3,0.65,46,1",
@@ -240,11 +259,12 @@ def test_prepare_synthetic_cli_makes_a_dataset_that_passes_the_data_check(tmp_pa
     assert prepare_synthetic.main([str(root), "--train-videos", "1", "--val-videos", "1", "--seconds", "3"]) == 0
     assert "prepared" in capsys.readouterr().out
     annotations = root / "AR_ava_format"
-    for name in ("cw_data_train1fps.pkl", "cw_data_test1fps.pkl", "chaos_test_t_+1.csv", "list_action.pbtxt"):
+    for name in (*prepare_synthetic.MERGED_PKL_NAMES.values(), "chaos_test_t_+1.csv", "list_action.pbtxt"):
         assert (annotations / name).is_file(), name
     assert len(list((root / "frames").rglob("*.png"))) == 2 * 3 * 25
-    val = load_annotation_pkl(annotations / "cw_data_test1fps.pkl")
+    val = load_annotation_pkl(annotations / "cw_data_test1fps_merged.pkl")
     assert len(val.elements) >= 1 and all(element["labels"] for element in val.elements)
     for split in ("train", "test"):
-        report = check_dataset(annotations / f"cw_data_{split}1fps.pkl", root / "frames", decode="all", progress=False)
+        report = check_dataset(annotations / f"cw_data_{split}1fps_merged.pkl", root / "frames", decode="all",
+                               progress=False)
         assert report.ok, split

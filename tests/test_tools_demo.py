@@ -26,8 +26,11 @@ def test_demo_prepares_the_dataset_end_to_end_and_skips_on_rerun(tmp_path: Path)
     result = run_demo(_context(out), only=DATA_STAGES)
     assert list(result["timings_s"]) == list(DATA_STAGES)
     data = out / "data" / "AR_ava_format"
-    train = load_annotation_pkl(data / "cw_data_train1fps.pkl")
+    train = load_annotation_pkl(data / "cw_data_train1fps_merged.pkl")
     assert train.elements and len(train.classes) == 50
+    # The demo trains on merged pkls (one element per keyframe), never under the original's names.
+    assert len(train.elements) == len({(e["video"], e["time"]) for e in train.elements})
+    assert not (data / "cw_data_test1fps.pkl").exists() and not (data / "cw_data_train1fps_woXGXJVBCQ.pkl").exists()
     ground_truth = read_ground_truth_csv(data / "chaos_test_t_+1.csv")
     assert len(ground_truth.video) == result["stages"]["annotations"]["ground_truth_rows"] > 0
     assert result["stages"]["check"]["ok"] is True
@@ -105,9 +108,10 @@ def test_detector_stages_train_propose_evaluate_annotate_and_skip_on_rerun(tmp_p
     later = ("detector", "action_detector_boxes", "video_demo")
     result = run_demo(ctx, only=later)
     detector, boxes, video = (result["stages"][name] for name in later)
-    proposals = load_annotation_pkl(out / "data" / "AR_ava_format" / "cw_test_yolov8_demo.pkl")
-    val = load_annotation_pkl(out / "data" / "AR_ava_format" / "cw_data_test1fps.pkl")
+    proposals = load_annotation_pkl(out / "data" / "AR_ava_format" / "cw_test_yolov8_demo_merged.pkl")
+    val = load_annotation_pkl(out / "data" / "AR_ava_format" / "cw_data_test1fps_merged.pkl")
     assert {(e["video"], e["time"]) for e in proposals.elements} == {(e["video"], e["time"]) for e in val.elements}
+    assert len(proposals.elements) == len(val.elements)  # merged: one element per keyframe
     assert 0.0 <= detector["recall"] <= 1.0 and Path(detector["quality_plot"]).is_file()
     assert (out / "detector" / "train" / "results.csv").is_file() and Path(detector["weights"]).is_file()
     assert 0.0 <= boxes["map_detector_boxes"] <= 1.0 and boxes["detector_recall"] == detector["recall"]

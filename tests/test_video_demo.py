@@ -84,7 +84,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_video_demo_with_ground_truth_boxes_writes_a_decodable_annotated_mp4(tiny: dict, tmp_path: Path) -> None:
     out = tmp_path / "demo" / "annotated.mp4"
-    gt_pkl = tiny["root"] / "AR_ava_format" / "cw_data_test1fps.pkl"
+    gt_pkl = tiny["root"] / "AR_ava_format" / "cw_data_test1fps_merged.pkl"
     inputs = DemoInputs(video=tiny["video"], config=tiny["config"], checkpoint=tiny["checkpoint"], boxes_pkl=gt_pkl)
     report = run_video_demo(inputs, out, work=tmp_path / "work", device="cpu")
     extracted = len(list((tmp_path / "work" / "frames" / tiny["video"].stem).glob("*.png")))
@@ -109,7 +109,7 @@ def test_video_demo_with_ground_truth_boxes_writes_a_decodable_annotated_mp4(tin
 
 def test_video_demo_draws_on_the_model_frames_when_asked(tiny: dict, tmp_path: Path) -> None:
     out = tmp_path / "small.mp4"
-    gt_pkl = tiny["root"] / "AR_ava_format" / "cw_data_test1fps.pkl"
+    gt_pkl = tiny["root"] / "AR_ava_format" / "cw_data_test1fps_merged.pkl"
     code = main(["--video", str(tiny["video"]), "--out", str(out), "--boxes-pkl", str(gt_pkl), "--config",
                  str(tiny["config"]), "--checkpoint", str(tiny["checkpoint"]), "--device", "cpu",
                  "--display", "frames"])

@@ -1,4 +1,4 @@
-"""Official Chaotic World csv -> annotation pkl (one element per keyframe, or one per row as the original did)."""
+"""Official Chaotic World csv -> annotation pkl: one element per row as the original did, or merged per keyframe."""
 from __future__ import annotations
 
 import argparse
@@ -103,8 +103,8 @@ def _warn_conflicts(examples: list[str], what: str) -> None:
         LOGGER.warning("%d %s: %s", len(examples), what, shown)
 
 
-def rows_to_elements(rows: Sequence[OfficialRow], merge: bool = True) -> list[dict]:
-    """Elements of an annotation pkl from official csv rows: merged per keyframe (default) or one per row."""
+def rows_to_elements(rows: Sequence[OfficialRow], merge: bool = False) -> list[dict]:
+    """Elements of an annotation pkl from official csv rows: one per row (default, the original) or merged."""
     return rows_to_elements_merged(rows) if merge else rows_to_elements_per_row(rows)
 
 
@@ -133,7 +133,7 @@ def convert_csv_to_pkl(
     csv_path: str | Path,
     label_map_path: str | Path,
     out_pkl: str | Path,
-    merge: bool = True,
+    merge: bool = False,
     drop_videos: Iterable[str] = (),
     known_videos: set[str] | None = None,
 ) -> dict:
@@ -143,8 +143,10 @@ def convert_csv_to_pkl(
         csv_path: official csv (header + 13 columns).
         label_map_path: ``list_action.pbtxt``; gives the pkl's ``classes`` and the label range.
         out_pkl: the pkl to write.
-        merge: True: one element per keyframe with multi-label person entries; False: the original's
-            one element per csv row.
+        merge: False (default): the original's layout, one single-box, single-label element per csv
+            row (``tools/cw_pkl.py`` of the original, which wrote its released pkls); True: one
+            element per keyframe with one multi-label entry per person (the opt-in improvement,
+            DATA.md, "Per-row files and --merge").
         drop_videos: videos whose rows are left out (the original trained without XGXJVBCQ).
         known_videos: if given, a row of any other video (and not dropped) is a FormatError.
 
@@ -182,13 +184,18 @@ def convert_csv_to_pkl(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.csv_to_pkl",
-        description="Convert an official Chaotic World csv into an annotation pkl (one element per keyframe).",
+        description="Convert an official Chaotic World csv into an annotation pkl: one element per csv row, "
+                    "as the original's released pkls (default), or merged per keyframe with --merge.",
     )
     parser.add_argument("--csv", required=True, help="official csv, e.g. AR_ava_format/chaos_train_1fps.csv")
     parser.add_argument("--labelmap", required=True, help="label map, e.g. AR_ava_format/list_action.pbtxt")
     parser.add_argument("--out", required=True, help="annotation pkl to write")
-    parser.add_argument("--per-row", action="store_true",
-                        help="one element per csv row, like the original's released pkls (no merging)")
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("--merge", action="store_true",
+                        help="one element per keyframe, one multi-label entry per person (opt-in; changes "
+                             "training targets, HR2O context and scoring, see DATA.md)")
+    layout.add_argument("--per-row", action="store_true",
+                        help="one element per csv row: the default, accepted so that older commands still work")
     parser.add_argument("--drop-video", action="append", default=[], metavar="VIDEO",
                         help="leave out the rows of this video (repeatable), e.g. XGXJVBCQ")
     parser.add_argument("--frames-root", default=None,
@@ -201,11 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     known = None if args.frames_root is None else videos_with_frames(args.frames_root)
-    stats = convert_csv_to_pkl(args.csv, args.labelmap, args.out, merge=not args.per_row,
+    stats = convert_csv_to_pkl(args.csv, args.labelmap, args.out, merge=args.merge,
                                drop_videos=args.drop_video, known_videos=known)
     print(f"{args.out}: {stats['elements']} elements, {stats['keyframes']} keyframes, {stats['boxes']} boxes, "
           f"{stats['persons']} persons, {stats['videos']} videos from {stats['rows']} rows "
-          f"({stats['dropped_rows']} dropped), {len(stats['label_histogram'])} labels used")
+          f"({stats['dropped_rows']} dropped), {len(stats['label_histogram'])} labels used, "
+          f"{'merged per keyframe' if args.merge else 'one element per csv row'}")
     return 0
 
 

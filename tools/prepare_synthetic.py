@@ -6,10 +6,14 @@ import sys
 import time
 from pathlib import Path
 
-from datasets.synthetic import generate_dataset
+from datasets.synthetic import SPLITS, generate_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.extract_frames import extract_frames
 from tools.gt_csv import write_evaluator_ground_truth
+
+# Annotation pkls merged per keyframe (``tools.csv_to_pkl --merge``). Not the original's names
+# (``cw_data_train1fps_woXGXJVBCQ.pkl``, ``cw_data_test1fps.pkl``), which hold one element per csv row.
+MERGED_PKL_NAMES = {"train": "cw_data_train1fps_merged.pkl", "val": "cw_data_test1fps_merged.pkl"}
 
 
 def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int = 1, seconds: int = 3,
@@ -23,7 +27,8 @@ def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int
         seed: generator seed.
 
     Returns:
-        ``root``, laid out as DESIGN.md says (frames/, AR_ava_format/ with merged pkls and ground truth).
+        ``root``, laid out as DATA.md says (frames/, AR_ava_format/ with merged pkls named by
+        ``MERGED_PKL_NAMES``, and the evaluator's ground truth).
     """
     root = Path(root)
     generate_dataset(root, preset="tiny", seed=seed, progress=False, train_videos=train_videos,
@@ -31,8 +36,11 @@ def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int
     extract_frames(root / "videos", root / "frames", workers=1, progress=False)
     annotations = root / "AR_ava_format"
     label_map = annotations / "list_action.pbtxt"
-    convert_csv_to_pkl(annotations / "chaos_train_1fps.csv", label_map, annotations / "cw_data_train1fps.pkl")
-    convert_csv_to_pkl(annotations / "chaos_test_1fps.csv", label_map, annotations / "cw_data_test1fps.pkl")
+    # Merged pkls (opt-in), under names of our own, as configs/tiny_cpu_synthetic.yaml reads them:
+    # the tests train on them, and per-row files would multiply the samples per epoch.
+    for split, stem in SPLITS.items():
+        convert_csv_to_pkl(annotations / f"chaos_{stem}_1fps.csv", label_map,
+                           annotations / MERGED_PKL_NAMES[split], merge=True)
     write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv")
     return root
 
