@@ -102,14 +102,11 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer, val_loss: f
 
 def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> EvaluationResult:
     spec = cfg.val.eval_mAP
-    # The evaluator's default is the original tie order; ``ties`` is passed only when the config asks
-    # for another, so the default call is the plain one calc_mAP.py makes.
-    ties = {} if protocol.ties == "original" else {"ties": protocol.ties}
     if protocol.sweep:
         return run_evaluation(spec.labelmap, spec.groundtruth, predict_path, protocol.exclusions,
-                              cap_range=protocol.capacities, **ties)
+                              cap_range=protocol.capacities, ties=protocol.ties)
     return run_evaluation(spec.labelmap, spec.groundtruth, predict_path, protocol.exclusions,
-                          capacity=protocol.capacities[0], **ties)
+                          capacity=protocol.capacities[0], ties=protocol.ties)
 
 
 def _score_map(cfg: Config, predict_path: Path, epoch: int, writer, result_path: Path) -> dict:

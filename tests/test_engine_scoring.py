@@ -110,8 +110,7 @@ def test_acar_single_run_uses_the_exclusions_at_capacity_50(tmp_path: Path, capl
     assert "1 ground-truth and 2 detection rows removed" in caplog.text
 
 
-def test_ties_is_validated_and_passed_on_only_when_not_the_default(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ties_is_validated_and_passed_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         _config(tmp_path, (1, 4), ties="random")
     assert str(info.value).startswith(f"{tmp_path / 'x.yaml'}: val.eval_mAP.ties: expected one of 'original'")
@@ -120,13 +119,12 @@ def test_ties_is_validated_and_passed_on_only_when_not_the_default(tmp_path: Pat
 
     def spy(*args, **kwargs):
         calls.append(dict(kwargs))
-        kwargs.pop("ties", None)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(scoring, "run_evaluation", spy)
     _score(_config(tmp_path, (1, 4)))
     _score(_config(tmp_path, (1, 4), ties="stable"))
-    assert "ties" not in calls[0] and calls[1]["ties"] == "stable"
+    assert calls[0]["ties"] == "original" and calls[1]["ties"] == "stable"
     assert calls[0]["cap_range"] == calls[1]["cap_range"] == (1, 3)
 
 

@@ -420,7 +420,7 @@ def stage_protocols(ctx: DemoContext) -> dict:
         with _torch_threads_kept():
             detect_to_proposals(detector["weights"], val_csv, ctx.data / "frames", per_row["detector"],
                                 conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
-                                progress=False, per_row=True)
+                                progress=False, merge=False)
     merged = {"gt": _last_predict(ctx.out / "action"), "detector": _last_predict(ctx.out / "action_detector")}
     cap_range = sweep_range(config)
     figures: dict = {"cap_range": list(cap_range)}
