@@ -280,3 +280,76 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, object], s
             parts.append("first mismatched: " + "; ".join(mismatched[:_SHOWN]))
         raise WeightsError("; ".join(parts))
     model.load_state_dict(state, strict=True)
+
+
+def load_model_pretrain(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    state_dict_key: str | None = None,
+    delete_prefix: str | None = None,
+    replace_prefix: str | None = None,
+    replace_to: str = "",
+) -> LoadReport:
+    """Initialise the whole model from a weight file, non-strictly (top-level ``pretrain``).
+
+    ACAR-Net's ``load_pretrain`` semantics: take ``obj[state_dict_key]`` when given; drop keys
+    starting with ``delete_prefix``; rename keys starting with ``replace_prefix`` to ``replace_to``
+    + the rest (all on the file's keys as saved, DDP's ``module.`` included); then load what
+    matches the model and leave the rest. Without ``state_dict_key``, a file holding a
+    ``state_dict`` mapping (a training checkpoint, SFMViT's ``load_fortrain``) is read through it;
+    a plain state dict (ACAR-Net's model-zoo files) is used as is. Keys with or without ``module.``
+    both fit. Unlike both originals, a file of which no key fits is an error (quirk 11), and so is
+    a matching key of another shape (torch raises on it too, less clearly).
+
+    Args:
+        model: the (unwrapped) model.
+        path: the weight file.
+        state_dict_key: entry of the loaded dict that holds the weights.
+        delete_prefix: remove file keys with this prefix.
+        replace_prefix: rename file keys with this prefix ...
+        replace_to: ... to start with this instead.
+
+    Returns:
+        What was loaded, missing (model keys left at their values) and ignored (file keys).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        WeightsError: unreadable file, missing ``state_dict_key``, no matching key, or shape mismatch.
+    """
+    obj = load_weights_file(path)
+    if state_dict_key is not None:
+        if not isinstance(obj, Mapping) or state_dict_key not in obj:
+            found = _first([str(key) for key in obj]) if isinstance(obj, Mapping) else type(obj).__name__
+            raise WeightsError(f"{path}: no entry {state_dict_key!r} (pretrain.state_dict_key); the file has {found}")
+        obj = obj[state_dict_key]
+    elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    state = _as_state_dict(obj, str(path))
+    if delete_prefix:
+        state = {key: value for key, value in state.items() if not key.startswith(delete_prefix)}
+    if replace_prefix:
+        state = {(replace_to + key[len(replace_prefix):] if key.startswith(replace_prefix) else key): value
+                 for key, value in state.items()}
+    own = model.state_dict()
+    state = _align_ddp_prefix(state, list(own))
+    matched = [key for key in own if key in state]
+    if not matched:
+        raise WeightsError(
+            f"{path}: none of its {len(state)} keys matches the model (pretrain.path; first file keys "
+            f"{_first(list(state))}, expected keys like {_first(list(own))})" + _zero_match_hint(state)
+        )
+    problems = _shape_mismatches(own, state, matched)
+    if problems:
+        raise WeightsError(f"{path}: {len(problems)} keys do not fit the model (pretrain.path): "
+                           + "; ".join(problems[:_SHOWN]))
+    model.load_state_dict({key: state[key] for key in matched}, strict=False)
+    report = LoadReport(loaded=len(matched), missing=[key for key in own if key not in state],
+                        unexpected=[key for key in state if key not in own])
+    if report.missing:
+        logger.warning("pretrain %s: %d model keys missing from the file, left as they were: %s", path,
+                       len(report.missing), _first(report.missing))
+    if report.unexpected:
+        logger.info("pretrain %s: %d redundant file keys ignored: %s", path, len(report.unexpected),
+                    _first(report.unexpected))
+    logger.info("pretrain %s: loaded %d of %d model keys", path, report.loaded, len(own))
+    return report
