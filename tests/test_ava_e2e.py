@@ -96,3 +96,14 @@ def test_bad_head_width_fails_before_any_process_starts(dataset: Path, tmp_path:
     proc = _main(config, dataset)
     assert proc.returncode == 2
     assert "bad_width.yaml: model.head.kwargs.width: must equal" in proc.stderr and "= 576" in proc.stderr
+
+
+def test_demo_dataset_ava_runs_the_whole_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tools import demo
+
+    out = tmp_path / "demo_ava"
+    assert demo.main(["--dataset", "ava", "--out", str(out), "--train-videos", "2", "--val-videos", "1",
+                      "--seconds", "6", "--epochs", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["epochs"] == 1 and 0.0 <= summary["map_proposals"] <= 1.0
+    assert "AVA demo" in capsys.readouterr().out

@@ -549,6 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--stages", nargs="+", metavar="STAGE",
                         help=f"run only these stages (of {[name for name, _ in STAGES]})")
+    parser.add_argument("--dataset", choices=("cw", "ava"), default="cw",
+                        help="cw (default): the Chaotic World demo; ava: synthetic AVA v2.2 files and "
+                             "ACAR-Net's tiny model (tools/demo_ava.py; --out, --seed, --train-videos, "
+                             "--val-videos, --seconds, --workers and --epochs apply)")
+    parser.add_argument("--epochs", type=int, default=None, help="--dataset ava: training epochs (default: config)")
     return parser
 
 
@@ -560,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     overrides = {key: getattr(args, key) for key in ("train_videos", "val_videos", "seconds")
                  if getattr(args, key) is not None}
+    if args.dataset == "ava":
+        return _main_ava(args, overrides)
     try:
         resolve_config(args.preset, workers=args.workers, **overrides)
     except ValueError as error:
@@ -572,6 +579,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOGGER.error("%s", error)
         return 1
     print(format_summary(result, ctx.out / SUMMARY_NAME))
+    return 0
+
+
+def _main_ava(args: argparse.Namespace, overrides: dict[str, int]) -> int:
+    """``--dataset ava``: the AVA variant (tools/demo_ava.py)."""
+    from tools.demo_ava import AvaDemoOptions, format_ava_summary, run_ava_demo
+
+    options = AvaDemoOptions(out=Path(args.out), seed=args.seed, nproc=args.workers, epochs=args.epochs, **overrides)
+    try:
+        summary = run_ava_demo(options)
+    except (FrameExtractionError, ValueError, RuntimeError) as error:
+        LOGGER.error("%s", error)
+        return 1
+    print(format_ava_summary(summary))
     return 0
 
 
