@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tools.ava_to_pkl import FORMAT_STR, FRAME_RATE, WINDOW_START_SECONDS
-from tools.extract_frames import FrameExtractionError, FrameLayout, extract_frames
+from tools.extract_frames import FrameLayout, extract_frames, report_extraction
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def extract_ava_frames(videos: str | Path, frames: str | Path, workers: int = 2,
         ``tools.extract_frames.extract_frames``' summary.
 
     Raises:
-        FileNotFoundError, FrameExtractionError: as ``extract_frames``.
+        FileNotFoundError, tools.extract_frames.FrameExtractionError: as ``extract_frames``.
     """
     return extract_frames(videos, frames, fps=FRAME_RATE, width=-1, height=height, workers=workers,
                           progress=progress, layout=ava_layout(start_seconds, num_frames))
@@ -69,14 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit status 1 when a video could not be read."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = extract_ava_frames(args.videos, args.frames, workers=args.workers, height=args.height)
-    except (FrameExtractionError, FileNotFoundError) as error:
-        LOGGER.error("%s", error)
-        return 1
-    print(f"{summary['videos']} videos: {summary['extracted']} extracted ({summary['frames_written']} frames), "
-          f"{summary['skipped']} already done, in {summary['seconds']} s")
-    return 0
+    return report_extraction(lambda: extract_ava_frames(args.videos, args.frames, workers=args.workers,
+                                                        height=args.height))
 
 
 if __name__ == "__main__":

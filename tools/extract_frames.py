@@ -6,7 +6,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,19 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; prints a one-line summary. Exit status 1 when a video could not be read."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def report_extraction(extract: Callable[[], dict]) -> int:
+    """Run an extraction for a CLI: print its one-line summary; exit status 1 when a video could not be read."""
     try:
-        summary = extract_frames(args.videos, args.frames, fps=args.fps, width=args.width, height=args.height,
-                                 workers=args.workers, video_ids=args.video_ids)
+        summary = extract()
     except (FrameExtractionError, FileNotFoundError) as error:
         LOGGER.error("%s", error)
         return 1
     print(f"{summary['videos']} videos: {summary['extracted']} extracted ({summary['frames_written']} frames), "
           f"{summary['skipped']} already done, in {summary['seconds']} s")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; prints a one-line summary. Exit status 1 when a video could not be read."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return report_extraction(lambda: extract_frames(args.videos, args.frames, fps=args.fps, width=args.width,
+                                                    height=args.height, workers=args.workers,
+                                                    video_ids=args.video_ids))
 
 
 if __name__ == "__main__":
