@@ -161,3 +161,14 @@ def test_val_pkl_holds_only_proposals_without_labels(tmp_path: Path, capsys) -> 
 def test_proposals_mode_needs_a_file() -> None:
     with pytest.raises(ValueError, match="needs a proposals file"):
         convert_ava(CSV, LABELMAP, "unused.pkl", boxes="proposals")
+
+
+def test_unannotated_keyframes_are_accepted_on_request(tmp_path: Path) -> None:
+    proposals = _proposals(tmp_path, {"-5KQ66BBWC4,0902": np.array([[0.1, 0.1, 0.3, 0.9, 0.95]]),
+                                      "-5KQ66BBWC4,0910": np.array([[0.1, 0.1, 0.3, 0.9, 0.95]])})
+    val, train = tmp_path / "val.pkl", tmp_path / "train.pkl"
+    convert_ava(CSV, LABELMAP, val, boxes="proposals", proposals_path=proposals, threshold=0.85,
+                allow_unannotated=True)
+    assert [e["time"] for e in load_annotation_pkl(val).elements] == [902, 910]
+    convert_ava(CSV, LABELMAP, train, boxes="gt+proposals", proposals_path=proposals, allow_unannotated=True)
+    assert [e["time"] for e in load_annotation_pkl(train).elements] == [902, 903, 1798]

@@ -123,7 +123,10 @@ def convert_ava(csv_path: str | Path, labelmap: str | Path, out: str | Path, box
         threshold: proposals scoring below it are left out (ACAR-Net: 0.9 train, 0.85 val).
         label_iou: a proposal takes the actions of the ground-truth box it overlaps most at this IoU
             or more (``gt+proposals`` only).
-        allow_unannotated: keep proposals of keyframes the csv does not annotate (``proposals`` only).
+        allow_unannotated: accept proposals of keyframes the csv does not annotate (the real FAIR
+            files have a key for every keyframe): ``proposals`` writes them like any keyframe (the
+            evaluator counts their detections as false positives), ``gt+proposals`` does not use
+            them (a training element needs ground truth).
 
     Returns:
         The counts.
@@ -145,8 +148,7 @@ def convert_ava(csv_path: str | Path, labelmap: str | Path, out: str | Path, box
     keyframes = sorted(gt)
     proposals: dict[tuple[str, int], list[Proposal]] = {}
     if proposals_path is not None and boxes != "gt":
-        proposals = read_ava_proposals(proposals_path, keyframes=gt.keys(),
-                                       allow_unannotated=allow_unannotated and boxes == "proposals")
+        proposals = read_ava_proposals(proposals_path, keyframes=gt.keys(), allow_unannotated=allow_unannotated)
         if boxes == "proposals":
             keyframes = sorted(set(keyframes) | set(proposals))
     elements = []
@@ -185,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-iou", type=float, default=0.9,
                         help="gt+proposals: IoU at which a proposal takes a ground-truth box's actions (default 0.9)")
     parser.add_argument("--allow-unannotated", action="store_true",
-                        help="proposals: keep proposals of keyframes the csv does not annotate")
+                        help="accept proposals of keyframes the csv does not annotate (real FAIR files): "
+                             "kept with --boxes proposals, unused with gt+proposals")
     return parser
 
 
