@@ -36,6 +36,7 @@ from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs, run_vide
 LOGGER = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
+DEFAULT_OUT = "runs/demo"
 # What the demo itself puts in <out>/data; anything else there means the folder is not ours to wipe.
 DATA_ENTRIES = {"videos", "frames", "AR_ava_format", MANIFEST_NAME}
 PKL_NAMES = {"train": "cw_data_train1fps.pkl", "val": "cw_data_test1fps.pkl"}
@@ -540,7 +541,8 @@ def _result_lines(stages: dict[str, dict]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.demo",
                                      description="Run the demo pipeline on the synthetic Chaotic World dataset.")
-    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="output folder (default runs/demo; runs/demo_ava with --dataset ava)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--preset", default="demo", help="synthetic dataset preset: demo (default) or tiny")
     parser.add_argument("--train-videos", type=int, help="override the preset's train clips")
@@ -586,7 +588,9 @@ def _main_ava(args: argparse.Namespace, overrides: dict[str, int]) -> int:
     """``--dataset ava``: the AVA variant (tools/demo_ava.py)."""
     from tools.demo_ava import AvaDemoOptions, format_ava_summary, run_ava_demo
 
-    options = AvaDemoOptions(out=Path(args.out), seed=args.seed, nproc=args.workers, epochs=args.epochs, **overrides)
+    # Its own default folder: runs/demo/data belongs to the Chaotic World demo.
+    out = Path("runs/demo_ava") if args.out == DEFAULT_OUT else Path(args.out)
+    options = AvaDemoOptions(out=out, seed=args.seed, nproc=args.workers, epochs=args.epochs, **overrides)
     try:
         summary = run_ava_demo(options)
     except (FrameExtractionError, ValueError, RuntimeError) as error:
