@@ -126,3 +126,12 @@ def test_model_zoo_style_file_loads_through_top_level_pretrain(tmp_path: Path) -
         load_model_pretrain(target, nested, state_dict_key="weights")
     with pytest.raises(WeightsError, match=r"none of its .* keys matches the model.*state_dict_key"):
         load_model_pretrain(target, nested)
+
+
+def test_acar_net_linear_baseline_builds_on_slowfast_alone() -> None:
+    cfg = _config("SLOWFAST_R50_baseline.yaml")
+    del cfg["model"]["backbone"]["pretrain"]  # the Kinetics file is not needed for the layout
+    with torch.device("meta"):
+        model = build_model(cfg["model"], cfg["loss"])
+    head = {key: list(t.shape) for key, t in model.state_dict().items() if key.startswith("head.")}
+    assert head == {"head.module.fc.weight": [60, 2304]} and isinstance(model.backbone, SlowFastBackbone)
