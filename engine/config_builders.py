@@ -134,9 +134,15 @@ def check_model_variant(cfg: Config) -> str:
         ``models.build.ACAR_NET`` or ``models.build.SFMVIT``.
 
     Raises:
-        ConfigError: naming the file and ``model.head.kwargs.width`` when the width fits neither.
+        ConfigError: naming the file and ``model.head.kwargs.width`` when the width fits neither, or
+            ``vit_cache.mode`` when a cache is asked for a model without ViT.
     """
     try:
-        return build.model_variant(to_dict(cfg.model))
+        variant = build.model_variant(to_dict(cfg.model))
     except build.ModelConfigError as error:
         raise ConfigError(cfg.config_file, error.key, error.problem) from None
+    if variant == build.ACAR_NET and cfg.vit_cache is not None and cfg.vit_cache.mode != "off":
+        raise ConfigError(cfg.config_file, "vit_cache.mode",
+                          f"{cfg.vit_cache.mode!r} caches ViT features, but this config builds ACAR-Net's model "
+                          "(head width = SlowFast channels, no subbackbone), which has no ViT stream; set it to off")
+    return variant

@@ -87,6 +87,15 @@ def test_bad_width_fails_before_spawn_naming_file_and_key(tmp_path: Path) -> Non
         check_model_variant(load_config(path))
 
 
+def test_vit_cache_is_refused_for_a_model_without_vit(tmp_path: Path) -> None:
+    cfg = _config("eval_SLOWFAST_R50_ACAR_HR2O.yaml")
+    cfg["vit_cache"] = {"path": str(tmp_path), "mode": "lazy"}
+    path = tmp_path / "cache.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cache\.yaml: vit_cache\.mode: 'lazy' caches ViT features.*no ViT stream"):
+        check_model_variant(load_config(path))
+
+
 def test_acar_net_yaml_files_load_unchanged() -> None:
     for path in sorted(AVA_CONFIGS.glob("*SLOWFAST*.yaml")):
         cfg = load_config(path)
