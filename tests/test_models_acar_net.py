@@ -5,6 +5,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -144,3 +145,24 @@ def test_acar_net_linear_baseline_builds_on_slowfast_alone() -> None:
         model = build_model(cfg["model"], cfg["loss"])
     head = {key: list(t.shape) for key, t in model.state_dict().items() if key.startswith("head.")}
     assert head == {"head.module.fc.weight": [60, 2304]} and isinstance(model.backbone, SlowFastBackbone)
+
+
+def test_r101_val_transforms_follow_its_config() -> None:
+    """Scale 256 (short side), ToTensor with norm_value 1, per-channel mean/std, on a 453x340 AVA frame."""
+    from PIL import Image
+
+    from datasets.transforms import build_spatial_views
+
+    chain = build_spatial_views(_config("eval_SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml")["val"]["augmentation"]["spatial"])
+    assert len(chain) == 1
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (340, 453, 3), dtype=np.uint8)) for _ in range(2)]
+    clip, aug = chain[0](frames)
+    mean = np.array([110.63666788, 103.16065604, 96.29023126])
+    std = np.array([38.7568578, 37.88248729, 40.02898126])
+    # Independent computation: PIL bilinear to 341x256 (short side 256, int(256 * 453 / 340) = 341).
+    expected = np.stack([(np.asarray(f.resize((341, 256), Image.BILINEAR), dtype=np.float32) - mean) / std
+                         for f in frames])  # [T, H, W, C]
+    assert list(clip.shape) == [3, 2, 256, 341]
+    np.testing.assert_allclose(clip.permute(1, 2, 3, 0).numpy(), expected, rtol=0, atol=1e-5)
+    assert aug["crop_box"] == [0.0, 0.0, 1.0, 1.0] and not aug["flip"]
