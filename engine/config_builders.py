@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 
+from engine.config import to_dict
 from engine.config_schema import AugmentationConfig, Config, ConfigError
 from models import build
 
@@ -94,9 +95,13 @@ def validate_builders(cfg: Config, tables: BuilderTables | None = None) -> None:
         cfg: a loaded config.
         tables: builder tables; None imports the real ones (``default_builder_tables``).
 
+    With the real tables it also checks ``model.head.kwargs.width`` (``check_model_variant``).
+
     Raises:
-        ConfigError: unknown builder name (with the choices) or a kwargs key the builder does not take.
+        ConfigError: unknown builder name (with the choices), a kwargs key the builder does not
+            take, or a head width that fits neither ACAR-Net's nor SFMViT's model.
     """
+    real_tables = tables is None
     tables = tables or default_builder_tables()
     file = cfg.config_file
     backbone = cfg.model.backbone
@@ -118,3 +123,26 @@ def validate_builders(cfg: Config, tables: BuilderTables | None = None) -> None:
                      check_required=True)
         _check_transforms(cfg, "train", cfg.train.augmentation, tables)
     _check_transforms(cfg, "val", cfg.val.augmentation, tables)
+    if real_tables:
+        check_model_variant(cfg)
+
+
+def check_model_variant(cfg: Config) -> str:
+    """Which model the config builds (``models.build.model_variant``), before any process is spawned.
+
+    Returns:
+        ``models.build.ACAR_NET`` or ``models.build.SFMVIT``.
+
+    Raises:
+        ConfigError: naming the file and ``model.head.kwargs.width`` when the width fits neither, or
+            ``vit_cache.mode`` when a cache is asked for a model without ViT.
+    """
+    try:
+        variant = build.model_variant(to_dict(cfg.model))
+    except build.ModelConfigError as error:
+        raise ConfigError(cfg.config_file, error.key, error.problem) from None
+    if variant == build.ACAR_NET and cfg.vit_cache is not None and cfg.vit_cache.mode != "off":
+        raise ConfigError(cfg.config_file, "vit_cache.mode",
+                          f"{cfg.vit_cache.mode!r} caches ViT features, but this config builds ACAR-Net's model "
+                          "(head width = SlowFast channels, no subbackbone), which has no ViT stream; set it to off")
+    return variant

@@ -242,12 +242,19 @@ class ValConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class InitCheckpointConfig:
-    """Top-level ``pretrain``: initialise the whole model from a training checkpoint's ``state_dict``.
+    """Top-level ``pretrain``: initialise the whole model from a weight file (non-strict).
 
-    The original's ``load_fortrain`` (non-strict; no epoch, optimizer or scheduler restored).
+    SFMViT's ``load_fortrain`` and ACAR-Net's ``load_pretrain`` (how ACAR-Net's eval configs load
+    its model-zoo files): no epoch, optimizer or scheduler restored. ``state_dict_key``,
+    ``delete_prefix``, ``replace_prefix`` and ``replace_to`` are ACAR-Net's optional keys, with
+    the meaning of ``PretrainConfig``'s, applied to the file's keys as saved (``module.`` included).
     """
 
     path: str
+    state_dict_key: str | None = None
+    delete_prefix: str | None = None
+    replace_prefix: str | None = None
+    replace_to: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,7 +39,7 @@ from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
 from models.backbones.vit import vit_sdpa_backend
 from models.build import build_model
-from models.weights import load_state_dict_strict
+from models.weights import load_model_pretrain, load_state_dict_strict
 
 logger = logging.getLogger(__name__)
 
@@ -126,21 +126,15 @@ def _val_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, Dat
 
 
 def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
-    """The original's top-level ``pretrain`` (``load_fortrain``): weights only, non-strict.
+    """Top-level ``pretrain``: SFMViT's ``load_fortrain`` / ACAR-Net's ``load_pretrain``, weights only.
 
-    Keys the model does not have are dropped before loading (quirk 10 fixed: the original mutated the
-    dict while iterating over it and crashed whenever such a key existed).
+    ``models.weights.load_model_pretrain`` does it: non-strict, keys the model does not have are
+    dropped before loading (quirk 10 fixed), a file of which nothing fits is an error (quirk 11).
     """
-    checkpoint = load_checkpoint(cfg.pretrain.path)
-    state = checkpoint.get("state_dict", checkpoint)
-    own = model.state_dict()
-    stripped = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-    usable = {k: v for k, v in stripped.items() if k in own}
-    missing = sorted(set(own) - set(usable))
-    redundant = sorted(set(stripped) - set(own))
-    model.load_state_dict(usable, strict=False)
-    logger.info("pretrain %s: loaded %d keys, %d missing, %d redundant", cfg.pretrain.path, len(usable),
-                len(missing), len(redundant))
+    pretrain = cfg.pretrain
+    load_model_pretrain(model, pretrain.path, state_dict_key=pretrain.state_dict_key,
+                        delete_prefix=pretrain.delete_prefix, replace_prefix=pretrain.replace_prefix,
+                        replace_to=pretrain.replace_to)
 
 
 def _resume_source(cfg: Config) -> Path | None:

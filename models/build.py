@@ -177,20 +177,77 @@ def check_model_config(model_cfg: Mapping[str, Any], loss_cfg: Mapping[str, Any]
     check_kwargs(lookup_builder(LOSSES, loss_cfg.get("type"), "loss.type"), loss_cfg.get("kwargs"), "loss.kwargs")
 
 
-def backbone_channels(backbone_cfg: Mapping[str, Any]) -> tuple[int, ...]:
+# Model variants, decided from the config alone by ``model_variant``.
+SFMVIT = "sfmvit"
+ACAR_NET = "acar_net"
+
+
+def _shape_only(backbone_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``model.backbone`` without the file paths: building it reads no weights."""
+    shape_only = {key: value for key, value in backbone_cfg.items() if key != "pretrain"}
+    if isinstance(shape_only.get("subbackbone"), Mapping):
+        shape_only["subbackbone"] = {k: v for k, v in shape_only["subbackbone"].items() if k != "path"}
+    return shape_only
+
+
+def backbone_channels(backbone_cfg: Mapping[str, Any], with_vit: bool = True) -> tuple[int, ...]:
     """Output channels of the configured backbone, found on the ``meta`` device (no memory, no file read).
 
     Args:
         backbone_cfg: the YAML ``model.backbone`` mapping.
+        with_vit: include the ViT stream (SFMViT) or not (ACAR-Net).
 
     Returns:
-        ``(slow, fast, vit)`` channels, e.g. ``(2048, 256, 1408)``.
+        ``(slow, fast, vit)`` channels, e.g. ``(2048, 256, 1408)``; ``(slow, fast)`` without ViT.
     """
-    shape_only = {key: value for key, value in backbone_cfg.items() if key != "pretrain"}
-    if isinstance(shape_only.get("subbackbone"), Mapping):
-        shape_only["subbackbone"] = {k: v for k, v in shape_only["subbackbone"].items() if k != "path"}
     with torch.device("meta"):
-        return tuple(build_backbone(shape_only).out_channels)
+        return tuple(build_backbone(_shape_only(backbone_cfg), with_vit=with_vit).out_channels)
+
+
+def _sum_text(channels: tuple[int, ...]) -> str:
+    parts = " + ".join(f"{name} {c}" for name, c in zip(("slow", "fast", "vit"), channels))
+    return f"{parts} = {sum(channels)}"
+
+
+def model_variant(model_cfg: Mapping[str, Any]) -> str:
+    """Which model a config describes, from the config alone: ACAR-Net's or SFMViT's.
+
+    The rule: ``model.head.kwargs.width`` equal to the SlowFast channels (slow + fast, computed
+    from ``model.backbone.arch`` and ``kwargs``; 2048 + 256 = 2304 for R50/R101 at beta 1/8) in
+    a config that names no ViT (no ``model.backbone.subbackbone``) is ACAR-Net's model, SlowFast
+    without the ViT stream. A width equal to SlowFast + ViT channels (3712 for ViT-g) is SFMViT's,
+    whether or not ``subbackbone`` is present (its eval config has none). Anything else is an error.
+
+    Args:
+        model_cfg: the YAML ``model:`` mapping (backbone names already checked).
+
+    Returns:
+        ``ACAR_NET`` or ``SFMVIT``.
+
+    Raises:
+        ModelConfigError: naming ``model.head.kwargs.width``, with both accepted sums.
+    """
+    backbone_cfg = model_cfg["backbone"]
+    width = (model_cfg["head"].get("kwargs") or {}).get("width")
+    slowfast = backbone_channels(backbone_cfg, with_vit=False)
+    names_vit = backbone_cfg.get("subbackbone") is not None
+    if width == sum(slowfast) and not names_vit:
+        return ACAR_NET
+    dual = backbone_channels(backbone_cfg, with_vit=True)
+    if width == sum(dual):
+        return SFMVIT
+    if width == sum(slowfast):
+        raise ModelConfigError(
+            "model.head.kwargs.width",
+            f"{width} is the SlowFast channels {_sum_text(slowfast)} (ACAR-Net's model), but "
+            f"model.backbone.subbackbone names a ViT: use width {_sum_text(dual)} for SFMViT, or "
+            "remove subbackbone for ACAR-Net",
+        )
+    raise ModelConfigError(
+        "model.head.kwargs.width",
+        f"must equal the backbone's output channels: SlowFast {_sum_text(slowfast)} (ACAR-Net, no ViT) or "
+        f"SlowFast + ViT {_sum_text(dual)} (SFMViT), got {width!r}",
+    )
 
 
 def check_head_width(head_kwargs: Mapping[str, Any], channels: tuple[int, ...]) -> None:
@@ -198,17 +255,16 @@ def check_head_width(head_kwargs: Mapping[str, Any], channels: tuple[int, ...]) 
 
     Args:
         head_kwargs: the configured head kwargs.
-        channels: the backbone's ``out_channels`` (slow, fast, vit).
+        channels: the backbone's ``out_channels`` (slow, fast[, vit]).
 
     Raises:
         ModelConfigError: naming ``model.head.kwargs.width`` with the expected sum.
     """
     width = head_kwargs.get("width")
     if width != sum(channels):
-        parts = " + ".join(f"{name} {c}" for name, c in zip(("slow", "fast", "vit"), channels))
         raise ModelConfigError(
             "model.head.kwargs.width",
-            f"must equal the backbone's output channels {parts} = {sum(channels)}, got {width!r}",
+            f"must equal the backbone's output channels {_sum_text(channels)}, got {width!r}",
         )
 
 
@@ -220,6 +276,9 @@ def build_model(model_cfg: Mapping[str, Any], loss_cfg: Mapping[str, Any]) -> AV
             ``neck{type, kwargs}``, ``head{type, kwargs}``).
         loss_cfg: the YAML ``loss:`` mapping (``type``, ``kwargs``).
 
+    The config alone says which model it is (``model_variant``): ACAR-Net's (SlowFast, no ViT
+    stream) or SFMViT's (SlowFast + frozen ViT).
+
     Returns:
         The model, in train mode with the freezing rules applied.
 
@@ -230,11 +289,12 @@ def build_model(model_cfg: Mapping[str, Any], loss_cfg: Mapping[str, Any]) -> AV
     check_model_config(model_cfg, loss_cfg)
     backbone_cfg, neck_cfg, head_cfg = model_cfg["backbone"], model_cfg["neck"], model_cfg["head"]
     head_kwargs = dict(head_cfg.get("kwargs") or {})
-    backbone = build_backbone(backbone_cfg)
+    with_vit = model_variant(model_cfg) == SFMVIT
+    backbone = build_backbone(backbone_cfg, with_vit=with_vit)
     channels = tuple(backbone.out_channels)
     check_head_width(head_kwargs, channels)
     if "vit_channels" in _HEAD_PROVIDED.get(head_cfg["type"], ()):
-        head_kwargs["vit_channels"] = channels[-1]
+        head_kwargs["vit_channels"] = channels[2] if with_vit else None
     neck = NECKS[neck_cfg["type"]](**(neck_cfg.get("kwargs") or {}))
     head = HeadWrapper(HEADS[head_cfg["type"]](**head_kwargs))
     if getattr(neck, "multi_class", False) and neck.num_classes != head.num_classes:

@@ -111,6 +111,56 @@ def _zero_match_hint(state: Mapping[str, object]) -> str:
     return ""
 
 
+def _entry(obj: object, key: str, path: str | os.PathLike[str], config_key: str) -> object:
+    """``obj[key]``, or a WeightsError naming the config key and what the file has instead."""
+    if not isinstance(obj, Mapping) or key not in obj:
+        found = _first([str(k) for k in obj]) if isinstance(obj, Mapping) else type(obj).__name__
+        raise WeightsError(f"{path}: no entry {key!r} ({config_key}); the file has {found}")
+    return obj[key]
+
+
+def _renamed(state: dict[str, object], delete_prefix: str | None, replace_prefix: str | None,
+             replace_to: str) -> dict[str, object]:
+    """The original's key edits: drop ``delete_prefix`` keys, then rename ``replace_prefix`` to ``replace_to``."""
+    if delete_prefix:
+        state = {key: value for key, value in state.items() if not key.startswith(delete_prefix)}
+    if replace_prefix:
+        state = {(replace_to + key[len(replace_prefix):] if key.startswith(replace_prefix) else key): value
+                 for key, value in state.items()}
+    return state
+
+
+def _load_matching(module: nn.Module, own: Mapping[str, torch.Tensor], state: Mapping[str, object],
+                   path: str | os.PathLike[str], target: str) -> LoadReport:
+    """Load the file keys the module has (non-strict); error when none fits or one has another shape.
+
+    Returns:
+        What was loaded, missing and ignored.
+    """
+    matched = [key for key in own if key in state]
+    if not matched:
+        raise WeightsError(
+            f"{path}: none of its {len(state)} keys matches {target} "
+            f"(first file keys {_first(list(state))}, expected keys like {_first(list(own))})"
+            + _zero_match_hint(state)
+        )
+    problems = _shape_mismatches(own, state, matched)
+    if problems:
+        raise WeightsError(f"{path}: {len(problems)} keys do not fit {target}: " + "; ".join(problems[:_SHOWN]))
+    module.load_state_dict({key: state[key] for key in matched}, strict=False)
+    return LoadReport(loaded=len(matched), missing=[key for key in own if key not in state],
+                      unexpected=[key for key in state if key not in own])
+
+
+def _log_report(report: LoadReport, source: str, total: int, into: str) -> None:
+    if report.missing:
+        logger.warning("%s: %d keys missing, left at their initial values: %s", source, len(report.missing),
+                       ", ".join(report.missing))
+    if report.unexpected:
+        logger.info("%s: %d redundant keys ignored: %s", source, len(report.unexpected), ", ".join(report.unexpected))
+    logger.info("%s: loaded %d of %d keys into %s", source, report.loaded, total, into)
+
+
 def load_slowfast_pretrain(
     module: nn.Module,
     path: str | os.PathLike[str],
@@ -144,39 +194,11 @@ def load_slowfast_pretrain(
     """
     obj = load_weights_file(path)
     if state_dict_key is not None:
-        if not isinstance(obj, Mapping) or state_dict_key not in obj:
-            found = _first([str(key) for key in obj]) if isinstance(obj, Mapping) else type(obj).__name__
-            raise WeightsError(f"{path}: no entry {state_dict_key!r} (model.backbone.pretrain.state_dict_key); "
-                               f"the file has {found}")
-        obj = obj[state_dict_key]
-    state = _as_state_dict(obj, str(path))
-    if delete_prefix:
-        state = {key: value for key, value in state.items() if not key.startswith(delete_prefix)}
-    if replace_prefix:
-        state = {(replace_to + key[len(replace_prefix):] if key.startswith(replace_prefix) else key): value
-                 for key, value in state.items()}
-
+        obj = _entry(obj, state_dict_key, path, "model.backbone.pretrain.state_dict_key")
+    state = _renamed(_as_state_dict(obj, str(path)), delete_prefix, replace_prefix, replace_to)
     own = module.state_dict()
-    matched = [key for key in own if key in state]
-    if not matched:
-        raise WeightsError(
-            f"{path}: none of its {len(state)} keys matches the {type(module).__name__} module "
-            f"(first file keys {_first(list(state))}, expected keys like {_first(list(own))})"
-            + _zero_match_hint(state)
-        )
-    problems = _shape_mismatches(own, state, matched)
-    if problems:
-        raise WeightsError(f"{path}: {len(problems)} keys do not fit the {type(module).__name__} module: "
-                           + "; ".join(problems[:_SHOWN]))
-    module.load_state_dict({key: state[key] for key in matched}, strict=False)
-    report = LoadReport(loaded=len(matched), missing=[key for key in own if key not in state],
-                        unexpected=[key for key in state if key not in own])
-    if report.missing:
-        logger.warning("%s: %d keys missing, left at their initial values: %s", path, len(report.missing),
-                       ", ".join(report.missing))
-    if report.unexpected:
-        logger.info("%s: %d redundant keys ignored: %s", path, len(report.unexpected), ", ".join(report.unexpected))
-    logger.info("%s: loaded %d of %d keys into %s", path, report.loaded, len(own), type(module).__name__)
+    report = _load_matching(module, own, state, path, f"the {type(module).__name__} module")
+    _log_report(report, str(path), len(own), type(module).__name__)
     return report
 
 
@@ -280,3 +302,50 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, object], s
             parts.append("first mismatched: " + "; ".join(mismatched[:_SHOWN]))
         raise WeightsError("; ".join(parts))
     model.load_state_dict(state, strict=True)
+
+
+def load_model_pretrain(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    state_dict_key: str | None = None,
+    delete_prefix: str | None = None,
+    replace_prefix: str | None = None,
+    replace_to: str = "",
+) -> LoadReport:
+    """Initialise the whole model from a weight file, non-strictly (top-level ``pretrain``).
+
+    ACAR-Net's ``load_pretrain`` semantics: take ``obj[state_dict_key]`` when given; drop keys
+    starting with ``delete_prefix``; rename keys starting with ``replace_prefix`` to ``replace_to``
+    + the rest (all on the file's keys as saved, DDP's ``module.`` included); then load what
+    matches the model and leave the rest. Without ``state_dict_key``, a file holding a
+    ``state_dict`` mapping (a training checkpoint, SFMViT's ``load_fortrain``) is read through it;
+    a plain state dict (ACAR-Net's model-zoo files) is used as is. Keys with or without ``module.``
+    both fit. Unlike both originals, a file of which no key fits is an error (quirk 11), and so is
+    a matching key of another shape (torch raises on it too, less clearly).
+
+    Args:
+        model: the (unwrapped) model.
+        path: the weight file.
+        state_dict_key: entry of the loaded dict that holds the weights.
+        delete_prefix: remove file keys with this prefix.
+        replace_prefix: rename file keys with this prefix ...
+        replace_to: ... to start with this instead.
+
+    Returns:
+        What was loaded, missing (model keys left at their values) and ignored (file keys).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        WeightsError: unreadable file, missing ``state_dict_key``, no matching key, or shape mismatch.
+    """
+    obj = load_weights_file(path)
+    if state_dict_key is not None:
+        obj = _entry(obj, state_dict_key, path, "pretrain.state_dict_key")
+    elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    state = _renamed(_as_state_dict(obj, str(path)), delete_prefix, replace_prefix, replace_to)
+    own = model.state_dict()
+    state = _align_ddp_prefix(state, list(own))
+    report = _load_matching(model, own, state, path, "the model (pretrain.path)")
+    _log_report(report, f"pretrain {path}", len(own), "the model")
+    return report

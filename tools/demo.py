@@ -38,6 +38,7 @@ from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs, run_vide
 LOGGER = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
+DEFAULT_OUT = "runs/demo"
 # What the demo itself puts in <out>/data; anything else there means the folder is not ours to wipe.
 DATA_ENTRIES = {"videos", "frames", "AR_ava_format", MANIFEST_NAME}
 # The demo trains and evaluates on MERGED pkls (one element per keyframe, ``tools.csv_to_pkl
@@ -614,7 +615,8 @@ def _result_lines(stages: dict[str, dict]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.demo",
                                      description="Run the demo pipeline on the synthetic Chaotic World dataset.")
-    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="output folder (default runs/demo; runs/demo_ava with --dataset ava)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--preset", default="demo", help="synthetic dataset preset: demo (default) or tiny")
     parser.add_argument("--train-videos", type=int, help="override the preset's train clips")
@@ -623,6 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--stages", nargs="+", metavar="STAGE",
                         help=f"run only these stages (of {[name for name, _ in STAGES]})")
+    parser.add_argument("--dataset", choices=("cw", "ava"), default="cw",
+                        help="cw (default): the Chaotic World demo; ava: synthetic AVA v2.2 files and "
+                             "ACAR-Net's tiny model (tools/demo_ava.py; --out, --seed, --train-videos, "
+                             "--val-videos, --seconds, --workers and --epochs apply)")
+    parser.add_argument("--epochs", type=int, default=None, help="--dataset ava: training epochs (default: config)")
     return parser
 
 
@@ -634,6 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     overrides = {key: getattr(args, key) for key in ("train_videos", "val_videos", "seconds")
                  if getattr(args, key) is not None}
+    if args.dataset == "ava":
+        return _main_ava(args, overrides)
     try:
         resolve_config(args.preset, workers=args.workers, **overrides)
     except ValueError as error:
@@ -646,6 +655,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOGGER.error("%s", error)
         return 1
     print(format_summary(result, ctx.out / SUMMARY_NAME))
+    return 0
+
+
+def _main_ava(args: argparse.Namespace, overrides: dict[str, int]) -> int:
+    """``--dataset ava``: the AVA variant (tools/demo_ava.py)."""
+    from tools.demo_ava import AvaDemoOptions, format_ava_summary, run_ava_demo
+
+    # Its own default folder: runs/demo/data belongs to the Chaotic World demo.
+    out = Path("runs/demo_ava") if args.out == DEFAULT_OUT else Path(args.out)
+    options = AvaDemoOptions(out=out, seed=args.seed, nproc=args.workers, epochs=args.epochs, **overrides)
+    try:
+        summary = run_ava_demo(options)
+    except (FrameExtractionError, ValueError, RuntimeError) as error:
+        LOGGER.error("%s", error)
+        return 1
+    print(format_ava_summary(summary))
     return 0
 
 

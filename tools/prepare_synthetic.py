@@ -1,4 +1,4 @@
-"""A small prepared synthetic Chaotic World dataset in one call, for tests and benchmarks."""
+"""A small prepared synthetic dataset in one call (Chaotic World or AVA v2.2 layout), for tests and benchmarks."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 
 from datasets.synthetic import SPLITS, generate_dataset
+from datasets.synthetic_ava import ANNOTATIONS, LABELMAP_NAME, split_files, write_ava_annotations
+from tools.ava_frames import extract_ava_frames
+from tools.ava_to_pkl import convert_ava
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.extract_frames import extract_frames
 from tools.gt_csv import write_evaluator_ground_truth
@@ -45,6 +48,44 @@ def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int
     return root
 
 
+def prepare_synthetic_ava_dataset(root: Path, train_videos: int = 1, val_videos: int = 1, seconds: int = 6,
+                                  seed: int = 0, height: int = 120) -> Path:
+    """Generate, extract and convert a small synthetic dataset in the AVA v2.2 / ACAR-Net layout.
+
+    Writes ``annotations/`` (official-layout csvs, excluded timestamps, 60-class label map, proposals
+    pickles; see ``datasets/synthetic_ava.py``), ``data/<vid>/image_%06d.jpg`` (30 fps, ``height``
+    pixels high; each video stands for the 900-1800 s window) and the pkls ACAR-Net's configs name:
+    ``ava_train_v2.2_with_fair_0.9.pkl``, ``ava_val_v2.2_fair_0.85.pkl``, ``ava_train_v2.2.pkl``,
+    ``ava_val_v2.2_gt.pkl``.
+
+    Args:
+        root: output folder (run main.py from it with ``configs/ava/tiny_cpu_acar.yaml``).
+        train_videos, val_videos: videos per split.
+        seconds: video length; keyframes 0902 .. 900 + seconds - 2 (the 91-frame window must fit).
+        seed: generator seed.
+        height: frame height in pixels (ACAR-Net: 340).
+
+    Returns:
+        ``root``.
+    """
+    root = Path(root)
+    generate_dataset(root, preset="tiny", seed=seed, progress=False, train_videos=train_videos,
+                     val_videos=val_videos, seconds=seconds, fps=30)
+    write_ava_annotations(root, seconds, seed)
+    extract_ava_frames(root / "videos", root / "data", workers=1, height=height, start_seconds=0,
+                       num_frames=seconds * 30, progress=False)
+    folder = root / ANNOTATIONS
+    label_map = folder / LABELMAP_NAME
+    train, val = split_files(root, "train"), split_files(root, "val")
+    convert_ava(train.csv, label_map, folder / "ava_train_v2.2_with_fair_0.9.pkl", boxes="gt+proposals",
+                proposals_path=train.proposals, threshold=0.9)
+    convert_ava(train.csv, label_map, folder / "ava_train_v2.2.pkl", boxes="gt")
+    convert_ava(val.csv, label_map, folder / "ava_val_v2.2_fair_0.85.pkl", boxes="proposals",
+                proposals_path=val.proposals, threshold=0.85)
+    convert_ava(val.csv, label_map, folder / "ava_val_v2.2_gt.pkl", boxes="gt")
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Make a small prepared synthetic dataset (frames, pkls, evaluator files) under ROOT; "
@@ -54,10 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-videos", type=int, default=2, help="validation videos (default 2)")
     parser.add_argument("--seconds", type=int, default=6, help="video length in seconds (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument("--layout", choices=("cw", "ava"), default="cw",
+                        help="cw (default): Chaotic World files; ava: AVA v2.2 files in ACAR-Net's layout "
+                             "(run configs/ava/tiny_cpu_acar.yaml)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    root = prepare_synthetic_dataset(args.root, args.train_videos, args.val_videos, args.seconds, args.seed)
-    frames = sum(1 for _ in (root / "frames").rglob("*.png"))
+    if args.layout == "ava":
+        root = prepare_synthetic_ava_dataset(args.root, args.train_videos, args.val_videos, args.seconds, args.seed)
+        frames = sum(1 for _ in (root / "data").rglob("*.jpg"))
+    else:
+        root = prepare_synthetic_dataset(args.root, args.train_videos, args.val_videos, args.seconds, args.seed)
+        frames = sum(1 for _ in (root / "frames").rglob("*.png"))
     print(f"prepared {root}: {args.train_videos} train + {args.val_videos} val videos, {frames} frames, "
           f"in {time.perf_counter() - start:.1f} s")
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from formats.errors import close_match_hint
 from models.backbones.dual import DualBackbone
+from models.backbones.single import SlowFastBackbone
 from models.backbones.slowfast import SlowFast, slowfast50, slowfast101, slowfast152, slowfast200
 from models.backbones.vit import (
     SFMVIT_VIT_KWARGS,
@@ -43,7 +44,8 @@ VIT_KWARGS = frozenset(inspect.signature(VisionTransformer).parameters)
 PRETRAIN_KEYS = frozenset({"path", "state_dict_key", "delete_prefix", "replace_prefix", "replace_to"})
 SUBBACKBONE_KEYS = frozenset({"path", "arch", "kwargs", "eval_mode"})
 
-__all__ = ["BACKBONES", "DEFAULT_VIT", "VITS", "DualBackbone", "build_backbone", "validate_backbone_config"]
+__all__ = ["BACKBONES", "DEFAULT_VIT", "VITS", "DualBackbone", "SlowFastBackbone", "build_backbone",
+           "validate_backbone_config"]
 
 
 def _check_name(value: object, choices: Mapping[str, object] | frozenset[str], key: str) -> None:
@@ -81,7 +83,7 @@ def validate_backbone_config(backbone_cfg: Mapping[str, Any]) -> None:
     _check_mapping(sub.get("kwargs"), VIT_KWARGS, "model.backbone.subbackbone.kwargs")
 
 
-def build_backbone(backbone_cfg: Mapping[str, Any]) -> DualBackbone:
+def build_backbone(backbone_cfg: Mapping[str, Any], with_vit: bool = True) -> DualBackbone | SlowFastBackbone:
     """Build SlowFast + ViT from `model.backbone`, in the original's order, and load pretrained weights.
 
     The ViT is built whether or not `subbackbone` is present, as the original does: the eval and
@@ -91,13 +93,18 @@ def build_backbone(backbone_cfg: Mapping[str, Any]) -> DualBackbone:
     from `subbackbone.path` when given; otherwise they stay at their initialisation until a full
     checkpoint is loaded. SlowFast weights come from `pretrain` when given.
 
+    With `with_vit=False` (ACAR-Net's models: `models.build.model_variant` decides) no ViT is
+    built and the result is SlowFast alone.
+
     Args:
         backbone_cfg: the YAML `model.backbone` mapping (`arch`, `learnable`, `kwargs`,
             `pretrain{path, state_dict_key, delete_prefix, replace_prefix, replace_to}`,
             `subbackbone{path, arch, kwargs, eval_mode}`).
+        with_vit: build the ViT stream (SFMViT) or not (ACAR-Net).
 
     Returns:
-        The dual backbone, ViT frozen; SlowFast frozen too when `learnable` is False.
+        The dual backbone, ViT frozen (or `SlowFastBackbone` without ViT); SlowFast frozen too
+        when `learnable` is False.
 
     Raises:
         ValueError: for an invalid config (see `validate_backbone_config`).
@@ -105,6 +112,11 @@ def build_backbone(backbone_cfg: Mapping[str, Any]) -> DualBackbone:
     """
     validate_backbone_config(backbone_cfg)
     slowfast = BACKBONES[backbone_cfg["arch"]](**(backbone_cfg.get("kwargs") or {}))
+    if not with_vit:
+        logger.info("backbone: %s (slow, fast channels %s), no ViT stream", backbone_cfg["arch"], slowfast.out_channels)
+        if backbone_cfg.get("pretrain") is not None:
+            load_slowfast_pretrain(slowfast, **backbone_cfg["pretrain"])
+        return SlowFastBackbone(slowfast, learnable=bool(backbone_cfg.get("learnable", True)))
     sub = backbone_cfg.get("subbackbone") or {}
     vit_arch = sub.get("arch", DEFAULT_VIT)
     vit = VITS[vit_arch](**{**SFMVIT_VIT_KWARGS, **(sub.get("kwargs") or {})})

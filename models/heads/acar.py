@@ -1,4 +1,4 @@
-"""The ACAR head with HR2O relation layers, adapted to a SlowFast + ViT feature triple (numerics.md section 5)."""
+"""The ACAR head with HR2O relation layers on SlowFast features, with or without the ViT stream (numerics.md section 5)."""
 from __future__ import annotations
 
 import math
@@ -77,10 +77,12 @@ class HR2O(nn.Module):
 
 
 class ACARHead(nn.Module):
-    """Actor-context-actor relation head over ``[slow, fast, vit]`` backbone features.
+    """Actor-context-actor relation head over ``[slow, fast, vit]`` (SFMViT) or ``[slow, fast]`` (ACAR-Net).
 
-    Attribute names (and their creation order) give the original's state_dict keys:
-    ``BN_vit``, ``conv_auto``, ``conv_reduce``, ``conv1``, ``conv2``, ``hr2o.{i}.*``, ``fc1``, ``fc2``.
+    Attribute names (and their creation order) give the originals' state_dict keys:
+    ``BN_vit``, ``conv_auto`` (SFMViT only), ``conv_reduce``, ``conv1``, ``conv2``, ``hr2o.{i}.*``,
+    ``fc1``, ``fc2``. Without a ViT stream (``vit_channels=None``) this is ACAR-Net's own head: its
+    code is SFMViT's less the ViT adapter (``BN_vit``, ``conv_auto``), nothing else changes.
 
     Args:
         width: channels after concatenating slow, fast and the adapted ViT features.
@@ -95,7 +97,8 @@ class ACARHead(nn.Module):
         kernel_size: of ``conv2``'s successors in HR2O.
         mlp_1x1: HR2O output conv is 1x1.
         vit_channels: channels of the ViT feature; set by the model builder from the backbone
-            (1408 for ViT-g, which the original hard-codes).
+            (1408 for ViT-g, which the original hard-codes); None for a backbone without ViT
+            (ACAR-Net): no adapter, two input streams.
     """
 
     def __init__(
@@ -111,16 +114,18 @@ class ACARHead(nn.Module):
         depth: int = 2,
         kernel_size: int = 3,
         mlp_1x1: bool = False,
-        vit_channels: int = 1408,
+        vit_channels: int | None = 1408,
     ) -> None:
         super().__init__()
         if downsample not in ("none", "max2x2"):
             raise ValueError(f"downsample must be 'none' or 'max2x2', got {downsample!r}")
         self.roi_spatial = roi_spatial
         self.num_classes = num_classes
-        # Adapter of the ViT stream: its statistics and scale differ from SlowFast's.
-        self.BN_vit = nn.BatchNorm3d(vit_channels)
-        self.conv_auto = nn.Conv3d(vit_channels, vit_channels, kernel_size=(1, 3, 3), stride=1, padding=0)
+        self.has_vit = vit_channels is not None
+        if vit_channels is not None:
+            # Adapter of the ViT stream: its statistics and scale differ from SlowFast's.
+            self.BN_vit = nn.BatchNorm3d(vit_channels)
+            self.conv_auto = nn.Conv3d(vit_channels, vit_channels, kernel_size=(1, 3, 3), stride=1, padding=0)
         self.conv_reduce = nn.Conv2d(width, reduce_dim, 1, bias=False)
         self.conv1 = nn.Conv2d(reduce_dim * 2, hidden_dim, 1, bias=False)
         self.conv2 = nn.Conv2d(hidden_dim, hidden_dim, 3, bias=False)
@@ -135,28 +140,33 @@ class ACARHead(nn.Module):
         self.dp = nn.Dropout(dropout) if dropout > 0 else None
 
     def fuse_features(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Adapts the ViT stream, averages each stream over time, concatenates and reduces.
+        """Adapts the ViT stream (if any), averages each stream over time, concatenates and reduces.
 
         Args:
             features: ``[slow [B, Cs, Ts, h, w], fast [B, Cf, Tf, h, w], vit [B, Cv, Tv, hv, wv]]``;
                 the ViT entry may instead be its cached ``VitStats`` (``models/vit_cache.py``),
-                which gives the same result without the ViT's full feature map.
+                which gives the same result without the ViT's full feature map. Without a ViT
+                stream (ACAR-Net), ``[slow, fast]``.
 
         Returns:
             ``[B, reduce_dim, h, w]``, with h, w those of the slow feature.
         """
-        if len(features) != 3:
-            raise ValueError(f"the ACAR head expects [slow, fast, vit] features, got {len(features)} tensors")
-        slow, fast, vit = features
-        if isinstance(vit, VitStats):
-            # Already averaged over time: the temporal part of the pooling below is then a no-op.
-            vit = adapt_cached_vit(self.BN_vit, self.conv_auto, vit)
-        else:
-            vit = self.conv_auto(self.BN_vit(vit))
-        height, width = slow.shape[-2:]
+        expected = 3 if self.has_vit else 2
+        if len(features) != expected:
+            names = "[slow, fast, vit]" if self.has_vit else "[slow, fast]"
+            raise ValueError(f"the ACAR head expects {names} features, got {len(features)} tensors")
+        streams = list(features)
+        if self.has_vit:
+            vit = streams[2]
+            if isinstance(vit, VitStats):
+                # Already averaged over time: the temporal part of the pooling below is then a no-op.
+                streams[2] = adapt_cached_vit(self.BN_vit, self.conv_auto, vit)
+            else:
+                streams[2] = self.conv_auto(self.BN_vit(vit))
+        height, width = streams[0].shape[-2:]
         # Adaptive pooling to (1, h, w) is a plain temporal mean when the spatial sizes agree (the
         # shipped sizes); for other sizes it resamples the ViT grid to the slow grid.
-        pooled = [F.adaptive_avg_pool3d(f, (1, height, width)).flatten(2, 3) for f in (slow, fast, vit)]
+        pooled = [F.adaptive_avg_pool3d(f, (1, height, width)).flatten(2, 3) for f in streams]
         return self.conv_reduce(torch.cat(pooled, dim=1))
 
     def relate(self, context: torch.Tensor, actors: torch.Tensor) -> torch.Tensor:
