@@ -1,7 +1,7 @@
 """AVA-style keyframe dataset over an annotation / proposal pkl and extracted PNG frames, and its collate.
 
 One item = one pkl element (read as given: a keyframe repeated in the pkl is an item per copy,
-numerics.md quirk 18). Its clip is made of the frames chosen by the temporal transform, each loaded
+docs/numerics.md quirk 18). Its clip is made of the frames chosen by the temporal transform, each loaded
 as ``PIL.Image.open(path).convert('RGB')`` and passed through the spatial transform chain(s).
 Only the sampled frames are opened, and a frame sampled twice (short windows loop) is read once.
 With a frame store (``datasets.frame_store``) the decoded frames, already through the chains'

@@ -2,7 +2,7 @@
 
 Unlike ``torch.utils.data.DistributedSampler`` there is no padding and no wrap-around: with
 ``round_down=False`` the last rank(s) get fewer (possibly zero) indices, so no element is ever
-given to two ranks (numerics.md section 8). Rank and world size are passed explicitly, so it works
+given to two ranks (docs/numerics.md §8). Rank and world size are passed explicitly, so it works
 with one process and without an initialised process group.
 """
 from __future__ import annotations

@@ -68,7 +68,7 @@ def center_crop_indices(frame_indices: Sequence[int], size: int, step: int = 1) 
 
 
 def temporal_center_crop(start_frame: int, n_frames: int, size: int = 64, step: int = 2) -> list[int]:
-    """Frame numbers the original samples for a pkl element (numerics.md section 1).
+    """Frame numbers the original samples for a pkl element (docs/numerics.md §1).
 
     The candidates are ``start_frame .. start_frame + n_frames - 1``; the clip is centred on
     ``start_frame + n_frames // 2`` (not on ``mid_frame``), and a short window loops from its start,

@@ -17,7 +17,7 @@ from formats.official_csv import OfficialRow, read_official_csv
 
 LOGGER = logging.getLogger(__name__)
 
-# Chaotic World frames are extracted at this size (DESIGN.md); the original trained its YOLO on it.
+# Chaotic World frames are extracted at this size (DATA.md §3); the original trained its YOLO on it.
 FRAME_SIZE = (320, 180)
 PERSON_CLASS = 0
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -46,7 +46,7 @@ class WarmupScheduler:
     """Base of the original's schedulers: linear warm-up, then a schedule given by a subclass.
 
     The lr at iteration ``t < warmup_steps`` goes linearly from ``base_lr`` (t = 0) towards
-    ``warmup_lr`` (the PEAK lr; numerics.md quirk 14). Every lr is computed as a scale relative to
+    ``warmup_lr`` (the PEAK lr; docs/numerics.md quirk 14). Every lr is computed as a scale relative to
     ``base_lr`` times each group's ``initial_lr``, as the original, so groups with their own lr
     keep their ratio and single-group values match the original to the last bit.
     """
@@ -103,7 +103,7 @@ class WarmupScheduler:
             state: the checkpoint's ``'scheduler'`` entry.
             recompute: False (default) = the original's plain attribute update: the saved
                 milestones / warm-up length / T_max come back even if the number of iterations per
-                epoch changed since (numerics.md quirk 13). True = the entries computed from the
+                epoch changed since (docs/numerics.md quirk 13). True = the entries computed from the
                 number of iterations per epoch (``_schedule_keys``: warmup_steps, milestones or
                 T_max) keep their fresh values; everything else is restored.
 
@@ -188,13 +188,13 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: optim.Optimizer, iters_per_
     """The original's ``get_scheduler``: epochs in the config become iterations.
 
     ``milestones = int(m * E)`` for each (float) milestone epoch m (so 5.6 x 45 = 251.99999999999997 ->
-    251: numerics.md quirk 12, kept), ``warmup_steps = int(warmup_epochs * E)``, and for cosine
+    251: docs/numerics.md quirk 12, kept), ``warmup_steps = int(warmup_epochs * E)``, and for cosine
     ``T_max = n_epochs * E``, with E = ``iters_per_epoch`` (batches per epoch per process).
 
     Raises:
         ValueError: unknown type or a step schedule without milestones.
     """
-    E = int(iters_per_epoch)  # noqa: N806 (numerics.md's name)
+    E = int(iters_per_epoch)  # noqa: N806 (docs/numerics.md §9)
     warmup_steps = int(cfg.warmup_epochs * E)
     if cfg.type == "step":
         if cfg.milestone_epochs is None or cfg.lr_mults is None:

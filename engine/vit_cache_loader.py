@@ -94,7 +94,7 @@ def check_vit_cache_config(cfg: Config) -> None:
         raise ConfigError(cfg.config_file, "vit_cache.mode",
                           f"{mode!r} needs model.backbone.subbackbone.eval_mode: true when training: cached ViT "
                           "features are exact only for a ViT in eval mode, and by default the frozen ViT trains "
-                          "in train mode with drop-path (numerics.md quirk 6)")
+                          "in train mode with drop-path (docs/numerics.md quirk 6)")
     if cfg.model.head.type != "acar":
         raise ConfigError(cfg.config_file, "model.head.type",
                           f"vit_cache works with the 'acar' head only, found {cfg.model.head.type!r}")

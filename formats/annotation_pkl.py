@@ -1,4 +1,4 @@
-"""Annotation / proposal pickles: ``[elements, classes]`` in the original's schema (DESIGN.md).
+"""Annotation / proposal pickles: ``[elements, classes]`` in the original's schema (DATA.md §3).
 
 An element is one keyframe (the released files may repeat a keyframe once per csv row; we read them
 as given). Elements stay plain dicts because the released files are plain dicts and the engine must
@@ -32,7 +32,7 @@ class AnnotationFile:
     """A loaded annotation or proposal pkl.
 
     Attributes:
-        elements: one dict per keyframe entry, in file order (schema in DESIGN.md).
+        elements: one dict per keyframe entry, in file order (schema in DATA.md §3).
         classes: ``[{'name', 'id', 'label_type'}]``; list position c is the model's output index c.
     """
 

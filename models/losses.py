@@ -1,4 +1,4 @@
-"""The multi-label action loss and the matching score activation (numerics.md sections 7 and 9)."""
+"""The multi-label action loss and the matching score activation (docs/numerics.md §7, §9)."""
 from __future__ import annotations
 
 from collections.abc import Callable

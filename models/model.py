@@ -73,7 +73,7 @@ class AVAModel(nn.Module):
         return self
 
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
-        """Scores from logits: ``[N, C]`` -> ``[N, C]`` float32 probabilities (numerics.md section 7)."""
+        """Scores from logits: ``[N, C]`` -> ``[N, C]`` float32 probabilities (docs/numerics.md §7)."""
         return self.criterion.activation(logits)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -133,7 +133,7 @@ class AVAModel(nn.Module):
 
     @torch.no_grad()
     def _evaluate(self, batch: Mapping) -> dict:
-        """Multi-view evaluation (numerics.md section 7; quirk 20, kept: logits are averaged)."""
+        """Multi-view evaluation (docs/numerics.md §7; quirk 20, kept: logits are averaged)."""
         clips: Sequence[torch.Tensor] = batch["clips"]
         views_aug: Sequence[Sequence[Mapping]] = batch["aug_info"]
         if isinstance(clips, torch.Tensor) or len(clips) != len(views_aug):

@@ -12,7 +12,7 @@ with ``m = mean_t v``. The batch statistics of a training step follow from per-c
 cancels): ``mu = sum_b S1 / N``, ``var = sum_b S2 / N - mu^2`` (biased, for normalising) and
 ``var * N / (N - 1)`` (unbiased, for ``running_var``), N = B * T * H * W. A clip thus needs
 ``m [C, H, W]`` plus ``2 C`` numbers, about 1/T of the full feature. Exact only for a ViT in eval
-mode: in train mode its drop-path makes every forward different (numerics.md quirk 6).
+mode: in train mode its drop-path makes every forward different (docs/numerics.md quirk 6).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one-way dependency rule of STYLE.md, checked on the source (no imports executed).
+"""The one-way dependency rule of the README (Layout), checked on the source (no imports executed).
 
 formats, config -> evaluation -> datasets, models -> engine -> detect, tools, CLIs.
 """
@@ -46,7 +46,7 @@ def _sources() -> list[tuple[str, Path]]:
 def test_imports_follow_the_dependency_direction(package: str, path: Path) -> None:
     roots = _imported_roots(path)
     forbidden = (roots & set(PACKAGES)) - ALLOWED[package] - {package}
-    assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}, against STYLE.md's direction"
+    assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}, against the dependency direction in the README"
     if package in NO_TORCH:
         assert not roots & {"torch", "torchvision", "timm"}, f"{path.relative_to(ROOT)} must not import torch"
     rel = path.relative_to(ROOT).as_posix()

@@ -1,4 +1,4 @@
-"""The original's step / cosine lr schedules: golden values (numerics.md §9), quirks 12-14, state."""
+"""The original's step / cosine lr schedules: golden values (docs/numerics.md §9), quirks 12-14, state."""
 from __future__ import annotations
 
 import math
@@ -56,7 +56,7 @@ def test_state_dict_is_the_original_attribute_dict() -> None:
 
 
 def test_milestones_truncate_float_epochs_quirk_12() -> None:
-    assert 5.6 * 45 < 252  # 251.99999999999997 (numerics.md's 5.6 x 5 is exactly 28.0)
+    assert 5.6 * 45 < 252  # 251.99999999999997 (an example that rounds: 5.6 x 5 is exactly 28.0)
     scheduler = build_scheduler(STEP, _sgd(), iters_per_epoch=45, n_epochs=12)
     assert scheduler.milestones == [251, 261] and scheduler.warmup_steps == 45
     assert _lr_at(scheduler, 250) == pytest.approx(0.064) and _lr_at(scheduler, 251) == pytest.approx(0.0064)

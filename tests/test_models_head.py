@@ -1,4 +1,4 @@
-"""ACAR/HR2O and linear heads, RoI pooling, and the loss / score activation (numerics.md sections 5, 7, 9)."""
+"""ACAR/HR2O and linear heads, RoI pooling, and the loss / score activation (docs/numerics.md §5, §7, §9)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The `basic` neck: box augmentation mapping, jitter, RoIs, targets and metadata (numerics.md section 6)."""
+"""The `basic` neck: box augmentation mapping, jitter, RoIs, targets and metadata (docs/numerics.md §6)."""
 from __future__ import annotations
 
 import numpy as np

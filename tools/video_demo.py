@@ -115,7 +115,7 @@ def keyframe_elements(video_id: str, n_frames: int, fps: int = FRAME_RATE) -> li
     Keyframe ``t`` (seconds, from 0) is frame ``round(t * fps) + 1``. Its clip window spans up to
     ``HALF_WINDOW`` frames either side (as the demo dataset's annotations), shortened symmetrically
     near the ends of the video: the dataset centres a clip on ``start_frame + n_frames // 2``
-    (numerics.md quirk 1), which must stay the keyframe, and every frame read must exist.
+    (docs/numerics.md quirk 1), which must stay the keyframe, and every frame read must exist.
 
     Args:
         video_id: the frames' folder name.

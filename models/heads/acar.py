@@ -1,4 +1,4 @@
-"""The ACAR head with HR2O relation layers on SlowFast features, with or without the ViT stream (numerics.md section 5)."""
+"""The ACAR head with HR2O relation layers on SlowFast features, with or without the ViT stream (docs/numerics.md §5)."""
 from __future__ import annotations
 
 import math

@@ -13,7 +13,7 @@ NO_AUG: dict = {"crop_box": [0.0, 0.0, 1.0, 1.0], "flip": False, "pad_ratio": [1
 
 
 def bbox_jitter(box: Sequence[float], num: int, scale: float) -> list[list[float]]:
-    """Random box perturbations for training (numerics.md section 6).
+    """Random box perturbations for training (docs/numerics.md §6).
 
     Offsets are drawn from ``np.random`` (global state) so that a run seeded like the original
     draws the same numbers in the same order.
