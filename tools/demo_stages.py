@@ -1,0 +1,542 @@
+"""The demo's stages: what each does, its skip markers, and the summary it writes (``tools/demo.py`` runs them)."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, read_manifest,
+                                resolve_config)
+from detect.convert import convert_to_yolo
+from detect.infer import detect_to_proposals
+from detect.quality import format_table, proposal_quality, save_report
+from detect.train import train_detector
+from formats.atomic import write_text_atomic
+from formats.official_csv import read_official_csv
+from tools.check_data import check_dataset
+from tools.csv_to_pkl import convert_csv_to_pkl
+from tools.demo import STAGE_NAMES
+from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
+from tools.extract_frames import extract_frames
+from tools.gt_csv import write_evaluator_ground_truth
+from tools.prepare_synthetic import MERGED_PKL_NAMES
+from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs, run_video_demo
+
+# One logger for the whole demo, whichever of its modules logs.
+LOGGER = logging.getLogger("tools.demo")
+
+SUMMARY_NAME = "summary.json"
+# What the demo itself puts in <out>/data; anything else there means the folder is not ours to wipe.
+DATA_ENTRIES = {"videos", "frames", "AR_ava_format", MANIFEST_NAME}
+# The demo trains and evaluates on MERGED pkls (one element per keyframe, ``tools.csv_to_pkl
+# --merge``), the opt-in improvement: the original's per-row layout would give the action model one
+# sample per csv row and multiply the length of its ~11-minute run. Names of our own, so that no
+# merged file sits under one of the original's (``cw_data_test1fps.pkl``, ...).
+PKL_NAMES = MERGED_PKL_NAMES
+GROUND_TRUTH_NAME = "chaos_test_t_+1.csv"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ACTION_CONFIG = REPO_ROOT / "configs" / "tiny_cpu_synthetic.yaml"
+# Merged proposals (one element per keyframe, ``detect.infer --merge``), evaluated against the merged
+# val pkl; the original's ``cw_test_yolov8_on_cw_0.3.pkl`` held one element per ground-truth row.
+PROPOSALS_NAME = "cw_test_yolov8_demo_merged.pkl"
+# YOLOv8n from scratch on the train keyframes (large, clear synthetic people), measured here (2 CPU
+# cores shared with other jobs) on 114 train keyframes: at 160 px (people stay >= 20 px tall) an
+# epoch took ~6 s against ~15 s at 256 px; 25 / 40 epochs gave val person recall@0.5 65% / 80% at
+# confidence 0.3 (AP 54% / 69%). What matters is the number of images seen, so "epochs": None sizes
+# the run to DETECTOR_IMAGE_BUDGET of them (kept within DETECTOR_EPOCH_RANGE) whatever the preset.
+# AdamW at a fixed 0.004 with a 1-epoch warmup learns much faster than ultralytics' automatic
+# choice; mosaic off for the last epochs adapts the model to the plain val frames.
+DETECTOR_SETTINGS = {"weights": "yolov8n.yaml", "epochs": None, "imgsz": 160, "batch": 8, "conf": 0.3, "seed": 0,
+                     "extra": {"optimizer": "AdamW", "lr0": 0.004, "warmup_epochs": 1, "close_mosaic": 8}}
+DETECTOR_IMAGE_BUDGET = 3600
+DETECTOR_EPOCH_RANGE = (12, 40)
+
+
+@dataclass
+class DemoContext:
+    """What every stage gets: where to work, the dataset options and the figures of earlier stages.
+
+    Attributes:
+        out: demo output folder (``runs/demo``).
+        seed: dataset seed.
+        preset: synthetic dataset preset.
+        overrides: SyntheticConfig fields replacing the preset's.
+        workers: parallel processes for generation and extraction (and the detector's data loading).
+        action_config: config of the action model.
+        nproc: training processes of the action model.
+        detector: detector settings (``DETECTOR_SETTINGS``).
+        env: environment of the ``main.py`` runs, taken before any stage: importing ultralytics
+            sets ``OMP_NUM_THREADS=1`` in this process, which must not reach the action model's runs.
+        results: ``{stage name: figures}`` of the stages run so far in this run.
+    """
+
+    out: Path
+    seed: int = 0
+    preset: str = "demo"
+    overrides: dict[str, int] = field(default_factory=dict)
+    workers: int = 2
+    action_config: Path = ACTION_CONFIG
+    nproc: int = 2
+    detector: dict = field(default_factory=lambda: json.loads(json.dumps(DETECTOR_SETTINGS)))
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    results: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        """Dataset root (official layout plus prepared frames, pkls and ground truth)."""
+        return self.out / "data"
+
+    @property
+    def annotations(self) -> Path:
+        return self.data / "AR_ava_format"
+
+
+Stage = Callable[[DemoContext], dict]
+
+
+def _content_config(config: dict) -> dict:
+    # The number of workers changes speed, not content.
+    return {key: value for key, value in config.items() if key != "workers"}
+
+
+def _reset_data_folder(data: Path) -> None:
+    """Empty the demo's dataset folder before regenerating, refusing folders the demo did not make."""
+    if not data.exists():
+        return
+    foreign = sorted(entry.name for entry in data.iterdir() if entry.name not in DATA_ENTRIES
+                     and not entry.name.startswith("."))
+    if foreign:
+        raise FileExistsError(f"{data} holds files the demo did not write ({foreign[:5]}); "
+                              f"choose another --out or remove them")
+    for entry in data.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def stage_generate(ctx: DemoContext) -> dict:
+    """Generate the synthetic dataset into ``<out>/data``, unless an identical one is already there."""
+    config = resolve_config(ctx.preset, workers=ctx.workers, **ctx.overrides)
+    manifest = read_manifest(ctx.data)
+    if (manifest is not None and manifest.get("generator_version") == GENERATOR_VERSION
+            and manifest.get("seed") == ctx.seed
+            and _content_config(manifest.get("config", {})) == _content_config(asdict(config))
+            and all((ctx.data / "videos" / f"{vid}.mp4").is_file() for vid in manifest.get("video_ids", []))):
+        LOGGER.info("synthetic dataset already in %s (seed %d, preset %s): skipped", ctx.data, ctx.seed, ctx.preset)
+        figures = {key: value for key, value in manifest.items() if key not in ("video_ids", "generator_version")}
+        return {**figures, "skipped": True}
+    _reset_data_folder(ctx.data)
+    return {**generate_dataset(ctx.data, preset=ctx.preset, seed=ctx.seed, workers=ctx.workers, **ctx.overrides),
+            "skipped": False}
+
+
+def stage_extract_frames(ctx: DemoContext) -> dict:
+    """Extract 320x180 frames at 25 fps of every video (videos already done are skipped)."""
+    figures = extract_frames(ctx.data / "videos", ctx.data / "frames", workers=ctx.workers)
+    figures.pop("frames_per_video")
+    return figures
+
+
+def stage_annotations(ctx: DemoContext) -> dict:
+    """Official csv -> MERGED annotation pkls for both splits (opt-in), and the evaluator's ground-truth csv."""
+    label_map = ctx.annotations / "list_action.pbtxt"
+    figures: dict = {}
+    for split, stem in SPLITS.items():
+        counts = convert_csv_to_pkl(ctx.annotations / f"chaos_{stem}_1fps.csv", label_map,
+                                    ctx.annotations / PKL_NAMES[split], merge=True)
+        figures[split] = {key: value for key, value in counts.items() if key != "label_histogram"}
+        figures[f"{split}_elements"] = counts["elements"]
+    figures["ground_truth_rows"] = write_evaluator_ground_truth(
+        ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv", ctx.annotations / GROUND_TRUTH_NAME,
+        label_map_path=label_map)
+    return figures
+
+
+def stage_check(ctx: DemoContext) -> dict:
+    """Data check of both pkls: well-formed, every frame their clips read exists and decodes."""
+    figures: dict = {}
+    for split, name in PKL_NAMES.items():
+        report = check_dataset(ctx.annotations / name, ctx.data / "frames", progress=False)
+        figures[split] = {key: value for key, value in report.to_dict().items()
+                          if key in ("elements", "keyframes", "boxes", "videos", "frames_read", "decoded",
+                                     "frame_sizes", "ok")}
+    figures["ok"] = all(figures[split]["ok"] for split in PKL_NAMES)
+    figures["frames_read"] = sum(figures[split]["frames_read"] for split in PKL_NAMES)
+    figures["frames_decoded"] = sum(figures[split]["decoded"] for split in PKL_NAMES)
+    return figures
+
+
+def _action_figures(result: Path, train_seconds: float, skipped: bool) -> dict:
+    summary = json.loads((result / "run_summary.json").read_text())
+    final = summary["evaluations"][-1]
+    return {
+        "map_gt_boxes": final.get("best_mAP", final["mAP"]),
+        "best_capacity_gt": final.get("best_capacity"),
+        "epochs": len(summary["epochs"]) or None,
+        "train_seconds": round(sum(epoch["seconds"] for epoch in summary["epochs"]), 1),
+        "eval_seconds": round(final["seconds"], 1),
+        "run_seconds": round(train_seconds, 1),
+        "skipped": skipped,
+        "checkpoint": summary["checkpoints"][-1] if summary["checkpoints"] else None,
+        "predict_csv": final["predict_csv"],
+        "tensorboard": summary["tensorboard"],
+        "plot": final.get("plot"),
+        "eval_json": final.get("eval_json"),
+    }
+
+
+def stage_action(ctx: DemoContext) -> dict:
+    """Train the tiny action model (``ctx.nproc`` processes, gloo on CPU) and evaluate it with GT boxes.
+
+    Runs ``main.py`` as a user would, from the dataset root; a finished run of the same config is
+    reused, so re-running the demo is quick.
+    """
+    result = ctx.out / "action"
+    config_text = ctx.action_config.read_text()
+    done_marker = result / "demo_config.yaml"
+    if (result / "run_summary.json").is_file() and done_marker.is_file() and done_marker.read_text() == config_text:
+        return _action_figures(result, 0.0, skipped=True)
+    if result.exists():
+        shutil.rmtree(result)
+    command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(ctx.action_config),
+               "--nproc_per_node", str(ctx.nproc), "--set", f"result_path={result.resolve()}"]
+    LOGGER.info("training the action model: %s (cwd %s)", " ".join(command), ctx.data)
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=ctx.data, env=ctx.env)
+    if completed.returncode != 0:
+        raise RuntimeError(f"main.py exited with code {completed.returncode}; see {result / 'log.txt'}")
+    write_text_atomic(done_marker, config_text)
+    return _action_figures(result, time.perf_counter() - started, skipped=False)
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file: what the skip markers compare (paths and mtimes say nothing about content)."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _read_marker(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Undo ultralytics' ``torch.set_num_threads(cpu_count - 1)`` (done when it selects the CPU)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _EpochLog:
+    """One log line per finished detector epoch, read from the ``results.csv`` ultralytics appends to.
+
+    ultralytics is kept quiet (``YOLO_VERBOSE=0``, ``verbose=False``); this thread follows its csv
+    instead of hooking into its internals.
+    """
+
+    def __init__(self, results_csv: Path, epochs: int, poll_s: float = 1.0) -> None:
+        self.results_csv, self.epochs, self.poll_s = results_csv, epochs, poll_s
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="detector-epochs", daemon=True)
+
+    def __enter__(self) -> _EpochLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._log_new_rows()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._log_new_rows()
+
+    def _log_new_rows(self) -> None:
+        if not self.results_csv.is_file():
+            return
+        text = self.results_csv.read_text(encoding="utf-8")
+        complete = text[:text.rfind("\n") + 1]  # a row being written is read on the next poll
+        rows = [{key.strip(): value.strip() for key, value in row.items()}
+                for row in csv.DictReader(complete.splitlines())]
+        for row in rows[self.seen:]:
+            LOGGER.info("detector epoch %s/%d: loss box %.3f cls %.3f dfl %.3f | val recall %.3f mAP50 %.3f | %.0f s",
+                        row.get("epoch"), self.epochs, *(float(row.get(key) or "nan") for key in (
+                            "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/recall(B)",
+                            "metrics/mAP50(B)", "time")))
+        self.seen = max(self.seen, len(rows))
+
+
+def detector_epochs(train_images: int) -> int:
+    """Epochs that show the detector about DETECTOR_IMAGE_BUDGET images, within DETECTOR_EPOCH_RANGE."""
+    low, high = DETECTOR_EPOCH_RANGE
+    return max(low, min(high, round(DETECTOR_IMAGE_BUDGET / max(1, train_images))))
+
+
+def _dataset_identity(ctx: DemoContext) -> dict:
+    manifest = read_manifest(ctx.data) or {}
+    return {"generator_version": manifest.get("generator_version"), "seed": manifest.get("seed"),
+            "config": _content_config(manifest.get("config", {}))}
+
+
+def stage_detector(ctx: DemoContext) -> dict:
+    """Train YOLOv8n from scratch on the train keyframes, write val proposals, report their quality.
+
+    Skipped when a finished run used the same settings on the same dataset.
+    """
+    folder, settings = ctx.out / "detector", ctx.detector
+    val_csv = ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv"
+    proposals = ctx.annotations / PROPOSALS_NAME
+    marker, wanted = folder / "demo_settings.json", {"settings": settings, "dataset": _dataset_identity(ctx)}
+    previous = _read_marker(marker)
+    if ({key: previous.get(key) for key in wanted} == wanted and proposals.is_file()
+            and Path(previous["figures"]["weights"]).is_file()):
+        LOGGER.info("detector already trained with these settings (%s): skipped", marker)
+        return {**previous["figures"], "skipped": True}
+    if folder.exists():
+        shutil.rmtree(folder)
+    counts = convert_to_yolo(ctx.annotations / f"chaos_{SPLITS['train']}_1fps.csv", val_csv, ctx.data / "frames",
+                             folder / "yolo")
+    epochs = settings["epochs"] or detector_epochs(counts["train"]["images"])
+    started = time.perf_counter()
+    with _torch_threads_kept():
+        with _EpochLog(folder / "train" / "results.csv", epochs):
+            weights = train_detector(counts["data_yaml"], folder, settings["weights"], epochs,
+                                     settings["imgsz"], settings["batch"], "auto", ctx.workers, seed=settings["seed"],
+                                     name="train", extra=settings["extra"])
+        train_seconds = time.perf_counter() - started
+        # Inference at the training size: the people then have the scale the detector learnt.
+        stats = detect_to_proposals(weights, val_csv, ctx.data / "frames", proposals, conf=settings["conf"],
+                                    imgsz=settings["imgsz"], resume=False, merge=True, progress=False)
+    report = proposal_quality(proposals, ctx.annotations / PKL_NAMES["val"])
+    save_report(report, folder / "quality.json", folder / "quality_pr.png")
+    LOGGER.info("detector quality on the val keyframes (confidence >= %g):\n%s", settings["conf"],
+                format_table(report))
+    overall = report.overall
+    figures = {"epochs": epochs, "imgsz": settings["imgsz"], "conf": settings["conf"],
+               "train_images": counts["train"]["images"], "train_seconds": round(train_seconds, 1),
+               "recall": overall.recall["0.5"], "precision": overall.precision, "ap": overall.ap,
+               "recall_iou": overall.recall, "boxes": stats["boxes"], "empty_keyframes": stats["empty_keyframes"],
+               "weights": str(weights), "proposals": str(proposals), "quality_json": str(folder / "quality.json"),
+               "quality_plot": str(folder / "quality_pr.png")}
+    write_text_atomic(marker, json.dumps({**wanted, "figures": figures}, indent=2) + "\n")
+    return {**figures, "skipped": False}
+
+
+def _trained_action(ctx: DemoContext) -> tuple[Path, Path]:
+    """``(config copy, last checkpoint)`` of the action stage's run."""
+    summary = ctx.out / DEMO_ACTION / "run_summary.json"
+    config = ctx.out / DEMO_ACTION / DEMO_CONFIG_COPY
+    checkpoints = json.loads(summary.read_text()).get("checkpoints") if summary.is_file() else None
+    if not checkpoints or not config.is_file():
+        raise RuntimeError(f"no trained action model in {summary.parent}: run the 'action' stage first")
+    return config, Path(checkpoints[-1])
+
+
+def _detector_figures(ctx: DemoContext) -> dict:
+    figures = ctx.results.get("detector") or _read_marker(ctx.out / "detector" / "demo_settings.json").get("figures")
+    if not figures or not Path(figures["proposals"]).is_file():
+        raise RuntimeError(f"no detector proposals in {ctx.annotations}: run the 'detector' stage first")
+    return figures
+
+
+def _evaluate_checkpoint(ctx: DemoContext, annotation: Path, result: Path) -> tuple[dict, bool]:
+    """``main.py`` in evaluation mode with the trained action model on ``annotation`` (a val pkl).
+
+    Returns:
+        ``(the run's last evaluation record, skipped)``; skipped when config, checkpoint and pkl are
+        unchanged since the last run into ``result``.
+    """
+    config, checkpoint = _trained_action(ctx)
+    marker = result / "demo_inputs.json"
+    inputs = {str(path): _digest(path) for path in (config, checkpoint, annotation)}
+    skipped = _read_marker(marker) == inputs and (result / "run_summary.json").is_file()
+    if not skipped:
+        if result.exists():
+            shutil.rmtree(result)
+        command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(config.resolve()),
+                   "--nproc_per_node", "1", "--set", "evaluate=true", "--set", f"resume_path={checkpoint.resolve()}",
+                   "--set", f"val.annotation_path={annotation.resolve()}", "--set", f"result_path={result.resolve()}"]
+        LOGGER.info("evaluating the action model on %s: %s", annotation.name, " ".join(command))
+        if subprocess.run(command, cwd=ctx.data, env=ctx.env).returncode != 0:
+            raise RuntimeError(f"main.py evaluation failed; see {result / 'log.txt'}")
+        write_text_atomic(marker, json.dumps(inputs, indent=2) + "\n")
+    return json.loads((result / "run_summary.json").read_text())["evaluations"][-1], skipped
+
+
+def stage_action_detector_boxes(ctx: DemoContext) -> dict:
+    """Evaluate the trained action model on the detector's val proposals (``main.py``, evaluation mode)."""
+    detector = _detector_figures(ctx)
+    final, skipped = _evaluate_checkpoint(ctx, Path(detector["proposals"]), ctx.out / "action_detector")
+    return {"map_detector_boxes": final.get("best_mAP", final["mAP"]), "best_capacity_detector": final.get("best_capacity"),
+            "detector_recall": detector["recall"], "detector_ap": detector["ap"],
+            "eval_seconds": round(final["seconds"], 1), "skipped": skipped, "predict_csv": final["predict_csv"],
+            "plot": final.get("plot"), "eval_json": final.get("eval_json")}
+
+
+def _last_predict(result: Path) -> Path:
+    """The predict.csv of the last evaluation of the main.py run in ``result``."""
+    summary = result / "run_summary.json"
+    if not summary.is_file():
+        raise RuntimeError(f"no evaluation in {result}: run its stage first")
+    return Path(json.loads(summary.read_text())["evaluations"][-1]["predict_csv"])
+
+
+def stage_protocols(ctx: DemoContext) -> dict:
+    """The original's protocol beside ours: per-row val files with exact ties vs merged files with stable ties.
+
+    Writes per-row val pkls (ground-truth boxes from the csv, detector boxes from a second inference pass),
+    evaluates the trained model on both, and scores per-row and merged predictions (``tools.demo_protocols``).
+    """
+    config, _ = _trained_action(ctx)
+    detector = _detector_figures(ctx)
+    val_csv = ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv"
+    label_map, ground_truth = ctx.annotations / "list_action.pbtxt", ctx.annotations / GROUND_TRUTH_NAME
+    per_row = {source: ctx.annotations / name for source, name in PER_ROW_NAMES.items()}
+    convert_csv_to_pkl(val_csv, label_map, per_row["gt"], merge=False)
+    proposals = Path(detector["proposals"])
+    if not per_row["detector"].is_file() or per_row["detector"].stat().st_mtime < proposals.stat().st_mtime:
+        with _torch_threads_kept():
+            detect_to_proposals(detector["weights"], val_csv, ctx.data / "frames", per_row["detector"],
+                                conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
+                                progress=False, merge=False)
+    merged = {"gt": _last_predict(ctx.out / "action"), "detector": _last_predict(ctx.out / "action_detector")}
+    cap_range = sweep_range(config)
+    figures: dict = {"cap_range": list(cap_range)}
+    for source in ("gt", "detector"):
+        final, _ = _evaluate_checkpoint(ctx, per_row[source], ctx.out / f"protocol_{source}")
+        figures[source] = score_protocols(label_map, ground_truth, cap_range, Path(final["predict_csv"]),
+                                          merged[source])
+        figures[source]["per_row_predict_csv"] = final["predict_csv"]
+    for source in ("gt", "detector"):
+        for protocol in ("original", "merged_stable"):
+            values = figures[source][protocol]
+            figures[f"map_{source}_{protocol}"] = values["mAP"]
+            figures[f"band_{source}_{protocol}"] = f"{values['tie_band_low']:.4f}..{values['tie_band_high']:.4f}"
+    return figures
+
+
+def stage_video_demo(ctx: DemoContext) -> dict:
+    """Annotate the first val video with the trained detector and action model (``tools/video_demo.py``)."""
+    config, checkpoint = _trained_action(ctx)
+    detector = _detector_figures(ctx)
+    video_id = read_official_csv(ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv")[0].video
+    inputs = DemoInputs(video=ctx.data / "videos" / f"{video_id}.mp4", config=config, checkpoint=checkpoint,
+                        detector=Path(detector["weights"]))
+    out = ctx.out / "video_demo" / f"{video_id}_annotated.mp4"
+    marker = out.parent / "demo_inputs.json"
+    wanted = {**{str(path): _digest(path) for path in (inputs.video, config, checkpoint, inputs.detector)},
+              "conf": ctx.detector["conf"], "imgsz": ctx.detector["imgsz"]}
+    skipped = _read_marker(marker) == wanted and out.is_file() and out.with_suffix(".json").is_file()
+    if skipped:
+        report = json.loads(out.with_suffix(".json").read_text())
+    else:
+        with _torch_threads_kept():
+            report = run_video_demo(inputs, out, conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"])
+        write_text_atomic(marker, json.dumps(wanted, indent=2) + "\n")
+    return {"video": str(out), "frames": report["frames"], "size": "x".join(map(str, report["size"])),
+            "keyframes": report["keyframes_count"], "boxes": report["boxes"],
+            "report": str(out.with_suffix(".json")), "skipped": skipped}
+
+
+# In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
+STAGES: list[tuple[str, Stage]] = list(zip(STAGE_NAMES, (
+    stage_generate, stage_extract_frames, stage_annotations, stage_check, stage_action, stage_detector,
+    stage_action_detector_boxes, stage_protocols, stage_video_demo)))
+# The stages that only prepare the dataset (tests run these without training).
+DATA_STAGES = ("generate", "extract_frames", "annotations", "check")
+
+
+def headline_figures(stages: dict[str, dict]) -> dict:
+    """The demo's main results, for the top of summary.json: both mAPs, detector recall, the video.
+
+    ``map_gt_boxes`` / ``map_detector_boxes`` are the merged files scored with the stable rule (the
+    ``protocols`` stage; before it has run, main.py's own figure); ``*_original`` are the original's
+    protocol (per-row files, exact ties) with their tie bands.
+    """
+    picks = {"map_gt_boxes": ("action", "map_gt_boxes"), "map_detector_boxes": ("action_detector_boxes", "map_detector_boxes"),
+             "detector_recall": ("detector", "recall"), "detector_ap": ("detector", "ap"), "video_demo": ("video_demo", "video")}
+    figures = {key: stages[stage][name] for key, (stage, name) in picks.items() if name in stages.get(stage, {})}
+    protocols = stages.get("protocols")
+    if protocols:
+        for source, key in (("gt", "map_gt_boxes"), ("detector", "map_detector_boxes")):
+            original = protocols[source]["original"]
+            figures[key] = protocols[source]["merged_stable"]["mAP"]
+            figures[f"{key}_original"] = original["mAP"]
+            figures[f"tie_band_{source}_original"] = [original["tie_band_low"], original["tie_band_high"]]
+    return figures
+
+
+def write_summary(ctx: DemoContext, timings: dict[str, float], error: str | None = None) -> Path:
+    """Write ``<out>/summary.json`` atomically: one section per stage, the timings, and any error."""
+    summary = {
+        "seed": ctx.seed,
+        "preset": ctx.preset,
+        "data": str(ctx.data),
+        "stages": ctx.results,
+        "timings_s": timings,
+        "total_s": round(sum(timings.values()), 2),
+        **headline_figures(ctx.results),
+    }
+    if error is not None:
+        summary["error"] = error
+    path = ctx.out / SUMMARY_NAME
+    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def run_demo(ctx: DemoContext, only: Sequence[str] | None = None) -> dict:
+    """Run the stages in order, timing each; write the summary after every stage.
+
+    Args:
+        ctx: the demo context (its ``results`` receive each stage's figures).
+        only: names of the stages to run (default: all, in STAGES order).
+
+    Returns:
+        ``{'stages': {name: figures}, 'timings_s': {name: seconds}}``.
+
+    Raises:
+        ValueError: an unknown stage name.
+        Exception: whatever a stage raises (the summary then records the error).
+    """
+    names = [name for name, _ in STAGES]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {names}")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    for name, stage in STAGES:
+        if only and name not in only:
+            continue
+        LOGGER.info("stage %s ...", name)
+        started = time.perf_counter()
+        try:
+            ctx.results[name] = stage(ctx)
+        except Exception as error:
+            timings[name] = round(time.perf_counter() - started, 2)
+            write_summary(ctx, timings, error=f"stage {name}: {error}")
+            raise
+        timings[name] = round(time.perf_counter() - started, 2)
+        LOGGER.info("stage %s done in %.1f s", name, timings[name])
+        write_summary(ctx, timings)
+    return {"stages": ctx.results, "timings_s": timings}
