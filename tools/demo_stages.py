@@ -33,7 +33,8 @@ from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
 from tools.extract_frames import extract_frames
 from tools.gt_csv import write_evaluator_ground_truth
 from tools.prepare_synthetic import MERGED_PKL_NAMES
-from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs, run_video_demo
+from tools.video_annotate import run_video_demo
+from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs
 
 # One logger for the whole demo, whichever of its modules logs.
 LOGGER = logging.getLogger("tools.demo")
