@@ -270,6 +270,9 @@ class Config:
     - ``deterministic`` (default False): ask torch for deterministic algorithms (slower), for
       bit-reproducible CPU runs.
     - ``vit_cache`` (default None = off): see ``VitCacheConfig``.
+    - ``trust_checkpoints`` (default False): weight files and checkpoints are read with
+      ``weights_only=True``; one that needs full unpickling (which executes code from the file) is an
+      error unless this is True.
     """
 
     evaluate: bool = False
@@ -289,5 +292,6 @@ class Config:
     auto_resume: bool = False
     deterministic: bool = False
     vit_cache: VitCacheConfig | None = None
+    trust_checkpoints: bool = False
     # Not a YAML key: the file the config came from, for error messages raised after loading.
     config_file: str = field(default="<config>", compare=False, repr=False, metadata={"yaml": False})

@@ -39,7 +39,7 @@ from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
 from models.backbones.vit import vit_sdpa_backend
 from models.build import build_model
-from models.weights import load_state_dict_strict
+from models.weights import load_state_dict_strict, trusted_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = Non
     start = time.perf_counter()
     info = dist_utils.init_distributed(info, backend)
     try:
-        return _run(cfg, info, start, on_iteration)
+        with trusted_checkpoints(cfg.trust_checkpoints):
+            return _run(cfg, info, start, on_iteration)
     finally:
         dist_utils.cleanup()
 
