@@ -273,6 +273,10 @@ class Config:
     - ``trust_checkpoints`` (default False): weight files and checkpoints are read with
       ``weights_only=True``; one that needs full unpickling (which executes code from the file) is an
       error unless this is True.
+    - ``rank_local_eval`` (default False): evaluations during training use rank 0's buffers (BatchNorm
+      statistics) on every rank, the ones the checkpoint saves, so a later ``evaluate: True`` run of
+      that checkpoint reproduces them. True keeps the original's behaviour: each rank evaluates its
+      share with its own, never saved, statistics (DDP runs with ``broadcast_buffers=False``).
     """
 
     evaluate: bool = False
@@ -293,5 +297,6 @@ class Config:
     deterministic: bool = False
     vit_cache: VitCacheConfig | None = None
     trust_checkpoints: bool = False
+    rank_local_eval: bool = False
     # Not a YAML key: the file the config came from, for error messages raised after loading.
     config_file: str = field(default="<config>", compare=False, repr=False, metadata={"yaml": False})

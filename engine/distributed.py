@@ -294,3 +294,35 @@ def broadcast_from_main(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0, group=_object_group)
     return box[0]
+
+
+def broadcast_buffers_from_main(module: torch.nn.Module) -> list[torch.Tensor] | None:
+    """Give every rank rank 0's buffers (BatchNorm statistics); returns this rank's own, to restore.
+
+    Training keeps the original's rank-local buffers (DDP with ``broadcast_buffers=False``), and only
+    rank 0's are saved in checkpoints; evaluating with them on every rank makes the figures of a
+    training run those of its checkpoint. None (nothing changed) without a group or with one rank.
+    """
+    if not is_initialized() or dist.get_world_size() == 1:
+        return None
+    buffers = list(module.buffers())
+    saved = [buffer.detach().clone() for buffer in buffers]
+    on_gpu = dist.get_backend() == "nccl"
+    for buffer in buffers:
+        work = buffer.detach()
+        if on_gpu and work.device.type != "cuda":
+            work = work.to(torch.device("cuda", torch.cuda.current_device()))
+        elif not on_gpu and work.device.type != "cpu":
+            work = work.cpu()
+        dist.broadcast(work, src=0)
+        if work.data_ptr() != buffer.data_ptr():
+            buffer.data.copy_(work)
+    return saved
+
+
+def restore_buffers(module: torch.nn.Module, saved: list[torch.Tensor] | None) -> None:
+    """Put back the buffers ``broadcast_buffers_from_main`` returned (no-op for None)."""
+    if saved is None:
+        return
+    for buffer, own in zip(module.buffers(), saved, strict=True):
+        buffer.data.copy_(own)

@@ -243,8 +243,12 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
 
     def evaluate(epoch: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"
+        # Reported = reproducible: evaluate with the buffers the checkpoint holds (rank 0's), unless
+        # the config asks for the original's rank-local statistics.
+        own = None if cfg.evaluate or cfg.rank_local_eval else dist_utils.broadcast_buffers_from_main(model)
         figures = run_evaluation_pass(model, val_loader, len(val_loader), info.device, is_main, autocast,
                                       predict_path, class_ids, with_label=cfg.val.with_label)
+        dist_utils.restore_buffers(model, own)
         if figures is not None:
             figures.update(score_epoch(cfg, predict_path, epoch, writer, figures.get("val_loss")))
             summary.evaluations.append({"epoch": epoch, **figures})
