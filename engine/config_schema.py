@@ -270,6 +270,8 @@ class Config:
     - ``deterministic`` (default False): ask torch for deterministic algorithms (slower), for
       bit-reproducible CPU runs.
     - ``vit_cache`` (default None = off): see ``VitCacheConfig``.
+    - ``overwrite_result_path`` (default False): a training run that does not resume refuses a
+      ``result_path`` holding checkpoints; True lets it write there anyway (same names are replaced).
     - ``trust_checkpoints`` (default False): weight files and checkpoints are read with
       ``weights_only=True``; one that needs full unpickling (which executes code from the file) is an
       error unless this is True.
@@ -296,6 +298,7 @@ class Config:
     auto_resume: bool = False
     deterministic: bool = False
     vit_cache: VitCacheConfig | None = None
+    overwrite_result_path: bool = False
     trust_checkpoints: bool = False
     rank_local_eval: bool = False
     # Not a YAML key: the file the config came from, for error messages raised after loading.

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -12,6 +15,7 @@ from engine import distributed as dist_utils
 from engine.config import check_paths, load_config
 from engine.config_builders import validate_builders
 from engine.config_schema import Config, ConfigError
+from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
 from engine.vit_cache_loader import check_vit_cache_config
 
 logger = logging.getLogger(__name__)
@@ -59,7 +63,8 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
     env_info = dist_utils.world_info_from_env()
     if env_info.launcher in ("torchrun", "slurm"):
         logger.info("joining a %s job as rank %d of %d", env_info.launcher, env_info.rank, env_info.world_size)
-        run_worker(cfg, env_info, backend)
+        with _result_path_lock(cfg, env_info.rank == 0):
+            run_worker(cfg, env_info, backend)
         return
     if nproc_per_node is None:
         nproc_per_node = max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
@@ -69,11 +74,28 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
     if nnodes > 1 and master_port is None:
         raise ValueError("--master_port is required with --nnodes > 1 (every node must use the same one)")
     port = master_port or dist_utils.find_free_port()
-    if nproc_per_node == 1 and nnodes == 1:
-        run_worker(cfg, dist_utils.spawn_info(0, 1, 1, 0, master_addr, port), backend)
+    with _result_path_lock(cfg, node_rank == 0):
+        if nproc_per_node == 1 and nnodes == 1:
+            run_worker(cfg, dist_utils.spawn_info(0, 1, 1, 0, master_addr, port), backend)
+            return
+        mp.spawn(_spawned_worker, args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend),
+                 nprocs=nproc_per_node, join=True)
+
+
+@contextlib.contextmanager
+def _result_path_lock(cfg: Config, owner: bool) -> Iterator[None]:
+    """The process that outlives the run's workers on node 0 holds result_path's lock while they run."""
+    if not owner:
+        yield
         return
-    mp.spawn(_spawned_worker, args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend),
-             nprocs=nproc_per_node, join=True)
+    Path(cfg.result_path).mkdir(parents=True, exist_ok=True)
+    lock = RunLock(cfg.result_path)
+    lock.acquire()
+    try:
+        remove_stale_temporaries(cfg.result_path)
+        yield
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         check_vit_cache_config(cfg)
         check_paths(cfg)
         dist_utils.choose_backend(args.backend)
+        if dist_utils.world_info_from_env().rank == 0:
+            check_result_path(cfg)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes, args.node_rank)
+    try:
+        launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes,
+               args.node_rank)
+    except RunDirError as exc:  # the lock, taken just before the workers start
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -26,12 +26,13 @@ from datasets.ava import AVADataset, collate_batch
 from datasets.sampler import DistributedSampler
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
-from engine.checkpoint import capture_rng, checkpoint_path, find_latest_checkpoint, load_checkpoint
+from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
 from engine.config import to_dict
 from engine.config_schema import Config
 from engine.eval_loop import ChunkedBatchSampler, run_evaluation_pass
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
+from engine.run_dir import write_summary
 from engine.scheduler import build_optimizer, build_scheduler
 from engine.scoring import score_epoch
 from engine.train_loop import train_one_epoch
@@ -143,18 +144,20 @@ def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
                 len(missing), len(redundant))
 
 
-def _resume_source(cfg: Config) -> Path | None:
+def _resume_source(cfg: Config) -> tuple[Path | None, dict | None]:
     if cfg.auto_resume:
-        latest = find_latest_checkpoint(cfg.result_path)
+        latest = load_latest_readable_checkpoint(cfg.result_path)
         if latest is not None:
             return latest
     if cfg.resume_path:
-        return resolve_resume_path(cfg.resume_path, cfg.result_path)
-    return None
+        source = resolve_resume_path(cfg.resume_path, cfg.result_path)
+        return source, load_checkpoint(source)
+    return None, None
 
 
-def _write_summary(cfg: Config, summary: RunSummary) -> None:
-    write_text_atomic(Path(cfg.result_path) / "run_summary.json", json.dumps(summary.__dict__, indent=2) + "\n")
+def _write_summary(cfg: Config, summary: RunSummary, begin_epoch: int) -> None:
+    # Merged with what earlier runs in this folder recorded, so a resume never loses their epochs.
+    write_summary(cfg.result_path, summary.__dict__, begin_epoch)
 
 
 def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
@@ -220,9 +223,8 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
         _load_init_checkpoint(cfg, model)
 
     begin_epoch = 1
-    source = _resume_source(cfg)
+    source, checkpoint = _resume_source(cfg)
     if source is not None:
-        checkpoint = load_checkpoint(source)
         load_state_dict_strict(model, checkpoint["state_dict"], str(source))
         begin_epoch = int(checkpoint["epoch"]) + 1
         summary.resumed_from = str(source)
@@ -262,7 +264,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     writer.close()
     summary.seconds["total"] = time.perf_counter() - start
     if is_main:
-        _write_summary(cfg, summary)
+        _write_summary(cfg, summary, begin_epoch)
         return summary
     return None
 
@@ -303,6 +305,8 @@ def _train_epochs(cfg: Config, info: dist_utils.DistInfo, model, train_parts, op
             dist_utils.barrier()
         if epoch % cfg.train.val_freq == 0 or epoch == cfg.train.n_epochs:
             evaluate(epoch)
+        if is_main:  # after every epoch, so that a killed run leaves its record for the resume
+            _write_summary(cfg, summary, begin_epoch)
     if is_main:
         epoch_logger.close()
         batch_logger.close()

@@ -122,7 +122,7 @@ def load_weights_file(path: str | os.PathLike[str], trust: bool | None = None) -
                                f"{TRUST_HINT}") from None
         logger.warning("%s: holds %s; trust_checkpoints is on, so it is fully unpickled, which executes code "
                        "stored in the file", path, culprit)
-    except (RuntimeError, EOFError, OSError, ValueError, IndexError) as exc:
+    except Exception as exc:  # weights_only ran nothing from the file: any other failure means a bad file
         raise WeightsError(f"{path}: not a readable torch file ({type(exc).__name__}: {_first_line(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
