@@ -270,6 +270,9 @@ class Config:
     - ``deterministic`` (default False): ask torch for deterministic algorithms (slower), for
       bit-reproducible CPU runs.
     - ``vit_cache`` (default None = off): see ``VitCacheConfig``.
+    - ``evaluate_random_weights`` (default False): ``evaluate: True`` without ``resume_path`` or
+      ``pretrain`` (nor a checkpoint for ``auto_resume``) is an error, since it scores random
+      weights; True allows it.
     - ``overwrite_result_path`` (default False): a training run that does not resume refuses a
       ``result_path`` holding checkpoints; True lets it write there anyway (same names are replaced).
     - ``trust_checkpoints`` (default False): weight files and checkpoints are read with
@@ -298,6 +301,7 @@ class Config:
     auto_resume: bool = False
     deterministic: bool = False
     vit_cache: VitCacheConfig | None = None
+    evaluate_random_weights: bool = False
     overwrite_result_path: bool = False
     trust_checkpoints: bool = False
     rank_local_eval: bool = False

@@ -16,6 +16,7 @@ from datasets.transforms import temporal_center_crop
 from formats.annotation_pkl import load_annotation_pkl
 from formats.atomic import write_text_atomic
 from formats.errors import FormatError
+from tools.cli_errors import run_cli
 
 LOGGER = logging.getLogger(__name__)
 
@@ -287,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; prints the report. Exit status 1 when problems were found (with --no-strict)."""
+    """CLI entry point; prints the report. Exit status 1 when problems were found (with --no-strict). A bad input: one line, exit 2."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = check_dataset(args.pkl, args.frames, decode=args.decode,
