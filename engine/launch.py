@@ -114,13 +114,29 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
             run_worker(cfg, info, backend)
             return
         failures = mp.get_context("spawn").SimpleQueue()
+        context = mp.start_processes(_spawned_worker, nprocs=nproc_per_node, join=False, start_method="spawn",
+                                     args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend,
+                                           os.getpid(), failures, rendezvous_timeout))
         try:
-            mp.spawn(_spawned_worker, args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend,
-                                            os.getpid(), failures, rendezvous_timeout),
-                     nprocs=nproc_per_node, join=True)
+            while not context.join():
+                pass
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
-            reported = drain(failures)
-            raise WorkersFailed(reported, fallback=one_line(error)) from None
+            raise WorkersFailed(drain(failures), fallback=one_line(error)) from None
+        except BaseException:  # Ctrl-C: end the workers rather than wait for them at exit
+            _stop(context.processes)
+            raise
+
+
+def _stop(processes: list, grace_s: float = 5.0) -> None:
+    """SIGTERM the processes still running, then SIGKILL those that outlive ``grace_s``."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(grace_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 @contextlib.contextmanager
@@ -173,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunDirError as exc:  # the lock, taken just before the workers start
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (workers stopped)", file=sys.stderr)
+        return 130
     except WorkersFailed as exc:
         for failure in exc.failures:
             if args.debug:
