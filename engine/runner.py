@@ -298,7 +298,8 @@ def _train_epochs(cfg: Config, info: dist_utils.DistInfo, model, train_parts, op
                         stats.lr, stats.seconds)
         rng_states = dist_utils.gather_objects_to_main(capture_rng())
         if epoch % cfg.train.save_freq == 0 or epoch == cfg.train.n_epochs:
-            if is_main:
+            if is_main:  # the record before the checkpoint: a resume from it must find this epoch logged
+                _write_summary(cfg, summary, begin_epoch)
                 path = save_checkpoint(checkpoint_path(result_path, epoch), epoch, ddp, optimizer, scheduler,
                                        extra={"rng_per_rank": rng_states})
                 summary.checkpoints.append(str(path))
