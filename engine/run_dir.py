@@ -38,7 +38,8 @@ def check_result_path(cfg: Config) -> None:
     holder = _live_holder(folder / LOCK_NAME)
     if holder is not None:
         raise RunDirError(f"result_path {folder} is in use by another run ({holder}, lock file "
-                          f"{folder / LOCK_NAME}); wait for it to end or choose another result_path")
+                          f"{folder / LOCK_NAME}); wait for it to end, choose another result_path, or delete the lock "
+                          "file if that run is gone")
     if cfg.evaluate or cfg.auto_resume or cfg.overwrite_result_path:
         return
     found = list_checkpoints(folder)
