@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
-import pickle
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ from tqdm import tqdm
 from detect.convert import image_size
 from detect.offline import prepare_ultralytics, resolve_device
 from formats.annotation_pkl import classes_from_label_map, frame_path, load_annotation_pkl, save_annotation_pkl
-from formats.atomic import atomic_open
+from formats.atomic import write_text_atomic
 from formats.official_csv import read_official_csv
 from formats.pbtxt import read_label_map
 
@@ -23,7 +23,7 @@ LOGGER = logging.getLogger(__name__)
 
 # Chaotic World videos are extracted at 25 fps; the released pkls carry this constant.
 FRAME_RATE = 25
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: JSON (1 was a pickle)
 _TEMPLATE_KEYS = ("video", "time", "start_frame", "n_frames", "mid_frame", "format_str", "frame_rate")
 
 KeyframeKey = tuple[str, int]
@@ -119,24 +119,33 @@ def _state_path(out_pkl: Path) -> Path:
 
 
 def _load_state(path: Path, signature: dict) -> dict[KeyframeKey, list[dict]]:
-    """Done keyframes of an interrupted run with the same settings; empty when there is none."""
+    """Done keyframes of an interrupted run with the same settings; empty when there is none.
+
+    The state is JSON. A state file from before (a pickle) is ignored, never unpickled: unpickling
+    runs code named by the file.
+    """
     if not path.is_file():
         return {}
+    raw = path.read_bytes()
+    if raw[:1] == b"\x80":  # pickle protocol 2+ header
+        LOGGER.warning("ignoring resume state %s: an old pickle state file, which is not unpickled because "
+                       "that could run code; starting over", path)
+        return {}
     try:
-        with path.open("rb") as handle:
-            state = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
+        state = json.loads(raw.decode("utf-8"))
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION \
+                or state.get("signature") != json.loads(json.dumps(signature)):
+            LOGGER.warning("resume state %s was written with other settings; starting over", path)
+            return {}
+        return {(str(video), int(time)): list(entries) for video, time, entries in state["done"]}
+    except (ValueError, TypeError, KeyError) as exc:
         LOGGER.warning("ignoring unreadable resume state %s (%s); starting over", path, exc)
         return {}
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION or state.get("signature") != signature:
-        LOGGER.warning("resume state %s was written with other settings; starting over", path)
-        return {}
-    return dict(state["done"])
 
 
 def _save_state(path: Path, signature: dict, done: dict[KeyframeKey, list[dict]]) -> None:
-    with atomic_open(path, "wb") as handle:
-        pickle.dump({"version": STATE_VERSION, "signature": signature, "done": done}, handle, protocol=4)
+    rows = [[video, time, entries] for (video, time), entries in done.items()]
+    write_text_atomic(path, json.dumps({"version": STATE_VERSION, "signature": signature, "done": rows}))
 
 
 def _signature(weights: Path, source: Path, conf: float, imgsz: object, keep_scores: bool) -> dict:

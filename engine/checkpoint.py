@@ -111,20 +111,51 @@ def save_checkpoint(path: str | Path, epoch: int, model: nn.Module, optimizer: t
     return path
 
 
-def find_latest_checkpoint(result_path: str | Path) -> Path | None:
-    """The ``ckpt_{epoch}.pth.tar`` in ``result_path`` with the largest epoch, or None.
+def list_checkpoints(result_path: str | Path) -> list[tuple[int, Path]]:
+    """The ``ckpt_{epoch}.pth.tar`` files in ``result_path`` as ``(epoch, path)``, latest first.
 
     Temporary files of an interrupted save (``.ckpt_*.tmp``) and other names are ignored.
     """
     folder = Path(result_path)
     if not folder.is_dir():
-        return None
-    best: tuple[int, Path] | None = None
-    for entry in folder.iterdir():
-        match = _CHECKPOINT_NAME.match(entry.name)
-        if match and entry.is_file() and (best is None or int(match.group(1)) > best[0]):
-            best = (int(match.group(1)), entry)
-    return best[1] if best else None
+        return []
+    found = [(int(match.group(1)), entry) for entry in folder.iterdir()
+             if (match := _CHECKPOINT_NAME.match(entry.name)) and entry.is_file()]
+    return sorted(found, key=lambda item: item[0], reverse=True)
+
+
+def find_latest_checkpoint(result_path: str | Path) -> Path | None:
+    """The ``ckpt_{epoch}.pth.tar`` in ``result_path`` with the largest epoch, or None.
+
+    Temporary files of an interrupted save (``.ckpt_*.tmp``) and other names are ignored.
+    """
+    found = list_checkpoints(result_path)
+    return found[0][1] if found else None
+
+
+def load_latest_readable_checkpoint(result_path: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """``auto_resume``: the latest checkpoint that loads, falling back past unreadable ones (said so).
+
+    Returns:
+        ``(path, checkpoint)``, or None when the folder holds no checkpoint.
+
+    Raises:
+        WeightsError: every checkpoint there is unreadable (the latest one's problem quoted).
+    """
+    from models.weights import WeightsError
+
+    found = list_checkpoints(result_path)
+    first_error: WeightsError | None = None
+    for _, path in found:
+        try:
+            return path, load_checkpoint(path)
+        except WeightsError as error:
+            first_error = first_error or error
+            logger.warning("auto_resume: %s; falling back to the previous checkpoint", error)
+    if first_error is not None:
+        raise WeightsError(f"auto_resume: none of the {len(found)} checkpoints in {result_path} is readable; "
+                           f"the latest: {first_error}")
+    return None
 
 
 def resolve_resume_path(resume_path: str | Path, result_path: str | Path,

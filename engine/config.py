@@ -81,6 +81,9 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(str(path), "", "config file not found")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (safe subclass)
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), "", f"not UTF-8 text ({error.reason} at byte {error.start}); a YAML config "
+                          "must be UTF-8") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"

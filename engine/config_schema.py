@@ -295,6 +295,18 @@ class Config:
     - ``deterministic`` (default False): ask torch for deterministic algorithms (slower), for
       bit-reproducible CPU runs.
     - ``vit_cache`` (default None = off): see ``VitCacheConfig``.
+    - ``evaluate_random_weights`` (default False): ``evaluate: True`` without ``resume_path`` or
+      ``pretrain`` (nor a checkpoint for ``auto_resume``) is an error, since it scores random
+      weights; True allows it.
+    - ``overwrite_result_path`` (default False): a training run that does not resume refuses a
+      ``result_path`` holding checkpoints; True lets it write there anyway (same names are replaced).
+    - ``trust_checkpoints`` (default False): weight files and checkpoints are read with
+      ``weights_only=True``; one that needs full unpickling (which executes code from the file) is an
+      error unless this is True.
+    - ``rank_local_eval`` (default False): evaluations during training use rank 0's buffers (BatchNorm
+      statistics) on every rank, the ones the checkpoint saves, so a later ``evaluate: True`` run of
+      that checkpoint reproduces them. True keeps the original's behaviour: each rank evaluates its
+      share with its own, never saved, statistics (DDP runs with ``broadcast_buffers=False``).
     """
 
     evaluate: bool = False
@@ -314,5 +326,9 @@ class Config:
     auto_resume: bool = False
     deterministic: bool = False
     vit_cache: VitCacheConfig | None = None
+    evaluate_random_weights: bool = False
+    overwrite_result_path: bool = False
+    trust_checkpoints: bool = False
+    rank_local_eval: bool = False
     # Not a YAML key: the file the config came from, for error messages raised after loading.
     config_file: str = field(default="<config>", compare=False, repr=False, metadata={"yaml": False})

@@ -19,11 +19,15 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
+from engine.hostlist import expand_hostlist
+
 logger = logging.getLogger(__name__)
 
 Launcher = Literal["single", "spawn", "torchrun", "slurm"]
 BACKENDS = ("nccl", "gloo")
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
+# Waiting for the other processes to join: a node that never starts should not cost 30 minutes.
+DEFAULT_RENDEZVOUS_TIMEOUT_S = 300.0
 # Object collectives on an NCCL job go through this CPU (gloo) group: NCCL would first pickle the
 # object into a CUDA tensor on every rank, which costs GPU memory for what is host data anyway.
 _object_group: dist.ProcessGroup | None = None
@@ -46,6 +50,7 @@ class DistInfo:
     launcher: Launcher = "single"
     backend: str | None = None
     device: torch.device = torch.device("cpu")
+    rendezvous_timeout_s: float = DEFAULT_RENDEZVOUS_TIMEOUT_S
 
     @property
     def is_main(self) -> bool:
@@ -65,14 +70,8 @@ def _int_var(env: Mapping[str, str], name: str, default: int | None = None) -> i
 
 
 def first_host(nodelist: str) -> str:
-    """First host of a SLURM node list: ``node[03-05,09],gpu1`` -> ``node03``."""
-    match = re.match(r"\s*([^,\[\s]+)(?:\[([^\]]+)\])?", nodelist)
-    if match is None:
-        raise ValueError(f"cannot read a host name from SLURM node list {nodelist!r}")
-    prefix, ranges = match.group(1), match.group(2)
-    if ranges is None:
-        return prefix
-    return prefix + ranges.split(",")[0].split("-")[0]
+    """First host of a SLURM node list: ``node[03-05,09],gpu1`` -> ``node03`` (``engine.hostlist``)."""
+    return expand_hostlist(nodelist)[0]
 
 
 def _slurm_tasks_per_node(env: Mapping[str, str], world_size: int) -> int:
@@ -205,12 +204,61 @@ def init_distributed(info: DistInfo, backend: str | None = None, master_addr: st
         host = f"[{addr}]" if ":" in addr else addr  # IPv6 literal
         init_method = f"tcp://{host}:{port}"
     device = _pick_device(info.local_rank)
-    dist.init_process_group(backend, init_method=init_method, rank=info.rank, world_size=info.world_size,
-                            timeout=timeout)
+    if info.launcher == "torchrun":
+        dist.init_process_group(backend, init_method=init_method, rank=info.rank, world_size=info.world_size,
+                                timeout=timeout)
+    else:
+        store = _rendezvous(info, addr, port)
+        dist.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout)
     _object_group = dist.new_group(backend="gloo") if backend == "nccl" else None
     logger.info("process group ready: rank %d/%d, backend %s, device %s", info.rank, info.world_size,
                 backend, device)
     return dataclasses.replace(info, backend=backend, device=device, master_addr=addr, master_port=port)
+
+
+class RendezvousError(RuntimeError):
+    """The processes of a job did not all meet at the master address in time."""
+
+
+def _rendezvous(info: DistInfo, addr: str, port: int) -> dist.Store:
+    """Meet the other processes at ``addr:port`` (rank 0 serves the store), saying what it waits for.
+
+    Raises:
+        RendezvousError: not every process joined within ``info.rendezvous_timeout_s`` (or the
+            port could not be used); the message names address, port, world size and timeout.
+    """
+    seconds = info.rendezvous_timeout_s
+    if info.world_size > 1:
+        logger.info("rank %d: waiting for %d processes at %s:%d (rendezvous timeout %g s)", info.rank,
+                    info.world_size, addr, port, seconds)
+    try:
+        return dist.TCPStore(addr, port, info.world_size, is_master=info.rank == 0,
+                             timeout=datetime.timedelta(seconds=seconds), wait_for_workers=True)
+    except (RuntimeError, OSError) as error:
+        detail = " ".join(str(error).split())[:200]
+        raise RendezvousError(
+            f"rendezvous failed: rank {info.rank} of {info.world_size} waited {seconds:g} s for the others at "
+            f"{addr}:{port} ({detail}); check that every node started with the same --master_addr/--master_port "
+            "and can reach it (raise --rendezvous_timeout for slow starts)") from None
+
+
+def check_slurm_step(env: Mapping[str, str] | None = None) -> None:
+    """Refuse to run as one of SLURM_NTASKS tasks when SLURM started only this one (sbatch without srun).
+
+    In a batch script SLURM_PROCID is 0 and SLURM_NTASKS the allocation's task count, but only the
+    script runs: without this check rank 0 would wait for the others until the timeout.
+
+    Raises:
+        ValueError: explaining how to start the tasks.
+    """
+    env = os.environ if env is None else env
+    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID"))
+    if step is None or step in ("batch", "4294967294"):  # 0xfffffffe: SLURM's batch step id
+        raise ValueError(
+            f"this is SLURM's batch script (no srun step), yet SLURM_NTASKS={env.get('SLURM_NTASKS')}: the other "
+            "tasks were never started, so the job would wait for them; launch with "
+            "'srun python main.py --config ...' inside the sbatch script, or run main.py there with "
+            "--nproc_per_node N and SLURM_NTASKS=1")
 
 
 def cleanup() -> None:
@@ -294,3 +342,35 @@ def broadcast_from_main(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0, group=_object_group)
     return box[0]
+
+
+def broadcast_buffers_from_main(module: torch.nn.Module) -> list[torch.Tensor] | None:
+    """Give every rank rank 0's buffers (BatchNorm statistics); returns this rank's own, to restore.
+
+    Training keeps the original's rank-local buffers (DDP with ``broadcast_buffers=False``), and only
+    rank 0's are saved in checkpoints; evaluating with them on every rank makes the figures of a
+    training run those of its checkpoint. None (nothing changed) without a group or with one rank.
+    """
+    if not is_initialized() or dist.get_world_size() == 1:
+        return None
+    buffers = list(module.buffers())
+    saved = [buffer.detach().clone() for buffer in buffers]
+    on_gpu = dist.get_backend() == "nccl"
+    for buffer in buffers:
+        work = buffer.detach()
+        if on_gpu and work.device.type != "cuda":
+            work = work.to(torch.device("cuda", torch.cuda.current_device()))
+        elif not on_gpu and work.device.type != "cpu":
+            work = work.cpu()
+        dist.broadcast(work, src=0)
+        if work.data_ptr() != buffer.data_ptr():
+            buffer.data.copy_(work)
+    return saved
+
+
+def restore_buffers(module: torch.nn.Module, saved: list[torch.Tensor] | None) -> None:
+    """Put back the buffers ``broadcast_buffers_from_main`` returned (no-op for None)."""
+    if saved is None:
+        return
+    for buffer, own in zip(module.buffers(), saved, strict=True):
+        buffer.data.copy_(own)

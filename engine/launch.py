@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.multiprocessing as mp
@@ -12,7 +18,11 @@ from engine import distributed as dist_utils
 from engine.config import check_paths, load_config
 from engine.config_builders import validate_builders
 from engine.config_schema import Config, ConfigError
+from engine.preflight import preflight
+from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
 from engine.vit_cache_loader import check_vit_cache_config
+from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, one_line, run_reporting
+from models.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rendezvous port (default: a free port; required with --nnodes > 1)")
     parser.add_argument("--nnodes", type=int, default=1, help="number of nodes")
     parser.add_argument("--node_rank", type=int, default=0, help="this node's index, 0..nnodes-1")
+    parser.add_argument("--rendezvous_timeout", type=float, default=dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S,
+                        help="seconds to wait for every process to join before failing (default %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks, not only one line per error")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.batch_size=2 (repeatable)")
     parser.add_argument("--predict-order", choices=["element", "original"], default=None,
@@ -41,51 +54,124 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spawned_worker(local_rank: int, cfg: Config, nproc: int, nnodes: int, node_rank: int, addr: str,
-                    port: int, backend: str | None) -> None:
+                    port: int, backend: str | None, parent_pid: int | None = None, failures: Any = None,
+                    rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
     from engine.runner import run_worker
 
-    info = dist_utils.spawn_info(local_rank, nproc, nnodes, node_rank, addr, port)
-    run_worker(cfg, info, backend)
+    if parent_pid is not None:  # a launcher killed by any signal takes its workers with it
+        end_with_parent(parent_pid)
+    info = dataclasses.replace(dist_utils.spawn_info(local_rank, nproc, nnodes, node_rank, addr, port),
+                               rendezvous_timeout_s=rendezvous_timeout)
+    if failures is None:
+        run_worker(cfg, info, backend)
+    else:
+        run_reporting(info.rank, failures, lambda: run_worker(cfg, info, backend))
+
+
+def check_layout(nproc_per_node: int | None, nnodes: int, node_rank: int, master_port: int | None) -> None:
+    """Reject a process layout that cannot run, before anything starts.
+
+    Raises:
+        ValueError: naming the flag and the accepted range.
+    """
+    if nproc_per_node is not None and nproc_per_node < 1:
+        raise ValueError(f"--nproc_per_node must be >= 1, got {nproc_per_node}")
+    if nnodes < 1:
+        raise ValueError(f"--nnodes must be >= 1, got {nnodes}")
+    if not 0 <= node_rank < nnodes:
+        raise ValueError(f"--node_rank must lie in 0..{nnodes - 1} (--nnodes {nnodes}), got {node_rank}")
+    if nnodes > 1 and master_port is None:
+        raise ValueError("--master_port is required with --nnodes > 1 (every node must use the same one)")
 
 
 def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None = None,
            master_addr: str = "127.0.0.1", master_port: int | None = None, nnodes: int = 1,
-           node_rank: int = 0) -> None:
+           node_rank: int = 0, rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
     """Run ``cfg`` with the right process layout.
 
     Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or SLURM (SLURM_PROCID, ...) this process IS a worker
     and joins the existing job; otherwise it starts ``nproc_per_node`` workers with
     ``torch.multiprocessing.spawn`` (a single worker runs in this process).
+
+    Raises:
+        WorkersFailed: a spawned worker failed (one RankFailure per rank that reported).
+        ValueError: a bad layout (``check_layout``), an sbatch step without srun, a busy result_path.
     """
     from engine.runner import run_worker
 
     backend = dist_utils.choose_backend(backend)
     env_info = dist_utils.world_info_from_env()
     if env_info.launcher in ("torchrun", "slurm"):
+        env_info = dataclasses.replace(env_info, rendezvous_timeout_s=rendezvous_timeout)
         logger.info("joining a %s job as rank %d of %d", env_info.launcher, env_info.rank, env_info.world_size)
-        run_worker(cfg, env_info, backend)
+        with _result_path_lock(cfg, env_info.rank == 0):
+            run_worker(cfg, env_info, backend)
         return
+    check_layout(nproc_per_node, nnodes, node_rank, master_port)
     if nproc_per_node is None:
         nproc_per_node = max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
-    if nproc_per_node < 1 or nnodes < 1 or not 0 <= node_rank < nnodes:
-        raise ValueError(f"invalid layout: --nproc_per_node {nproc_per_node}, --nnodes {nnodes}, "
-                         f"--node_rank {node_rank}")
-    if nnodes > 1 and master_port is None:
-        raise ValueError("--master_port is required with --nnodes > 1 (every node must use the same one)")
     port = master_port or dist_utils.find_free_port()
-    if nproc_per_node == 1 and nnodes == 1:
-        run_worker(cfg, dist_utils.spawn_info(0, 1, 1, 0, master_addr, port), backend)
+    with _result_path_lock(cfg, node_rank == 0):
+        if nproc_per_node == 1 and nnodes == 1:
+            info = dataclasses.replace(dist_utils.spawn_info(0, 1, 1, 0, master_addr, port),
+                                       rendezvous_timeout_s=rendezvous_timeout)
+            run_worker(cfg, info, backend)
+            return
+        failures = mp.get_context("spawn").SimpleQueue()
+        context = mp.start_processes(_spawned_worker, nprocs=nproc_per_node, join=False, start_method="spawn",
+                                     args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend,
+                                           os.getpid(), failures, rendezvous_timeout))
+        try:
+            while not context.join():
+                pass
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
+            raise WorkersFailed(drain(failures), fallback=one_line(error)) from None
+        except BaseException:  # Ctrl-C: end the workers rather than wait for them at exit
+            _stop(context.processes)
+            raise
+
+
+def _stop(processes: list, grace_s: float = 5.0) -> None:
+    """SIGTERM the processes still running, then SIGKILL those that outlive ``grace_s``."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(grace_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+@contextlib.contextmanager
+def _result_path_lock(cfg: Config, owner: bool) -> Iterator[None]:
+    """The process that outlives the run's workers on node 0 holds result_path's lock while they run."""
+    if not owner:
+        yield
         return
-    mp.spawn(_spawned_worker, args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend),
-             nprocs=nproc_per_node, join=True)
+    Path(cfg.result_path).mkdir(parents=True, exist_ok=True)
+    lock = RunLock(cfg.result_path)
+    lock.acquire()
+    try:
+        remove_stale_temporaries(cfg.result_path)
+        yield
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, validate the config before any process starts, then launch. Returns the exit code."""
+    """Parse arguments, validate the config before any process starts, then launch. Returns the exit code.
+
+    2: the config, the data or the layout is wrong (nothing was started); 1: a worker failed. Either
+    way one line per problem on stderr; ``--debug`` adds the tracebacks.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
+        check_layout(args.nproc_per_node, args.nnodes, args.node_rank, args.master_port)
+        if args.rendezvous_timeout <= 0:
+            raise ValueError(f"--rendezvous_timeout must be > 0 seconds, got {args.rendezvous_timeout}")
         overrides = list(args.overrides)
         if args.predict_order is not None:
             overrides.append(f"val.predict_order={args.predict_order}")
@@ -94,8 +180,36 @@ def main(argv: list[str] | None = None) -> int:
         check_vit_cache_config(cfg)
         check_paths(cfg)
         dist_utils.choose_backend(args.backend)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if dist_utils.world_info_from_env().launcher == "slurm":
+            dist_utils.check_slurm_step()
+        preflight(cfg)
+        if dist_utils.world_info_from_env().rank == 0:
+            check_result_path(cfg)
+    except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes, args.node_rank)
+    try:
+        launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes,
+               args.node_rank, args.rendezvous_timeout)
+    except RunDirError as exc:  # the lock, taken just before the workers start
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (workers stopped)", file=sys.stderr)
+        return 130
+    except WorkersFailed as exc:
+        for failure in exc.failures:
+            if args.debug:
+                print(failure.traceback, file=sys.stderr, end="")
+            print(f"error: {failure.line()}", file=sys.stderr)
+        if not exc.failures:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 (this process was the worker: single process, torchrun, SLURM)
+        if args.debug:
+            raise
+        print(f"error: {failure_of(dist_utils.world_info_from_env().rank, exc).line()}", file=sys.stderr)
+        return 1
     return 0

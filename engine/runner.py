@@ -26,12 +26,13 @@ from datasets.ava import AVADataset, collate_batch
 from datasets.sampler import DistributedSampler
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
-from engine.checkpoint import capture_rng, checkpoint_path, find_latest_checkpoint, load_checkpoint
+from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
 from engine.config import to_dict
 from engine.config_schema import Config
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_evaluation_pass
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
+from engine.run_dir import write_summary
 from engine.scheduler import build_optimizer, build_scheduler
 from engine.scoring import score_epoch
 from engine.train_loop import train_one_epoch
@@ -39,7 +40,7 @@ from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
 from models.backbones.vit import vit_sdpa_backend
 from models.build import build_model
-from models.weights import load_model_pretrain, load_state_dict_strict
+from models.weights import load_model_pretrain, load_state_dict_strict, trusted_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -137,18 +138,20 @@ def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
                         replace_to=pretrain.replace_to)
 
 
-def _resume_source(cfg: Config) -> Path | None:
+def _resume_source(cfg: Config) -> tuple[Path | None, dict | None]:
     if cfg.auto_resume:
-        latest = find_latest_checkpoint(cfg.result_path)
+        latest = load_latest_readable_checkpoint(cfg.result_path)
         if latest is not None:
             return latest
     if cfg.resume_path:
-        return resolve_resume_path(cfg.resume_path, cfg.result_path)
-    return None
+        source = resolve_resume_path(cfg.resume_path, cfg.result_path)
+        return source, load_checkpoint(source)
+    return None, None
 
 
-def _write_summary(cfg: Config, summary: RunSummary) -> None:
-    write_text_atomic(Path(cfg.result_path) / "run_summary.json", json.dumps(summary.__dict__, indent=2) + "\n")
+def _write_summary(cfg: Config, summary: RunSummary, begin_epoch: int) -> None:
+    # Merged with what earlier runs in this folder recorded, so a resume never loses their epochs.
+    write_summary(cfg.result_path, summary.__dict__, begin_epoch)
 
 
 def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
@@ -164,7 +167,8 @@ def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = Non
     start = time.perf_counter()
     info = dist_utils.init_distributed(info, backend)
     try:
-        return _run(cfg, info, start, on_iteration)
+        with trusted_checkpoints(cfg.trust_checkpoints):
+            return _run(cfg, info, start, on_iteration)
     finally:
         dist_utils.cleanup()
 
@@ -215,9 +219,8 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
         _load_init_checkpoint(cfg, model)
 
     begin_epoch = 1
-    source = _resume_source(cfg)
+    source, checkpoint = _resume_source(cfg)
     if source is not None:
-        checkpoint = load_checkpoint(source)
         load_state_dict_strict(model, checkpoint["state_dict"], str(source))
         begin_epoch = int(checkpoint["epoch"]) + 1
         summary.resumed_from = str(source)
@@ -238,9 +241,13 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
 
     def evaluate(epoch: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"
+        # Reported = reproducible: evaluate with the buffers the checkpoint holds (rank 0's), unless
+        # the config asks for the original's rank-local statistics.
+        own = None if cfg.evaluate or cfg.rank_local_eval else dist_utils.broadcast_buffers_from_main(model)
         figures = run_evaluation_pass(model, val_loader, len(val_loader), info.device, is_main, autocast,
                                       predict_path, class_ids, with_label=cfg.val.with_label,
                                       element_ranks=element_ranks)
+        dist_utils.restore_buffers(model, own)
         if figures is not None:
             figures.update(score_epoch(cfg, predict_path, epoch, writer, figures.get("val_loss")))
             summary.evaluations.append({"epoch": epoch, **figures})
@@ -254,7 +261,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     writer.close()
     summary.seconds["total"] = time.perf_counter() - start
     if is_main:
-        _write_summary(cfg, summary)
+        _write_summary(cfg, summary, begin_epoch)
         return summary
     return None
 
@@ -288,13 +295,16 @@ def _train_epochs(cfg: Config, info: dist_utils.DistInfo, model, train_parts, op
                         stats.lr, stats.seconds)
         rng_states = dist_utils.gather_objects_to_main(capture_rng())
         if epoch % cfg.train.save_freq == 0 or epoch == cfg.train.n_epochs:
-            if is_main:
+            if is_main:  # the record before the checkpoint: a resume from it must find this epoch logged
+                _write_summary(cfg, summary, begin_epoch)
                 path = save_checkpoint(checkpoint_path(result_path, epoch), epoch, ddp, optimizer, scheduler,
                                        extra={"rng_per_rank": rng_states})
                 summary.checkpoints.append(str(path))
             dist_utils.barrier()
         if epoch % cfg.train.val_freq == 0 or epoch == cfg.train.n_epochs:
             evaluate(epoch)
+        if is_main:  # after every epoch, so that a killed run leaves its record for the resume
+            _write_summary(cfg, summary, begin_epoch)
     if is_main:
         epoch_logger.close()
         batch_logger.close()

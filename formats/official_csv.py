@@ -106,25 +106,30 @@ def read_official_csv(path: str | Path, num_classes: int = 50, known_videos: set
     if not path.is_file():
         raise FileNotFoundError(f"annotation csv not found: {path}")
     rows: list[OfficialRow] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise FormatError(path, "empty file (expected a header line and rows)")
-        if not header or (len(header) == 1 and not header[0].strip()):
-            raise FormatError(path, "empty first line (expected the header line)", 1)
-        if len(header) != NUM_COLUMNS:
-            raise FormatError(path, f"header has {len(header)} columns, expected {NUM_COLUMNS}", 1)
-        if _looks_like_data(header):
-            # Reading on would silently drop this row as if it were the header.
-            raise FormatError(path, "the first line is a data row; the official csv starts with a header line", 1)
-        for line, fields in enumerate(reader, start=2):
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            row = parse_official_row(fields, path, line, num_classes)
-            if known_videos is not None and row.video not in known_videos:
-                raise FormatError(path, f"unknown video {row.video!r} (no frames or video file for it)", line)
-            rows.append(row)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise FormatError(path, "empty file (expected a header line and rows)")
+            if not header or (len(header) == 1 and not header[0].strip()):
+                raise FormatError(path, "empty first line (expected the header line)", 1)
+            if len(header) != NUM_COLUMNS:
+                raise FormatError(path, f"header has {len(header)} columns, expected {NUM_COLUMNS}", 1)
+            if _looks_like_data(header):
+                # Reading on would silently drop this row as if it were the header.
+                raise FormatError(path, "the first line is a data row; the official csv starts with a header line", 1)
+            for line, fields in enumerate(reader, start=2):
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                row = parse_official_row(fields, path, line, num_classes)
+                if known_videos is not None and row.video not in known_videos:
+                    raise FormatError(path, f"unknown video {row.video!r} (no frames or video file for it)", line)
+                rows.append(row)
+    except UnicodeDecodeError as error:  # a binary or non-UTF-8 file
+        raise FormatError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise FormatError(path, f"unreadable csv ({error})") from None
     if not rows:
         raise FormatError(path, "no data rows after the header")
     return rows

@@ -1,11 +1,14 @@
 """The one place that reads weight files: pretrained SlowFast / ViT weights and full model checkpoints."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import pickle
+import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,43 +47,102 @@ def _first(keys: list[str] | set[str]) -> str:
     return f"[{shown}{more}]"
 
 
-def load_weights_file(path: str | os.PathLike[str]) -> object:
-    """Read a torch-saved file onto the CPU.
+# Globals a foreign checkpoint may name and still load with ``weights_only=True``: numpy scalars,
+# arrays and dtypes (the epoch or best mAP saved as np.float64, RNG states) and argparse.Namespace
+# (the ``args`` of older training scripts). Rebuilding any of them only sets data: no code named by
+# the file runs. Entries are also accepted under numpy 1.x's module names (``numpy.core``).
+def _safe_globals() -> list[object]:
+    import argparse
 
-    Tries `weights_only=True` first. Files that need full unpickling (e.g. checkpoints holding
-    numpy scalars or custom classes) are then loaded with `weights_only=False`, with a warning:
-    unpickling executes code from the file, so load only files you trust. Zip-format files are
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), reconstruct,
+            (reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, *dtype_classes,
+            argparse.Namespace]
+
+
+TRUST_HINT = "set trust_checkpoints: true in the config (or --set trust_checkpoints=true) if you trust it"
+_trusted: contextvars.ContextVar[bool] = contextvars.ContextVar("trust_checkpoints", default=False)
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(enabled: bool = True) -> Iterator[None]:
+    """Within the block, weight files that need full unpickling are loaded that way (opt-in).
+
+    The engine enters it with the config's ``trust_checkpoints``; outside it, such files are errors.
+    """
+    token = _trusted.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def load_weights_file(path: str | os.PathLike[str], trust: bool | None = None) -> object:
+    """Read a torch-saved file onto the CPU without running code from it.
+
+    Always loads with `weights_only=True` (tensors, containers, numbers, plus the numpy and
+    argparse types of `_safe_globals`). A file naming any other global (a custom class, or a
+    `__reduce__` that calls a function) is an error unless trust was given: `trust=True`, or the
+    `trusted_checkpoints()` block the engine opens when the config says `trust_checkpoints: true`;
+    only then is it fully unpickled, which executes code stored in the file. Zip-format files are
     memory-mapped, so a multi-GB checkpoint is not read into RAM twice.
 
     Args:
         path: the file.
+        trust: allow full unpickling; None = the enclosing `trusted_checkpoints` setting.
 
     Returns:
         The saved object (usually a dict of tensors), tensors on the CPU.
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        WeightsError: if it is not a readable torch file.
+        WeightsError: not a readable torch file, an empty file, or one needing full unpickling
+            without trust (the message names the global and the opt-in).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weight file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a torch checkpoint")
+    trust = _trusted.get() if trust is None else trust
     mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
-            raise WeightsError(f"{path}: not a readable torch file ({str(exc).splitlines()[0]})") from exc
-        logger.warning(
-            "%s: cannot be loaded with weights_only=True; falling back to full unpickling, which executes "
-            "code stored in the file (load only files you trust)", path
-        )
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise WeightsError(f"{path}: not a readable torch file ({str(exc).splitlines()[0]})") from exc
+            raise WeightsError(f"{path}: not a readable torch file ({_first_line(exc)})") from None
+        culprit = _unsafe_globals(path, str(exc))
+        if not trust:
+            raise WeightsError(f"{path}: not loaded: it holds {culprit}, and unpickling it could run code; "
+                               f"{TRUST_HINT}") from None
+        logger.warning("%s: holds %s; trust_checkpoints is on, so it is fully unpickled, which executes code "
+                       "stored in the file", path, culprit)
+    except Exception as exc:  # weights_only ran nothing from the file: any other failure means a bad file
+        raise WeightsError(f"{path}: not a readable torch file ({type(exc).__name__}: {_first_line(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as exc:  # anything the pickled code raises: report the file, keep the cause
         raise WeightsError(f"{path}: could not be unpickled ({type(exc).__name__}: {exc})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unsafe_globals(path: Path, error: str) -> str:
+    """The globals outside the allowlist that the file names, for the error message."""
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # legacy (non-zip) files cannot be listed: take the first from torch's message
+        names = re.findall(r"GLOBAL (\S+)", error)[:1]
+    return ", ".join(names[:_SHOWN]) if names else "objects the weights-only loader does not admit"
 
 
 def _as_state_dict(obj: object, source: str) -> dict[str, object]:

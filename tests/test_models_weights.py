@@ -1,7 +1,6 @@
 """Weight loading: pretrained SlowFast / ViT files and full checkpoints, with errors that name the culprit."""
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from models.weights import (
     load_state_dict_strict,
     load_vit_checkpoint,
     load_weights_file,
+    trusted_checkpoints,
 )
 
 SLOWFAST = {"alpha": 4, "beta": 0.125, "fuse_only_conv": False, "fuse_kernel_size": 7, "slow_full_span": True}
@@ -68,10 +68,19 @@ def test_load_weights_file_round_trip_and_errors(tmp_path: Path) -> None:
         load_weights_file(text)
 
 
+class _TrainArgs:
+    """A custom class in a checkpoint: loading it needs full unpickling."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+
 def test_load_weights_file_falls_back_to_full_unpickling_with_a_warning(tmp_path: Path, caplog) -> None:
     path = tmp_path / "legacy.pth.tar"
-    torch.save({"args": argparse.Namespace(lr=0.1), "w": torch.ones(2)}, path)
-    with caplog.at_level(logging.WARNING, logger="models.weights"):
+    torch.save({"args": _TrainArgs(lr=0.1), "w": torch.ones(2)}, path)
+    with pytest.raises(WeightsError, match="trust_checkpoints"):  # full unpickling is opt-in (issue 15)
+        load_weights_file(path)
+    with caplog.at_level(logging.WARNING, logger="models.weights"), trusted_checkpoints(True):
         obj = load_weights_file(path)
     assert obj["args"].lr == 0.1
     assert "legacy.pth.tar" in caplog.text and "executes code" in caplog.text

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +18,7 @@ from datasets.transforms import temporal_center_crop
 from formats.annotation_pkl import load_annotation_pkl
 from formats.atomic import write_text_atomic
 from formats.errors import FormatError
+from tools.cli_errors import run_cli
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +50,9 @@ class DataReport:
         undecodable: decoded files that PIL could not read.
         undecodable_examples: the first few such paths, with the error.
         frame_sizes: ``{'WxH': count}`` over the decoded frames (pixels).
+        decode_mode: ``'all'``, ``'sampled'`` (first, middle and last frame read per video) or ``'none'``.
+        mixed_size_videos: ``{video: {'WxH': count}}`` for videos whose decoded frames differ in size
+            (the clip stacking needs one size per video: an error).
     """
 
     annotation_pkl: str
@@ -63,11 +69,14 @@ class DataReport:
     undecodable: int = 0
     undecodable_examples: list[str] = field(default_factory=list)
     frame_sizes: dict[str, int] = field(default_factory=dict)
+    decode_mode: str = "sampled"
+    mixed_size_videos: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when no frame is missing and none failed to decode."""
-        return not self.missing_frames and not self.undecodable and not self.missing_videos
+        """True when no frame is missing, none failed to decode and each video has one frame size."""
+        return not self.missing_frames and not self.undecodable and not self.missing_videos \
+            and not self.mixed_size_videos
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
@@ -81,8 +90,15 @@ class DataReport:
             f"frames under {self.frames_root}: {self.frames_read} read by the clips, {self.missing_frames} missing, "
             f"{self.decoded} decoded, {self.undecodable} undecodable, sizes {self.frame_sizes}",
         ]
+        if self.decode_mode == "sampled":
+            lines.append(f"SAMPLED: decoded {self.decoded} of the {self.frames_read - self.missing_frames} existing "
+                         "frames (first, middle and last per video); --decode all decodes every one")
+        elif self.decode_mode == "none":
+            lines.append("NOT DECODED: only the existence of the frames was checked (--decode none)")
         if self.missing_videos:
             lines.append(f"videos without a frame folder: {self.missing_videos[:MAX_EXAMPLES]}")
+        lines += [f"frames of several sizes in video {video!r}: {sizes}"
+                  for video, sizes in list(self.mixed_size_videos.items())[:MAX_EXAMPLES]]
         lines += [f"missing: {example}" for example in self.missing_examples]
         lines += [f"undecodable: {example}" for example in self.undecodable_examples]
         lines.append("OK" if self.ok else "PROBLEMS FOUND")
@@ -181,26 +197,40 @@ def _frames_to_decode(existing: dict[_Frame, _FrameUse], decode: str) -> list[_F
     return chosen
 
 
+def _decode_one(path: Path) -> tuple[int, int] | BaseException:
+    try:
+        return decode_frame(path)
+    except _DECODE_ERRORS as exc:
+        return exc
+
+
 def _decode_frames(frames: list[_Frame], existing: dict[_Frame, _FrameUse], root: Path, report: DataReport,
-                   progress: bool) -> tuple[Path, str] | None:
-    """Decode ``frames``; fill the decode counts of ``report``; return the first failure (path, message)."""
+                   progress: bool, workers: int) -> tuple[Path, str] | None:
+    """Decode ``frames`` on ``workers`` threads (PIL decodes without the GIL); fill the decode counts
+    and the per-video sizes of ``report``; return the first failure (path, message), in frame order."""
     sizes: Counter[str] = Counter()
+    per_video: dict[str, Counter[str]] = {}
     first_failure = None
-    bar = tqdm(frames, unit="frame", desc="decoding frames", disable=not progress or len(frames) < 500)
-    for frame in bar:
-        path = root / frame[0] / frame[1]
-        report.decoded += 1
-        try:
-            width, height = decode_frame(path)
-        except _DECODE_ERRORS as exc:
-            report.undecodable += 1
-            message = f"cannot decode ({type(exc).__name__}: {exc}); read by {existing[frame].describe()}"
-            if len(report.undecodable_examples) < MAX_EXAMPLES:
-                report.undecodable_examples.append(f"{path}: {message}")
-            first_failure = first_failure or (path, message)
-            continue
-        sizes[f"{width}x{height}"] += 1
+    paths = [root / frame[0] / frame[1] for frame in frames]
+    bar = tqdm(total=len(frames), unit="frame", desc="decoding frames", disable=not progress or len(frames) < 500)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for frame, path, result in zip(frames, paths, pool.map(_decode_one, paths, chunksize=64)):
+            bar.update(1)
+            report.decoded += 1
+            if isinstance(result, BaseException):
+                report.undecodable += 1
+                message = f"cannot decode ({type(result).__name__}: {result}); read by {existing[frame].describe()}"
+                if len(report.undecodable_examples) < MAX_EXAMPLES:
+                    report.undecodable_examples.append(f"{path}: {message}")
+                first_failure = first_failure or (path, message)
+                continue
+            size = f"{result[0]}x{result[1]}"
+            sizes[size] += 1
+            per_video.setdefault(frame[0], Counter())[size] += 1
+    bar.close()
     report.frame_sizes = dict(sizes.most_common())
+    report.mixed_size_videos = {video: dict(counts.most_common()) for video, counts in per_video.items()
+                                if len(counts) > 1}
     if len(sizes) > 1:
         LOGGER.warning("frames of several sizes under %s: %s", report.frames_root, report.frame_sizes)
     return first_failure
@@ -215,6 +245,7 @@ def check_dataset(
     temporal_step: int = 2,
     strict: bool = True,
     progress: bool = True,
+    workers: int | None = None,
 ) -> DataReport:
     """Check an annotation pkl and the frames its clips read, before a long job.
 
@@ -228,6 +259,7 @@ def check_dataset(
         temporal_step: TemporalCenterCrop step.
         strict: raise on the first problem found (after the full scan); False returns the report.
         progress: show tqdm bars on large inputs.
+        workers: decoding threads (default: the CPU count).
 
     Returns:
         The report (counts, examples, frame-size histogram).
@@ -235,7 +267,8 @@ def check_dataset(
     Raises:
         FileNotFoundError: the pkl or ``frames_root`` is missing; with ``strict``, a video folder or
             a frame is missing (the first missing file and its element are named).
-        FormatError: the pkl is malformed; with ``strict``, a frame does not decode (file named).
+        FormatError: the pkl is malformed; with ``strict``, a frame does not decode (file named), or
+            the frames of one video differ in size (video, sizes and the odd frame named).
         ValueError: an unknown ``decode`` mode.
     """
     if decode not in DECODE_MODES:
@@ -252,6 +285,7 @@ def check_dataset(
         keyframes=len({(element["video"], element["time"]) for element in elements}),
         boxes=sum(len(element["labels"]) for element in elements),
         videos=len({element["video"] for element in elements}),
+        decode_mode=decode,
     )
     existing, missing = _scan_frames(elements, root, temporal_size, temporal_step, report, progress)
     if strict and missing:
@@ -261,11 +295,26 @@ def check_dataset(
             f"{report.missing_frames} frame file(s) missing under {root} (videos without a folder: "
             f"{report.missing_videos[:MAX_EXAMPLES]}); first: {path}, read by {use.describe()} of {annotation_pkl}"
         )
-    failure = _decode_frames(_frames_to_decode(existing, decode), existing, root, report, progress)
+    to_decode = _frames_to_decode(existing, decode)
+    failure = _decode_frames(to_decode, existing, root, report, progress, workers or os.cpu_count() or 1)
     if strict and failure is not None:
         raise FormatError(failure[0], failure[1])
+    if strict and report.mixed_size_videos:
+        video, sizes = next(iter(report.mixed_size_videos.items()))
+        odd = _odd_frame(to_decode, video, root, min(sizes, key=sizes.get))
+        raise FormatError(root / video, f"frames of several sizes in one video: {sizes} (WxH: count); e.g. {odd}; "
+                          "re-extract the video at one size")
     LOGGER.info("data check of %s: %s", annotation_pkl, "OK" if report.ok else "problems found")
     return report
+
+
+def _odd_frame(frames: list[_Frame], video: str, root: Path, size: str) -> str:
+    for frame in frames:
+        if frame[0] == video:
+            width, height = decode_frame(root / frame[0] / frame[1])
+            if f"{width}x{height}" == size:
+                return f"{frame[1]} is {size}"
+    return f"some frames are {size}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,8 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pkl", required=True, help="annotation or proposal pkl (config: annotation_path)")
     parser.add_argument("--frames", required=True, help="frames folder (config: root_path)")
-    parser.add_argument("--decode", choices=DECODE_MODES, default="sampled",
-                        help="decode a sample of frames per video (default), all of them, or none")
+    parser.add_argument("--decode", choices=DECODE_MODES, default="all",
+                        help="decode every frame the clips read (default, in parallel), a sample per video "
+                             "(first, middle, last), or none")
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: the CPU count)")
     parser.add_argument("--temporal-size", type=int, default=64, help="TemporalCenterCrop size (default 64)")
     parser.add_argument("--temporal-step", type=int, default=2, help="TemporalCenterCrop step (default 2)")
     parser.add_argument("--full-window", action="store_true",
@@ -287,10 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; prints the report. Exit status 1 when problems were found (with --no-strict)."""
+    """CLI entry point; prints the report. Exit status 1 when problems were found (with --no-strict). A bad input: one line, exit 2."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = check_dataset(args.pkl, args.frames, decode=args.decode,
+    report = check_dataset(args.pkl, args.frames, decode=args.decode, workers=args.workers,
                            temporal_size=None if args.full_window else args.temporal_size,
                            temporal_step=args.temporal_step, strict=not args.no_strict)
     if args.json:

@@ -10,6 +10,7 @@ from pathlib import Path
 from formats.annotation_pkl import classes_from_label_map, save_annotation_pkl
 from formats.official_csv import OfficialRow, read_official_csv
 from formats.pbtxt import read_label_map
+from tools.cli_errors import run_cli
 
 LOGGER = logging.getLogger(__name__)
 
@@ -204,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; prints a one-line summary."""
+    """CLI entry point; prints a one-line summary. A bad input: one line, exit 2."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     known = None if args.frames_root is None else videos_with_frames(args.frames_root)
