@@ -131,3 +131,18 @@ def test_capacity_and_range_are_exclusive(tmp_path: Path) -> None:
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         calc_mAP.parse_args(["-l", "x", "-g", "y", "-d", "z", "--cap-range", "5", "2"])
+
+
+def test_negative_capacity_is_an_argument_error(capsys: pytest.CaptureFixture) -> None:
+    # -3 used to mean "unlimited" without a word (capacity < 1 keeps all); 0 is the spelling for that.
+    with pytest.raises(SystemExit) as info:
+        calc_mAP.parse_args(["-l", "x", "-g", "y", "-d", "z", "--capacity", "-3"])
+    assert info.value.code == 2
+    assert "--capacity must be >= 0 (0 = unlimited), got -3" in capsys.readouterr().err
+
+
+def test_tie_protocol_choice(capsys: pytest.CaptureFixture) -> None:
+    assert calc_mAP.parse_args(["-l", "x", "-g", "y", "-d", "z"]).ties == "original"
+    assert calc_mAP.parse_args(["-l", "x", "-g", "y", "-d", "z", "--ties", "stable"]).ties == "stable"
+    with pytest.raises(SystemExit):
+        calc_mAP.parse_args(["-l", "x", "-g", "y", "-d", "z", "--ties", "random"])
