@@ -56,7 +56,7 @@ class SubbackboneConfig:
     - ``kwargs`` (default ``{}``): overrides of the ViT constructor arguments (``depth``,
       ``embed_dim``, ``num_heads``, ``img_size``, ``all_frames``, ...), for small CPU models.
     - ``eval_mode`` (default False): keep the frozen ViT in eval mode during training. False
-      reproduces the original, which trains with the ViT in train mode (numerics.md quirk 6).
+      reproduces the original, which trains with the ViT in train mode (docs/numerics.md quirk 6).
     """
 
     path: str | None = None

@@ -93,7 +93,7 @@ class WarmupScheduler:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        """The attribute dict the original saves under ``'scheduler'`` (checkpoint_layout.md)."""
+        """The attribute dict the original saves under ``'scheduler'`` (docs/numerics.md §12)."""
         return {key: _copy(getattr(self, key)) for key in self._state_keys}
 
     def load_state_dict(self, state: Mapping[str, Any], recompute: bool = False) -> None:

@@ -77,40 +77,33 @@ def _most_significant_bit(number: int) -> int:
     return depth
 
 
+@numba.njit(cache=True, inline="always")
+def _heap_sift(values: np.ndarray, order: np.ndarray, base: int, slot: int, count: int, moving: int) -> None:
+    """Sink ``moving`` from ``slot`` into the 1-based max-heap ``order[base + 1 .. base + count]``."""
+    child = slot << 1
+    while child <= count:
+        if child < count and _less(values[order[base + child]], values[order[base + child + 1]]):
+            child += 1
+        if _less(values[moving], values[order[base + child]]):
+            order[base + slot] = order[base + child]
+            slot = child
+            child += child
+        else:
+            break
+    order[base + slot] = moving
+
+
 @numba.njit(cache=True)
 def _heapsort_indices(values: np.ndarray, order: np.ndarray, start: int, count: int) -> None:
     """Heapsort ``order[start:start+count]`` by ``values`` (1-based heap over the slice)."""
     base = start - 1
-    half = count >> 1
-    while half > 0:
-        moving = order[base + half]
-        slot, child = half, half << 1
-        while child <= count:
-            if child < count and _less(values[order[base + child]], values[order[base + child + 1]]):
-                child += 1
-            if _less(values[moving], values[order[base + child]]):
-                order[base + slot] = order[base + child]
-                slot = child
-                child += child
-            else:
-                break
-        order[base + slot] = moving
-        half -= 1
+    for half in range(count >> 1, 0, -1):
+        _heap_sift(values, order, base, half, count, order[base + half])
     while count > 1:
         moving = order[base + count]
         order[base + count] = order[base + 1]
         count -= 1
-        slot, child = 1, 2
-        while child <= count:
-            if child < count and _less(values[order[base + child]], values[order[base + child + 1]]):
-                child += 1
-            if _less(values[moving], values[order[base + child]]):
-                order[base + slot] = order[base + child]
-                slot = child
-                child += child
-            else:
-                break
-        order[base + slot] = moving
+        _heap_sift(values, order, base, 1, count, moving)
 
 
 @numba.njit(cache=True)

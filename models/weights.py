@@ -233,7 +233,7 @@ def load_slowfast_pretrain(
 ) -> LoadReport:
     """Load pretrained weights into the SlowFast module, non-strictly (`model.backbone.pretrain`).
 
-    Original semantics (pretrained_layouts.md (a)): optionally take `obj[state_dict_key]`; drop
+    Original semantics (docs/numerics.md §12 (a)): optionally take `obj[state_dict_key]`; drop
     the keys starting with `delete_prefix`; rename keys starting with `replace_prefix` to
     `replace_to + rest`; then load what matches, keeping missing keys at their initial values and
     ignoring extra file keys. Unlike the original, a file of which no key matches is an error
@@ -267,7 +267,7 @@ def load_slowfast_pretrain(
 def load_vit_checkpoint(vit: nn.Module, path: str | os.PathLike[str]) -> None:
     """Load a VideoMAE-v2 checkpoint into the ViT strictly (`model.backbone.subbackbone.path`).
 
-    Original semantics (pretrained_layouts.md (b)): unwrap the first of `'model'`, `'module'`
+    Original semantics (docs/numerics.md §12 (b)): unwrap the first of `'model'`, `'module'`
     present (one level), move `norm.weight`/`norm.bias` to `fc_norm.*` (the ViT pools with
     `fc_norm`; its `norm` is an Identity), then load strictly.
 

@@ -254,7 +254,7 @@ def check_dataset(
         frames_root: the config's ``root_path`` (``<root>/<video>/<format_str % index>``).
         decode: ``'sampled'`` decodes the first, middle and last frame read of each video,
             ``'all'`` every frame read, ``'none'`` only checks existence.
-        temporal_size: TemporalCenterCrop size of the config (numerics.md section 1), or None for
+        temporal_size: TemporalCenterCrop size of the config (docs/numerics.md §1), or None for
             the whole window of each element.
         temporal_step: TemporalCenterCrop step.
         strict: raise on the first problem found (after the full scan); False returns the report.

@@ -24,7 +24,7 @@ _PersonKey = tuple[int, tuple[float, float, float, float]]
 
 
 def _new_element(row: OfficialRow) -> dict:
-    """The keyframe fields of an element (schema of DESIGN.md), with an empty ``labels`` list."""
+    """The keyframe fields of an element (schema of DATA.md §3), with an empty ``labels`` list."""
     return {
         "video": row.video,
         "time": int(row.time),
@@ -42,7 +42,7 @@ def _new_entry(row: OfficialRow) -> dict:
 
 
 def rows_to_elements_per_row(rows: Iterable[OfficialRow]) -> list[dict]:
-    """The original's layout (numerics.md quirk 18): one single-box, single-label element per row, file order."""
+    """The original's layout (docs/numerics.md quirk 18): one single-box, single-label element per row, file order."""
     elements = []
     for row in rows:
         element = _new_element(row)
@@ -63,7 +63,7 @@ def rows_to_elements_merged(rows: Iterable[OfficialRow]) -> list[dict]:
         rows: official csv rows in file order.
 
     Returns:
-        The elements (plain dicts, schema of DESIGN.md).
+        The elements (plain dicts, schema of DATA.md §3).
     """
     video_rank: dict[str, int] = {}
     elements: dict[_KeyframeKey, dict] = {}
