@@ -84,6 +84,13 @@ def check_layout(nproc_per_node: int | None, nnodes: int, node_rank: int, master
         raise ValueError("--master_port is required with --nnodes > 1 (every node must use the same one)")
 
 
+def resolve_nproc(nproc_per_node: int | None) -> int:
+    """Processes per node: as given, else one per visible GPU, else 1."""
+    if nproc_per_node is not None:
+        return nproc_per_node
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
 def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None = None,
            master_addr: str = "127.0.0.1", master_port: int | None = None, nnodes: int = 1,
            node_rank: int = 0, rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
@@ -108,8 +115,7 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
             run_worker(cfg, env_info, backend)
         return
     check_layout(nproc_per_node, nnodes, node_rank, master_port)
-    if nproc_per_node is None:
-        nproc_per_node = max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    nproc_per_node = resolve_nproc(nproc_per_node)
     port = master_port or dist_utils.find_free_port()
     with _result_path_lock(cfg, node_rank == 0):
         if nproc_per_node == 1 and nnodes == 1:
@@ -180,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         check_vit_cache_config(cfg)
         check_paths(cfg)
         dist_utils.choose_backend(args.backend)
-        if dist_utils.world_info_from_env().launcher == "slurm":
+        env_info = dist_utils.world_info_from_env()
+        if env_info.launcher == "slurm":
             dist_utils.check_slurm_step()
-        preflight(cfg)
+        external = env_info.launcher in ("torchrun", "slurm")
+        preflight(cfg, env_info.world_size if external else resolve_nproc(args.nproc_per_node) * args.nnodes)
         if dist_utils.world_info_from_env().rank == 0:
             check_result_path(cfg)
     except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:

@@ -127,11 +127,16 @@ def check_transforms(cfg: Config) -> None:
         _named(cfg, f"{key}.temporal", lambda: build_temporal(augmentation.temporal, f"{key}.temporal"))
 
 
-def check_data_files(cfg: Config) -> None:
+def check_data_files(cfg: Config, world_size: int | None = None) -> None:
     """Parse the annotation pkls, the label map, the ground truth and the exclusions.
+
+    Args:
+        cfg: the config.
+        world_size: processes of the run, when known: training needs at least one full batch per rank.
 
     Raises:
         FormatError: naming the file (and row) that does not parse.
+        ConfigError: ``train.batch_size`` leaves a rank without a single batch.
     """
     from formats.annotation_pkl import load_annotation_pkl
     from formats.eval_csv import read_exclusions, read_ground_truth_csv
@@ -141,7 +146,9 @@ def check_data_files(cfg: Config) -> None:
     if not cfg.evaluate and cfg.train is not None:
         pkls.insert(0, cfg.train.annotation_path)
     for path in pkls:
-        load_annotation_pkl(path)
+        loaded = load_annotation_pkl(path)
+        if world_size and not cfg.evaluate and cfg.train is not None and path == cfg.train.annotation_path:
+            check_training_batches(cfg, len(loaded.elements), world_size)
     eval_map = cfg.val.eval_mAP
     if eval_map is not None:
         for name, read in (("labelmap", read_label_map), ("groundtruth", read_ground_truth_csv),
@@ -149,6 +156,20 @@ def check_data_files(cfg: Config) -> None:
             path = getattr(eval_map, name)
             if path:
                 read(path)
+
+
+def check_training_batches(cfg: Config, train_elements: int, world_size: int) -> None:
+    """Each rank gets ``floor(N / W)`` training elements and drops its last partial batch (docs/numerics.md §8).
+
+    Raises:
+        ConfigError: not one batch per epoch would remain.
+    """
+    batch = cfg.train.batch_size
+    if train_elements // world_size // batch == 0:
+        raise ConfigError(cfg.config_file, "train.batch_size",
+                          f"{batch} per process x {world_size} process(es) needs at least {batch * world_size} "
+                          f"training elements, but {cfg.train.annotation_path} holds {train_elements}; no batch "
+                          "would run (lower train.batch_size or --nproc_per_node)")
 
 
 def check_evaluation_weights(cfg: Config) -> None:
@@ -194,10 +215,10 @@ def check_weight_files(cfg: Config) -> None:
             raise ConfigError(cfg.config_file, key, f"{path} is an empty file (0 bytes), not a checkpoint")
 
 
-def preflight(cfg: Config) -> None:
-    """All checks above, cheapest first."""
+def preflight(cfg: Config, world_size: int | None = None) -> None:
+    """All checks above, cheapest first (``world_size``: the run's processes, when the launcher knows it)."""
     check_evaluation_weights(cfg)
     check_weight_files(cfg)
     check_transforms(cfg)
     check_model_values(cfg)
-    check_data_files(cfg)
+    check_data_files(cfg, world_size)

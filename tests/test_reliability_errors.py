@@ -47,6 +47,8 @@ ROWS = [
     ({"val.eval_mAP.labelmap": "binary.pbtxt"}, [], r"binary\.pbtxt: not a UTF-8 text file"),
     ({"val.annotation_path": "binary.pkl"}, [], r"binary\.pkl: not a readable pickle"),
     ({}, ["--nproc_per_node", "0"], r"--nproc_per_node must be >= 1, got 0"),
+    ({"train.batch_size": 1000}, ["--nproc_per_node", "2"],
+     r"train\.batch_size: 1000 per process x 2 process\(es\) needs at least 2000 training elements, but .* holds \d+"),
     ({}, ["--nnodes", "2", "--node_rank", "2", "--master_port", "29999"],
      r"--node_rank must lie in 0\.\.1 \(--nnodes 2\), got 2"),
 ]
