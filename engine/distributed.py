@@ -20,14 +20,14 @@ import torch
 import torch.distributed as dist
 
 from engine.hostlist import expand_hostlist
+# Waiting for the other processes to join: a node that never starts should not cost 30 minutes.
+from engine.launch_args import DEFAULT_RENDEZVOUS_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
 Launcher = Literal["single", "spawn", "torchrun", "slurm"]
 BACKENDS = ("nccl", "gloo")
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
-# Waiting for the other processes to join: a node that never starts should not cost 30 minutes.
-DEFAULT_RENDEZVOUS_TIMEOUT_S = 300.0
 # Object collectives on an NCCL job go through this CPU (gloo) group: NCCL would first pickle the
 # object into a CUDA tensor on every rank, which costs GPU memory for what is host data anyway.
 _object_group: dist.ProcessGroup | None = None

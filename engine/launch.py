@@ -15,6 +15,7 @@ import torch
 import torch.multiprocessing as mp
 
 from engine import distributed as dist_utils
+from engine.launch_args import build_parser
 from engine.config import check_paths, load_config
 from engine.config_builders import validate_builders
 from engine.config_schema import Config, ConfigError
@@ -25,32 +26,6 @@ from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_
 from models.weights import WeightsError
 
 logger = logging.getLogger(__name__)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Train or evaluate the SlowFast + ViT ACAR action model from a YAML config "
-                    "(the original's configs run unchanged).")
-    parser.add_argument("--config", required=True, help="YAML config (original schema)")
-    parser.add_argument("--nproc_per_node", type=int, default=None,
-                        help="processes to start on this node (default: one per GPU, 1 without CUDA)")
-    parser.add_argument("--backend", default=None, choices=["nccl", "gloo"],
-                        help="torch.distributed backend (default: nccl with CUDA, gloo without)")
-    parser.add_argument("--master_addr", default="127.0.0.1", help="rendezvous host (rank 0's node)")
-    parser.add_argument("--master_port", type=int, default=None,
-                        help="rendezvous port (default: a free port; required with --nnodes > 1)")
-    parser.add_argument("--nnodes", type=int, default=1, help="number of nodes")
-    parser.add_argument("--node_rank", type=int, default=0, help="this node's index, 0..nnodes-1")
-    parser.add_argument("--rendezvous_timeout", type=float, default=dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S,
-                        help="seconds to wait for every process to join before failing (default %(default)s)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks, not only one line per error")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, e.g. --set train.batch_size=2 (repeatable)")
-    parser.add_argument("--predict-order", choices=["element", "original"], default=None,
-                        help="row order of predict.csv, short for --set val.predict_order=...: element (pkl "
-                             "element by element) or original (the original's sampler order); default: the "
-                             "config's val.predict_order")
-    return parser
 
 
 def _spawned_worker(local_rank: int, cfg: Config, nproc: int, nnodes: int, node_rank: int, addr: str,
@@ -166,12 +141,16 @@ def _result_path_lock(cfg: Config, owner: bool) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, validate the config before any process starts, then launch. Returns the exit code.
+    """Parse arguments and ``run`` them. Returns the exit code."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the config before any process starts, then launch. Returns the exit code.
 
     2: the config, the data or the layout is wrong (nothing was started); 1: a worker failed. Either
     way one line per problem on stderr; ``--debug`` adds the tracebacks.
     """
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:

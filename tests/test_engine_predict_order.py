@@ -52,3 +52,12 @@ def test_config_key_defaults_to_element_order_and_rejects_other_values() -> None
     assert load_config(eval_yaml, ["val.predict_order=original"]).val.predict_order == "original"
     with pytest.raises(ConfigError, match=r"eval_VITSF_ACAR_HR2O_CW.yaml: val.predict_order: expected one of"):
         load_config(eval_yaml, ["val.predict_order=shuffled"])
+
+
+def test_main_accepts_torchruns_hyphenated_spellings_beside_the_originals() -> None:
+    args = build_parser().parse_args(["--config", "x.yaml", "--nproc-per-node", "2", "--master-addr", "h",
+                                      "--master-port", "29501", "--node-rank", "1", "--nnodes", "2",
+                                      "--rendezvous-timeout", "5", "--predict_order", "original"])
+    assert (args.nproc_per_node, args.master_addr, args.master_port, args.node_rank, args.rendezvous_timeout,
+            args.predict_order) == (2, "h", 29501, 1, 5.0, "original")
+    assert build_parser().parse_args(["--config", "x.yaml", "--nproc_per_node", "3"]).nproc_per_node == 3
