@@ -14,7 +14,6 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from datasets.transforms import temporal_center_crop
 from formats.annotation_pkl import load_annotation_pkl
 from formats.atomic import write_text_atomic
 from formats.errors import FormatError
@@ -119,6 +118,9 @@ def clip_frame_indices(element: dict, temporal_size: int | None, temporal_step: 
     """
     if temporal_size is None:
         return list(range(element["start_frame"], element["start_frame"] + element["n_frames"]))
+    # Imported here: datasets.transforms loads torch, which the --help of this tool should not wait for.
+    from datasets.transforms import temporal_center_crop
+
     return temporal_center_crop(element["start_frame"], element["n_frames"], temporal_size, temporal_step)
 
 
