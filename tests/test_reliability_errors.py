@@ -115,14 +115,37 @@ def test_tool_command_lines_print_one_line(dataset: Path, tmp_path: Path, capsys
 
 @pytest.mark.slow
 def test_a_worker_that_fails_is_one_line_per_rank(dataset: Path, tmp_path: Path) -> None:
-    # batch 50 x 2 ranks exceeds the 3 training elements: found by each worker, after the spawn.
-    config = write_tiny_config(tmp_path / "big.yaml", tmp_path / "out")
-    config.write_text(config.read_text().replace("batch_size: 1", "batch_size: 50", 1))
+    # A train pkl that parses but names a video without frames: only a worker finds it, while loading clips.
+    from formats.annotation_pkl import load_annotation_pkl, save_annotation_pkl
+
+    config = write_tiny_config(tmp_path / "missing.yaml", tmp_path / "out")
+    raw = yaml.safe_load(config.read_text())
+    train = load_annotation_pkl(dataset / raw["train"]["annotation_path"])
+    elements = [{**element, "video": "no_such_video"} for element in train.elements]
+    save_annotation_pkl(tmp_path / "missing_frames.pkl", elements, train.classes)
+    raw["train"]["annotation_path"] = str(tmp_path / "missing_frames.pkl")
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--nproc_per_node", "2",
                            "--backend", "gloo"], cwd=dataset, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert errors and all(re.fullmatch(r"error: rank [01]: ValueError: .*exceeds the 3 training elements.*", line)
+    assert errors and all(re.fullmatch(r"error: rank [01]: \w+: .*no_such_video.*", line)
                           for line in errors), done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_batch_that_leaves_a_rank_without_data_is_refused_before_spawn(dataset: Path, tmp_path: Path) -> None:
+    # batch 50 x 2 ranks exceeds the 3 training elements: the launcher knows both numbers.
+    config = write_tiny_config(tmp_path / "big.yaml", tmp_path / "out")
+    config.write_text(config.read_text().replace("batch_size: 1", "batch_size: 50", 1))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--nproc_per_node", "2",
+                           "--backend", "gloo"], cwd=dataset, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.fullmatch(
+        r"error: .*big\.yaml: train\.batch_size: 50 per process x 2 process\(es\) needs at least 100 training "
+        r"elements, but .* holds 3; .*", errors[0]), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
