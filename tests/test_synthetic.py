@@ -9,9 +9,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from datasets.synthetic import (DatasetPlan, annotate_dataset, generate_dataset, keyframe_times, load_cw_classes,
-                                make_video_ids, plan_dataset, read_manifest, resolve_config, visible_box,
+from datasets.synthetic import (annotate_dataset, generate_dataset, load_cw_classes, read_manifest, visible_box,
                                 write_annotations)
+from datasets.synthetic_plan import DatasetPlan, keyframe_times, make_video_ids, plan_dataset, resolve_config
 from datasets.synthetic_motion import (CLAPPING, FIGHTING, INJURED, KNEELING, PUNCHING, RAISING_HANDS,
                                        RENDERED_CLASSES, RUNNING, WALKING, WATCHING, WAVING_HANDS, J, PersonSpec,
                                        person_joints, person_labels)
