@@ -52,10 +52,11 @@ from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, de
                                synthetic_batch, time_calls, timing_ratio_line)
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
+from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
+from engine.precision import cast_frozen_vit  # noqa: E402
 from engine.train_loop import move_batch  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
-from models.backbones.vit import cast_frozen_vit, vit_sdpa_backend  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
                                setup_runtime, synthetic_batch, time_calls,
                                timing_ratio_line)
+from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.train_loop import move_batch  # noqa: E402
-from models.backbones.vit import vit_sdpa_backend  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 

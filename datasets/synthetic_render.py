@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from datasets.synthetic_motion import HEAD_RADIUS, J, PersonSpec, person_joints
-from datasets.video_encode import encode_mp4
+from datasets.ffmpeg_io import encode_mp4
 
 # Stroke widths in units of the person's height H.
 TORSO_WIDTH = 0.16

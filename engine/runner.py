@@ -27,6 +27,7 @@ from datasets.sampler import DistributedSampler
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
+from engine.attention_kernels import vit_sdpa_backend
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
 from engine.config import to_dict
 from engine.config_schema import Config
@@ -38,7 +39,6 @@ from engine.scoring import score_epoch
 from engine.train_loop import train_one_epoch
 from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
-from models.backbones.vit import vit_sdpa_backend
 from models.build import build_model
 from models.weights import load_model_pretrain, load_state_dict_strict, trusted_checkpoints
 

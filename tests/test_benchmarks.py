@@ -14,8 +14,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from benchmarks import data_path, eval_throughput, train_step, vit_forward
 from benchmarks.common import ratio_line, vit_forward_flops
 from tools.prepare_synthetic import prepare_synthetic_dataset
-from models.backbones.vit import (cast_frozen_vit, sdpa_backend, sdpa_eligible_backends, vit_giant_patch14_224,
-                                  vit_sdpa_backend, vit_small_patch16_224)
+from engine.attention_kernels import sdpa_backend, sdpa_eligible_backends, vit_sdpa_backend
+from engine.precision import cast_frozen_vit
+from models.backbones.vit import vit_giant_patch14_224, vit_small_patch16_224
 
 RATIO = re.compile(r"^RATIO [^:]+: \d+\.\d\dx \(.+ vs .+; \d+\.\d+ -> \d+\.\d+ s per call, measured in this run"
                    r"(; CPU-time ratio \d+\.\d\dx)?\)$", re.MULTILINE)

@@ -11,7 +11,8 @@ import torch
 
 from models.backbones import BACKBONES, VITS, DualBackbone, build_backbone, validate_backbone_config
 from models.backbones.slowfast import SlowFast
-from models.backbones.vit import SFMVIT_VIT_KWARGS, VisionTransformer, sinusoid_table
+from models.backbones.vit import SFMVIT_VIT_KWARGS, VIT_SIZES, VisionTransformer, sinusoid_table
+from models.build import ModelConfigError, check_kwargs
 
 # Copy of the reference layout of the original model (every state_dict key, shape, dtype).
 LAYOUT = Path(__file__).resolve().parent / "data" / "models" / "checkpoint_layout.tsv"
@@ -256,3 +257,20 @@ def test_builder_signatures_publish_the_accepted_kwargs() -> None:
     assert (giant["patch_size"].default, giant["embed_dim"].default, giant["depth"].default) == (14, 1408, 40)
     assert "attn_impl" in giant and "all_frames" in giant
     assert inspect.signature(VITS["vit_base_patch16_224"]).parameters["embed_dim"].default == 768
+
+
+@pytest.mark.parametrize("name", sorted(VIT_SIZES))
+def test_vit_builders_come_from_the_size_table(name: str) -> None:
+    """Each named builder takes its size's defaults, lets a call override them, and the config
+    checker rejects an unknown kwarg against VisionTransformer's own argument list."""
+    assert set(VITS) == set(VIT_SIZES)
+    parameters = inspect.signature(VITS[name]).parameters
+    assert list(parameters) == list(inspect.signature(VisionTransformer).parameters)
+    assert all(parameters[key].default == value for key, value in VIT_SIZES[name].items())
+    patch = VIT_SIZES[name]["patch_size"]
+    tiny = VITS[name](img_size=2 * patch, all_frames=4, depth=1, embed_dim=24, num_heads=2, num_classes=0)
+    assert (len(tiny.blocks), tiny.embed_dim, tiny.grid_size) == (1, 24, (2, 2, 2))
+    assert tiny.patch_embed.proj.kernel_size == (2, patch, patch)
+    with pytest.raises(ModelConfigError, match=r"subbackbone\.kwargs\.dept: unknown key; did you mean 'depth'\?; "
+                                               r"accepted: img_size, patch_size, in_chans, .*, attn_impl$"):
+        check_kwargs(VITS[name], {"dept": 2}, "model.backbone.subbackbone.kwargs")

@@ -1,13 +1,15 @@
-"""The one mp4 encoder (synthetic clips and the video demo): sizes, channel order, atomic failure."""
+"""The one ffmpeg module: the mp4 encoder (sizes, channel order, atomic failure), the decoder, a missing binary."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from datasets.video_encode import encode_mp4
+from datasets import ffmpeg_io
+from datasets.ffmpeg_io import FFmpegError, decode_frames, encode_mp4, video_size
 
 
 def _decode(path: Path) -> list[np.ndarray]:
@@ -48,4 +50,41 @@ def test_failures_leave_no_file_behind(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"ffmpeg failed \(exit [1-9]\d*\) writing .*bad.mp4"):
         encode_mp4([np.zeros((36, 64, 3), dtype=np.uint8)], (64, 36), tmp_path / "bad.mp4", fps=25,
                    pixel_format="no_such_format")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_decoding_gives_the_size_the_frames_and_the_fps_resampling(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+    frames = [np.stack([np.tile(ramp, (36, 1))] * 3, axis=-1) for _ in range(10)]
+    frames[0][..., 2] = 200  # red in BGR order
+    path = tmp_path / "clip.mp4"
+    encode_mp4(frames, (64, 36), path, fps=25, pixel_format="bgr24", threads=1)
+    assert video_size(path) == (64, 36)
+    size, decoded = decode_frames(path)
+    decoded = list(decoded)
+    assert size == (64, 36) and len(decoded) == 10 and decoded[0].shape == (36, 64, 3)
+    assert decoded[0][..., 2].mean() > 180 and np.abs(decoded[5].astype(int) - frames[5]).mean() < 8
+    rgb = list(decode_frames(path, pixel_format="rgb24")[1])
+    assert all(np.array_equal(a, b[..., ::-1]) for a, b in zip(rgb, decoded))
+    assert len(list(decode_frames(path, fps=5)[1])) == 2  # 0.4 s at 5 fps
+
+
+def test_decoding_stops_when_closed_early_and_names_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    encode_mp4([np.zeros((36, 64, 3), dtype=np.uint8)] * 50, (64, 36), path, fps=25, threads=1)
+    _, frames = decode_frames(path)
+    assert next(frames).shape == (36, 64, 3)
+    frames.close()  # kills ffmpeg; no error, no process left waiting on a full pipe
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 20)
+    with pytest.raises(FFmpegError, match=r"ffmpeg failed \(exit [1-9]\d*\) reading .*broken\.mp4") as error:
+        decode_frames(bad)
+    assert error.value.path == str(bad) and error.value.stderr_tail
+
+
+def test_a_missing_ffmpeg_binary_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(ffmpeg_io.shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # the import fails
+    with pytest.raises(FileNotFoundError, match=r"no ffmpeg binary: none on PATH, and the imageio-ffmpeg package"):
+        encode_mp4([np.zeros((36, 64, 3), dtype=np.uint8)], (64, 36), tmp_path / "clip.mp4", fps=25)
     assert list(tmp_path.iterdir()) == []

@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import ffmpeg
 from tqdm import tqdm
 
-from datasets.video_encode import ffmpeg_executable
+from datasets.ffmpeg_io import FFmpegError, extract_images
 
 LOGGER = logging.getLogger(__name__)
 
@@ -22,7 +21,6 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 # Unfinished extractions live in hidden sibling folders with this marker; a folder named exactly
 # like a video id is only ever created by an atomic rename, so it always holds a complete video.
 PARTIAL_MARKER = ".partial-"
-STDERR_LINES = 8
 # ffmpeg's png encoder defaults to zlib's best compression, about 6x slower than level 3 on video
 # frames for files only ~8% smaller (measured on the synthetic clips).
 PNG_COMPRESSION_LEVEL = 3
@@ -131,23 +129,18 @@ def extract_video(video: str | Path, frames_dir: str | Path, fps: int = 25, widt
     _remove_partials(frames_dir, video_id)
     partial = Path(tempfile.mkdtemp(prefix=f".{video_id}{PARTIAL_MARKER}", dir=frames_dir))
     try:
-        seek = {} if layout.start_seconds is None else {"ss": layout.start_seconds}
-        stream = ffmpeg.input(str(video), **seek).filter("fps", fps=fps).filter("scale", width, height)
         pattern = layout.file_pattern(video_id)
-        options: dict[str, object] = {"start_number": 1}
+        options: dict[str, object] = {}
         if pattern.endswith(".png"):
             options["compression_level"] = PNG_COMPRESSION_LEVEL
         if layout.jpeg_quality is not None:
             options["qscale:v"] = layout.jpeg_quality
         if layout.max_frames is not None:
             options["frames:v"] = layout.max_frames
-        stream = stream.output(str(partial / pattern), **options)
-        stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
         try:
-            stream.run(cmd=ffmpeg_executable(), quiet=True)
-        except ffmpeg.Error as error:
-            stderr = (error.stderr or b"").decode(errors="replace").strip().splitlines()
-            raise FrameExtractionError({str(video): "\n".join(stderr[-STDERR_LINES:]) or "ffmpeg failed"}) from None
+            extract_images(video, partial / pattern, fps, (width, height), layout.start_seconds, **options)
+        except FFmpegError as error:
+            raise FrameExtractionError({str(video): error.stderr_tail or "ffmpeg failed"}) from None
         count = sum(1 for _ in partial.glob(pattern.replace("%06d", "*")))
         if count == 0:
             raise FrameExtractionError({str(video): "ffmpeg wrote no frame (empty or unreadable video)"})

@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.ava import AVADataset, collate_batch
+from datasets.ffmpeg_io import decode_frames, encode_mp4
 from datasets.synthetic import HALF_WINDOW, load_cw_classes
 from datasets.transforms import build_spatial_views, build_temporal
-from datasets.video_encode import encode_mp4
 from detect.infer import detect_to_proposals
 from engine.config import load_config, to_dict
 from engine.train_loop import move_batch
@@ -243,20 +243,7 @@ def read_video_frames(video: Path, fps: int = FRAME_RATE) -> tuple[tuple[int, in
     Returns:
         ``((width, height), frames)``; ``frames`` yields ``[H, W, 3]`` uint8 arrays.
     """
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(video), pix_fmt="bgr24", output_params=["-vf", f"fps={fps}"])
-    meta = next(reader)
-    width, height = (int(v) for v in meta["size"])
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            for raw in reader:
-                yield np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3).copy()
-        finally:
-            reader.close()
-
-    return (width, height), frames()
+    return decode_frames(video, fps=fps, pixel_format="bgr24")
 
 
 def read_extracted_frames(folder: Path, video_id: str) -> tuple[tuple[int, int], Iterator[np.ndarray]]:

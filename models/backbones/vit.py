@@ -1,7 +1,11 @@
-"""VideoMAE-v2 video ViT (small .. giant) with the original SFMViT parameter layout and token-grid output."""
+"""VideoMAE-v2 video ViT (small .. giant) with the original SFMViT parameter layout and token-grid output.
+
+The model alone: which SDPA kernel its attention runs is asked in `engine.attention_kernels`, and
+bf16 storage of a frozen ViT is `engine.precision.cast_frozen_vit` (the engine owns devices and dtypes).
+"""
 from __future__ import annotations
 
-import inspect
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ATTN_IMPLS = ("sdpa", "eager")
 _LN_EPS = 1e-6
@@ -337,218 +340,30 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-# Names used in logs for torch's SDPA kernels. On the CPU "flash" is torch's CPU flash kernel
-# (``_scaled_dot_product_flash_attention_for_cpu``), the only fused CPU path.
-SDPA_BACKEND_NAMES: dict[SDPBackend, str] = {
-    SDPBackend.FLASH_ATTENTION: "flash",
-    SDPBackend.EFFICIENT_ATTENTION: "efficient",
-    SDPBackend.CUDNN_ATTENTION: "cudnn",
-    SDPBackend.MATH: "math",
-    SDPBackend.OVERRIDEABLE: "overrideable",
-}
-
-
-def _attention_inputs(vit: VisionTransformer, batch_size: int, device: torch.device | None,
-                      dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]:
-    """Zero q, k, v laid out exactly as `Attention.forward` makes them (same shapes and strides)."""
-    weight = vit.patch_embed.proj.weight
-    device = torch.device(device) if device is not None else weight.device
-    if dtype is None:
-        # Under autocast the qkv Linear returns the autocast dtype; otherwise the weights' dtype.
-        autocast_on = torch.is_autocast_enabled(device.type)
-        dtype = torch.get_autocast_dtype(device.type) if autocast_on else weight.dtype
-    attention = vit.blocks[0].attn
-    tokens = vit.patch_embed.num_patches
-    qkv = torch.zeros((batch_size, tokens, 3, attention.num_heads, vit.embed_dim // attention.num_heads),
-                      device=device, dtype=dtype)
-    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    dropout = attention.attn_drop.p if attention.training else 0.0
-    return query, key, value, attention.scale, dropout
-
-
-def sdpa_backend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float = 0.0,
-                 scale: float | None = None) -> str:
-    """Name of the kernel `F.scaled_dot_product_attention` runs for these inputs (no attention computed).
-
-    Asks torch's own dispatcher choice (`torch._fused_sdp_choice`), so it honours the device, dtype,
-    shapes, strides, the global `torch.backends.cuda.enable_*_sdp` flags and any enclosing
-    `sdpa_kernel` context. Where that private function is missing, the first backend of torch's
-    priority order that accepts the inputs is reported (found by running them, one backend at a time).
-
-    Args:
-        query, key, value: `[B, heads, N, head_dim]` on the device of interest.
-        dropout_p: attention dropout probability (some kernels refuse dropout).
-        scale: logit scale (None = head_dim ** -0.5).
-
-    Returns:
-        'flash', 'efficient', 'cudnn', 'math' or 'overrideable'.
-
-    Raises:
-        RuntimeError: no enabled backend accepts the inputs.
-    """
-    chooser = getattr(torch, "_fused_sdp_choice", None)
-    if chooser is not None:
-        return SDPA_BACKEND_NAMES[SDPBackend(chooser(query, key, value, None, dropout_p, False, scale=scale))]
-    eligible = sdpa_eligible_backends(query, key, value, dropout_p, scale)
-    if not eligible:
-        raise RuntimeError("no scaled_dot_product_attention backend accepts these inputs")
-    return eligible[0]
-
-
-def sdpa_eligible_backends(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float = 0.0,
-                           scale: float | None = None) -> list[str]:
-    """Every SDPA backend that would accept these inputs if it were the only one enabled.
-
-    Each backend is tried alone inside `torch.nn.attention.sdpa_kernel`; the list follows torch's
-    priority order (flash, efficient, math, cudnn in torch 2.14), so its first entry is normally
-    what `sdpa_backend` reports. Globally disabled backends are still probed.
-
-    Args:
-        query, key, value: `[B, heads, N, head_dim]`.
-        dropout_p: attention dropout probability.
-        scale: logit scale (None = head_dim ** -0.5).
-
-    Returns:
-        Backend names (see `SDPA_BACKEND_NAMES`).
-    """
-    order_of = getattr(torch._C, "_get_sdp_priority_order", None)
-    order = [SDPBackend(code) for code in order_of()] if order_of is not None else list(SDPA_BACKEND_NAMES)
-    chooser = getattr(torch, "_fused_sdp_choice", None)
-    eligible = []
-    for backend in order:
-        if backend not in SDPA_BACKEND_NAMES or backend == SDPBackend.OVERRIDEABLE:
-            continue
-        try:
-            with sdpa_kernel([backend]):
-                if chooser is not None:
-                    chooser(query, key, value, None, dropout_p, False, scale=scale)
-                else:
-                    F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=scale)
-        except RuntimeError:
-            continue
-        eligible.append(SDPA_BACKEND_NAMES[backend])
-    return eligible
-
-
-def vit_sdpa_backend(vit: VisionTransformer, batch_size: int = 1, device: torch.device | str | None = None,
-                     dtype: torch.dtype | None = None) -> str:
-    """SDPA kernel the ViT's attention runs for its configured clip size, e.g. to log it.
-
-    Builds zero q/k/v of the ViT's shapes and strides (`[B, heads, tokens, head_dim]`, e.g.
-    `[B, 16, 4096, 88]` for ViT-g on 32x224x224) without running the network.
-
-    Args:
-        vit: the ViT (its `attn_impl` is not consulted: this is what 'sdpa' would run).
-        batch_size: clips per forward, B.
-        device: default: the ViT's parameters' device.
-        dtype: q/k/v dtype; default: the autocast dtype when autocast is enabled for the device
-            (call it inside the same `torch.autocast` as the forward), else the weights' dtype.
-
-    Returns:
-        'flash', 'efficient', 'cudnn', 'math' or 'overrideable' (see `sdpa_backend`).
-    """
-    query, key, value, scale, dropout = _attention_inputs(vit, batch_size, device, dtype)
-    return sdpa_backend(query, key, value, dropout, scale)
-
-
-def _cast_clip_to_weights(module: VisionTransformer, args: tuple) -> tuple:
-    return (args[0].to(module.patch_embed.proj.weight.dtype), *args[1:])
-
-
-def _features_to_float32(module: VisionTransformer, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output.float()
-
-
-def _float32_state(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    for name, value in state_dict.items():
-        if name.startswith(prefix) and value.is_floating_point() and value.dtype != torch.float32:
-            state_dict[name] = value.float()
-
-
-def cast_frozen_vit(vit: VisionTransformer, dtype: torch.dtype = torch.bfloat16) -> VisionTransformer:
-    """Keep a frozen ViT's weights in `dtype` (half the memory, no per-forward weight casts).
-
-    Call it after the weights are loaded and the model is on its device. Afterwards the ViT takes
-    the usual float32 clip (cast to `dtype` on entry), computes in `dtype` (with or without
-    autocast) and returns float32 features, so the head sees the same dtype as before. Its
-    `state_dict()` still reports float32 tensors (the checkpoint layout's dtype), holding the
-    `dtype`-rounded values; loading float32 weights into it rounds them to `dtype`.
-
-    Args:
-        vit: a ViT whose parameters do not require gradients (the frozen `backbone.submodule`).
-        dtype: storage and compute dtype, normally `torch.bfloat16`.
-
-    Returns:
-        `vit`, modified in place.
-
-    Raises:
-        ValueError: a parameter requires gradients (a trainable ViT needs float32 master weights).
-    """
-    trainable = [name for name, param in vit.named_parameters() if param.requires_grad]
-    if trainable:
-        raise ValueError(f"cast_frozen_vit needs a frozen ViT; {len(trainable)} parameter(s) require grad, "
-                         f"e.g. {trainable[0]!r}")
-    vit.to(dtype=dtype)
-    if not getattr(vit, "_frozen_cast_hooks", None):
-        vit._frozen_cast_hooks = (
-            vit.register_forward_pre_hook(_cast_clip_to_weights),
-            vit.register_forward_hook(_features_to_float32),
-            vit.register_state_dict_post_hook(_float32_state),
-        )
-    return vit
-
-
 # Architecture of each named size; everything else keeps the VisionTransformer defaults.
-_SIZES: dict[str, dict[str, Any]] = {
+VIT_SIZES: dict[str, dict[str, Any]] = {
     "vit_small_patch16_224": {"patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6, "mlp_ratio": 4.0},
     "vit_base_patch16_224": {"patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12, "mlp_ratio": 4.0},
     "vit_large_patch16_224": {"patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4.0},
     "vit_huge_patch16_224": {"patch_size": 16, "embed_dim": 1280, "depth": 32, "num_heads": 16, "mlp_ratio": 4.0},
+    # Head dim 88; MLP hidden int(1408 * 48 / 11) = 6144.
     "vit_giant_patch14_224": {"patch_size": 14, "embed_dim": 1408, "depth": 40, "num_heads": 16,
                               "mlp_ratio": 48 / 11},
 }
 
-
-def _signature(size: dict[str, Any]) -> inspect.Signature:
-    """VisionTransformer's arguments with this size's defaults, as the builder's signature.
-
-    The builders take `**overrides`; publishing the real names and defaults lets a config
-    checker (`inspect.signature`) reject unknown `subbackbone.kwargs` and wrongly typed values.
-    """
-    params = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=size.get(name, param.default))
-              for name, param in inspect.signature(VisionTransformer).parameters.items()]
-    return inspect.Signature(params, return_annotation=VisionTransformer)
-
-
-def vit_small_patch16_224(**overrides: Any) -> VisionTransformer:
-    """ViT-S/16: width 384, depth 12, 6 heads, MLP x4; overrides go to `VisionTransformer`."""
-    return VisionTransformer(**{**_SIZES["vit_small_patch16_224"], **overrides})
-
-
-def vit_base_patch16_224(**overrides: Any) -> VisionTransformer:
-    """ViT-B/16: width 768, depth 12, 12 heads, MLP x4; overrides go to `VisionTransformer`."""
-    return VisionTransformer(**{**_SIZES["vit_base_patch16_224"], **overrides})
-
-
-def vit_large_patch16_224(**overrides: Any) -> VisionTransformer:
-    """ViT-L/16: width 1024, depth 24, 16 heads, MLP x4; overrides go to `VisionTransformer`."""
-    return VisionTransformer(**{**_SIZES["vit_large_patch16_224"], **overrides})
-
-
-def vit_huge_patch16_224(**overrides: Any) -> VisionTransformer:
-    """ViT-H/16: width 1280, depth 32, 16 heads, MLP x4; overrides go to `VisionTransformer`."""
-    return VisionTransformer(**{**_SIZES["vit_huge_patch16_224"], **overrides})
-
-
-def vit_giant_patch14_224(**overrides: Any) -> VisionTransformer:
-    """ViT-g/14: width 1408, depth 40, 16 heads (dim 88), MLP 6144; overrides go to `VisionTransformer`."""
-    return VisionTransformer(**{**_SIZES["vit_giant_patch14_224"], **overrides})
-
-
-for _builder in (vit_small_patch16_224, vit_base_patch16_224, vit_large_patch16_224, vit_huge_patch16_224,
-                 vit_giant_patch14_224):
-    _builder.__signature__ = _signature(_SIZES[_builder.__name__])  # type: ignore[attr-defined]
-del _builder
+# The builder of each size is `VisionTransformer` with the size bound as keyword defaults: call-time
+# arguments override them, and `inspect.signature` (read natively from the partial) reports every
+# VisionTransformer argument with the size's defaults, which is what the config checker
+# (`models.build.check_kwargs`) validates `model.backbone.subbackbone.kwargs` against.
+VIT_BUILDERS: dict[str, Callable[..., VisionTransformer]] = {
+    name: functools.partial(VisionTransformer, **size) for name, size in VIT_SIZES.items()
+}
+# The builders under their timm-style names, for imports.
+vit_small_patch16_224 = VIT_BUILDERS["vit_small_patch16_224"]
+vit_base_patch16_224 = VIT_BUILDERS["vit_base_patch16_224"]
+vit_large_patch16_224 = VIT_BUILDERS["vit_large_patch16_224"]
+vit_huge_patch16_224 = VIT_BUILDERS["vit_huge_patch16_224"]
+vit_giant_patch14_224 = VIT_BUILDERS["vit_giant_patch14_224"]
 
 
 # The original SFMViT constructs its ViT with these arguments (backbones/__init__.py:22-30); the
