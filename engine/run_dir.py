@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 from engine.checkpoint import list_checkpoints
-from engine.config_schema import Config
+from config import Config
 from formats.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)

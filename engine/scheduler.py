@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import optim
 
-from engine.config_schema import OptimizerConfig, SchedulerConfig
+from config import OptimizerConfig, SchedulerConfig
 
 # ``train.optimizer.type`` -> torch.optim class (the original looked the name up in torch.optim).
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {

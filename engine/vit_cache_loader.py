@@ -33,7 +33,7 @@ from datasets.transforms import (
     TemporalSampling,
     ToTensor,
 )
-from engine.config_schema import AugmentationConfig, Config, ConfigError
+from config import AugmentationConfig, Config, ConfigError
 from engine.feature_cache import FeatureStore, new_writer_name
 from models.vit_cache import VitStats, compute_vit_stats, vit_fingerprint
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine import checkpoint as ckpt
-from engine.config_schema import SchedulerConfig
+from config import SchedulerConfig
 from engine.scheduler import build_scheduler
 
 

@@ -2,9 +2,10 @@
 
 Every field keeps the original key name. Fields without a default are required; fields with a
 default are optional, and extensions of the original schema are marked "Extension" in their class
-docstring: they are optional and their default lives here and nowhere else. ``kwargs`` blocks are
-free mappings here; ``engine.config_builders.validate_builders`` checks them against the builder
-they feed.
+docstring: they are optional and their default lives here and nowhere else (the model builders
+read them from these dataclasses and never re-default them). ``kwargs`` blocks are free mappings
+here; ``engine.config_builders.validate_builders`` checks them against the builder they feed.
+This module imports no torch: the launcher validates a config before anything heavy loads.
 """
 from __future__ import annotations
 
@@ -13,21 +14,6 @@ from typing import Any, Literal
 
 # A free ``kwargs:`` block: passed as keyword arguments to a builder.
 Kwargs = dict[str, Any]
-
-
-class ConfigError(ValueError):
-    """A config file does not follow the schema.
-
-    The message always starts with the config file and the dotted key (``model.head.kwargs.width``),
-    then says what was expected and what was found.
-    """
-
-    def __init__(self, config_file: str, key: str, problem: str) -> None:
-        self.config_file = str(config_file)
-        self.key = key
-        self.problem = problem
-        where = f"{self.config_file}: {key}" if key else self.config_file
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True, kw_only=True)
