@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from config import Config, ConfigError, load_config
 from engine import distributed as dist_utils
 from engine.launch_args import build_parser
-from config import Config, ConfigError, load_config
 from engine.config import check_paths
 from engine.config_builders import validate_builders
 from engine.preflight import preflight

@@ -8,8 +8,8 @@ import re
 import socket
 from pathlib import Path
 
-from engine.checkpoint import list_checkpoints
 from config import Config
+from engine.checkpoint import list_checkpoints
 from formats.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)

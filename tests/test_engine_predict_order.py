@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.sampler import DistributedSampler
 from config import ConfigError, load_config
+from datasets.sampler import DistributedSampler
 from engine.eval_loop import BoxScores, gather_predictions, original_element_ranks
 from engine.launch import build_parser
 from tests.engine_fixtures import ROOT

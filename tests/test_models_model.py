@@ -11,8 +11,8 @@ import yaml
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from models.backbones import BACKBONES
 from config import BackboneConfig, ConfigError, LossConfig, ModelConfig, check_kwargs, section
+from models.backbones import BACKBONES
 from engine.config_builders import check_model_builders
 from models.build import backbone_channels, build_model
 from models.heads import HeadWrapper

@@ -10,9 +10,9 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from config import Config, load_config
 from datasets.ava import AVADataset, collate_batch
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
-from config import Config, load_config
 from engine.feature_cache import FeatureStore
 from engine.runner import seed_everything
 from engine.vit_cache_loader import VitCacheMissError, open_vit_cache

@@ -25,11 +25,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from config import Config, ConfigError, VitCacheConfig, load_config, to_dict
 from datasets.ava import AVADataset
 from datasets.transforms import Compose, build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.checkpoint import find_latest_checkpoint, load_checkpoint, resolve_resume_path
-from config import Config, ConfigError, VitCacheConfig, load_config, to_dict
 from engine.config import check_paths
 from engine.config_builders import validate_builders
 from engine.feature_cache import FeatureStore, new_writer_name

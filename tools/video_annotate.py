@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from config import load_config, to_dict
 from datasets.ava import AVADataset, collate_batch
 from datasets.synthetic import HALF_WINDOW, load_cw_classes
 from datasets.transforms import build_spatial_views, build_temporal
 from datasets.video_encode import encode_mp4
 from detect.infer import detect_to_proposals
-from config import load_config, to_dict
 from engine.train_loop import move_batch
 from formats.annotation_pkl import classes_from_label_map, load_annotation_pkl, save_annotation_pkl
 from formats.atomic import write_text_atomic
