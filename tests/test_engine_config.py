@@ -297,6 +297,20 @@ def test_engine_owned_optimizer_arguments_are_rejected(tmp_path: Path) -> None:
     assert "train.optimizer.kwargs.lr: is set by the code, not the config" in _error(tmp_path, raw)
 
 
+def test_model_builder_checks_run_before_spawn_with_the_file(tmp_path: Path) -> None:
+    # Once checked only by build_model, inside every worker: now by validate_builders, in the launcher.
+    raw = _raw()
+    raw["model"]["head"]["kwargs"]["vit_channels"] = 1408
+    assert "model.head.kwargs.vit_channels: is set by the code, not the config" in _error(tmp_path, raw)
+    raw = _raw()
+    del raw["model"]["head"]["kwargs"]["width"]
+    assert "model.head.kwargs.width: missing required key" in _error(tmp_path, raw)
+    raw = _raw()
+    raw["model"]["backbone"]["subbackbone"]["arch"] = "vit_gaint_patch14_224"
+    assert ("model.backbone.subbackbone.arch: unknown value 'vit_gaint_patch14_224'; "
+            "did you mean 'vit_giant_patch14_224'?") in _error(tmp_path, raw)
+
+
 def test_inconsistent_values(tmp_path: Path) -> None:
     raw = _raw()
     raw["train"]["scheduler"]["lr_mults"] = [0.1]
