@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+
+from config import LossConfig, ModelConfig, SubbackboneConfig, read_yaml, section
+from models.backbones.vit import SFMVIT_VIT_KWARGS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET_CONFIGS = {
@@ -200,9 +202,10 @@ def model_configs(preset: str, vit_depth: int | None = None, frames: int | None 
         size: clip height = width in pixels, the ViT's ``img_size`` (default: the config's).
 
     Returns:
-        ``(model_cfg, loss_cfg)`` plain dicts for ``models.build.build_model`` (random init).
+        ``(model_cfg, loss_cfg)``, the typed sections for ``models.build.build_model`` (random init).
     """
-    raw = yaml.safe_load(PRESET_CONFIGS[preset].read_text())
+    path = PRESET_CONFIGS[preset]
+    raw = read_yaml(path)
     model_cfg, loss_cfg = copy.deepcopy(raw["model"]), copy.deepcopy(raw["loss"])
     backbone = model_cfg["backbone"]
     backbone.pop("pretrain", None)
@@ -214,7 +217,7 @@ def model_configs(preset: str, vit_depth: int | None = None, frames: int | None 
     for key, value in (("depth", vit_depth), ("all_frames", frames), ("img_size", size)):
         if value is not None:
             kwargs[key] = value
-    return model_cfg, loss_cfg
+    return section(ModelConfig, model_cfg, "model", str(path)), section(LossConfig, loss_cfg, "loss", str(path))
 
 
 @dataclass(frozen=True)
@@ -225,8 +228,8 @@ class BenchSetup:
     the output).
     """
 
-    model_cfg: dict
-    loss_cfg: dict
+    model_cfg: ModelConfig
+    loss_cfg: LossConfig
     frames: int
     size: int
     batch_size: int
@@ -254,10 +257,10 @@ def bench_setup(args: argparse.Namespace, device: torch.device) -> BenchSetup:
                       reduced=reduced)
 
 
-def clip_geometry(model_cfg: dict) -> tuple[int, int]:
+def clip_geometry(model_cfg: ModelConfig) -> tuple[int, int]:
     """``(frames, size)`` of the clips a model config expects (the ViT's ``all_frames`` and ``img_size``)."""
-    kwargs = model_cfg["backbone"]["subbackbone"].get("kwargs") or {}
-    return int(kwargs.get("all_frames", 32)), int(kwargs.get("img_size", 224))
+    kwargs = {**SFMVIT_VIT_KWARGS, **(model_cfg.backbone.subbackbone or SubbackboneConfig()).kwargs}
+    return int(kwargs["all_frames"]), int(kwargs["img_size"])
 
 
 def synthetic_batch(batch: int, frames: int, size: int, boxes: int, num_classes: int, seed: int,

@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config import read_yaml  # noqa: E402
 from benchmarks.common import PRESET_CONFIGS, describe_device, ratio_line  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the measurements and print them; returns 1 if the two paths gave different clips."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    raw = yaml.safe_load(args.config.read_text())
+    raw = read_yaml(args.config)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         root = args.root or prepare_synthetic_dataset(scratch / "data", train_videos=2, val_videos=1)

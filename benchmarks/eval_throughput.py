@@ -43,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config import LossConfig, ModelConfig, read_yaml, section  # noqa: E402
 from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
                                setup_runtime,
                                synthetic_batch, time_calls, timing_ratio_line)
@@ -133,7 +133,7 @@ def run_throughput(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def _drift_config(path: Path, frames: int | None, size: int | None) -> dict:
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     if frames is not None or size is not None:
         kwargs = raw["model"]["backbone"].setdefault("subbackbone", {}).setdefault("kwargs", {})
         for entry in raw["val"]["augmentation"]["spatial"]:
@@ -165,7 +165,8 @@ def run_drift(args: argparse.Namespace, device: torch.device) -> int:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             root = prepare_synthetic_dataset(folder / "data", val_videos=args.drift_videos, seconds=4)
         raw = _drift_config(args.config, args.frames, args.size)
-        model = build_model(raw["model"], raw["loss"]).to(device).eval()
+        model = build_model(section(ModelConfig, raw["model"], "model", str(args.config)),
+                            section(LossConfig, raw["loss"], "loss", str(args.config))).to(device).eval()
         weights = "seeded random initialisation (no --checkpoint)"
         if args.checkpoint is not None:
             from engine.checkpoint import load_checkpoint

@@ -22,20 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from formats.errors import close_match_hint
+from config import ConfigError, lookup
 
 # What a spatial transform consumes / produces: PIL frames before ToTensor, a tensor after it.
 PIL_STAGE = "pil"
 TENSOR_STAGE = "tensor"
-
-
-class TransformConfigError(ValueError):
-    """A transform entry of an ``augmentation`` config is wrong; the message names the YAML key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,32 +480,26 @@ def _entry_parts(entry: object, key: str) -> tuple[str, object]:
     if isinstance(entry, Mapping):
         unknown = sorted(set(entry) - {"type", "kwargs"})
         if unknown:
-            raise TransformConfigError(key, f"unknown key(s) {unknown}; an entry has 'type' and optional 'kwargs'")
+            raise ConfigError("", key, f"unknown key(s) {unknown}; an entry has 'type' and optional 'kwargs'")
         name, kwargs = entry.get("type"), entry.get("kwargs")
     else:
         name, kwargs = getattr(entry, "type", None), getattr(entry, "kwargs", None)
     if not isinstance(name, str):
-        raise TransformConfigError(f"{key}.type", f"expected a transform name, found {name!r}")
+        raise ConfigError("", f"{key}.type", f"expected a transform name, found {name!r}")
     return name, {} if kwargs is None else kwargs
-
-
-def _lookup(table: dict[str, type], name: str, key: str) -> type:
-    if name in table:
-        return table[name]
-    raise TransformConfigError(key, f"unknown transform {name!r}{close_match_hint(name, table)}; choices: {', '.join(table)}")
 
 
 def _instantiate(cls: type, kwargs: object, key: str) -> object:
     if not isinstance(kwargs, Mapping):
-        raise TransformConfigError(key, f"expected a mapping of keyword arguments, found {kwargs!r}")
+        raise ConfigError("", key, f"expected a mapping of keyword arguments, found {kwargs!r}")
     accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise TransformConfigError(key, f"{cls.__name__} got unknown argument(s) {unknown}; accepted: {accepted}")
+        raise ConfigError("", key, f"{cls.__name__} got unknown argument(s) {unknown}; accepted: {accepted}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise TransformConfigError(key, f"{cls.__name__}: {exc}") from None
+        raise ConfigError("", key, f"{cls.__name__}: {exc}") from None
 
 
 def build_spatial_views(spatial_cfg: Sequence[object], key: str = "val.augmentation.spatial") -> list[Compose]:
@@ -533,19 +518,19 @@ def build_spatial_views(spatial_cfg: Sequence[object], key: str = "val.augmentat
         One ``Compose`` per view (transform objects are shared between views; they hold no state).
 
     Raises:
-        TransformConfigError: unknown type (with the choices), bad kwargs, an empty choice list, or
+        ConfigError: unknown type (with the choices), bad kwargs, an empty choice list, or
             a chain without exactly one ToTensor or in the wrong order; the message names the key.
     """
     if isinstance(spatial_cfg, (str, bytes, Mapping)) or not isinstance(spatial_cfg, Sequence):
-        raise TransformConfigError(key, f"expected a list of transforms, found {spatial_cfg!r}")
+        raise ConfigError("", key, f"expected a list of transforms, found {spatial_cfg!r}")
     choices: list[list[object]] = []
     for index, entry in enumerate(spatial_cfg):
         entry_key = f"{key}[{index}]"
         name, kwargs = _entry_parts(entry, entry_key)
-        cls = _lookup(SPATIAL_TRANSFORMS, name, f"{entry_key}.type")
+        cls = lookup(SPATIAL_TRANSFORMS, name, f"{entry_key}.type", kind="transform")
         if isinstance(kwargs, Sequence) and not isinstance(kwargs, (str, bytes)):
             if not kwargs:
-                raise TransformConfigError(f"{entry_key}.kwargs", "an empty list offers no choice")
+                raise ConfigError("", f"{entry_key}.kwargs", "an empty list offers no choice")
             options = [_instantiate(cls, kw, f"{entry_key}.kwargs[{j}]") for j, kw in enumerate(kwargs)]
         else:
             options = [_instantiate(cls, kwargs, f"{entry_key}.kwargs")]
@@ -560,7 +545,7 @@ def build_spatial_views(spatial_cfg: Sequence[object], key: str = "val.augmentat
         try:
             views.append(Compose(chain))
         except ValueError as exc:
-            raise TransformConfigError(key, str(exc)) from None
+            raise ConfigError("", key, str(exc)) from None
     return views
 
 
@@ -568,11 +553,11 @@ def build_spatial(spatial_cfg: Sequence[object], key: str = "train.augmentation.
     """Build a single spatial chain (training); a list-valued ``kwargs`` is an error here.
 
     Raises:
-        TransformConfigError: as :func:`build_spatial_views`, or when the entries describe several views.
+        ConfigError: as :func:`build_spatial_views`, or when the entries describe several views.
     """
     views = build_spatial_views(spatial_cfg, key)
     if len(views) != 1:
-        raise TransformConfigError(key, f"describes {len(views)} views; list-valued kwargs are for evaluation only")
+        raise ConfigError("", key, f"describes {len(views)} views; list-valued kwargs are for evaluation only")
     return views[0]
 
 
@@ -582,8 +567,8 @@ def build_temporal(
     """Build the temporal transform of an ``augmentation.temporal`` mapping.
 
     Raises:
-        TransformConfigError: unknown type (with the choices) or bad kwargs, naming the key.
+        ConfigError: unknown type (with the choices) or bad kwargs, naming the key.
     """
     name, kwargs = _entry_parts(temporal_cfg, key)
-    cls = _lookup(TEMPORAL_TRANSFORMS, name, f"{key}.type")
+    cls = lookup(TEMPORAL_TRANSFORMS, name, f"{key}.type", kind="transform")
     return _instantiate(cls, kwargs, f"{key}.kwargs")

@@ -1,20 +1,31 @@
 """Check a config's builder names and ``kwargs:`` blocks against the builders they feed, building nothing.
 
-``validate_builders(cfg)`` runs before any process is spawned or weight loaded: an unknown ``type``
-or ``arch`` name, or a kwargs key the builder does not take, is a ConfigError naming the dotted key.
+``validate_builders(cfg)`` runs before any process is spawned or weight loaded, and is the one place
+that does: an unknown ``type`` or ``arch`` name, or a kwargs key the builder does not take, is a
+ConfigError naming the file and the dotted key. The model builders (``models.build``) trust it and
+check nothing of the sort again.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
-from engine.config import to_dict
-from engine.config_schema import AugmentationConfig, Config, ConfigError
+from config import (
+    AugmentationConfig,
+    BackboneConfig,
+    Config,
+    ConfigError,
+    LossConfig,
+    ModelConfig,
+    SubbackboneConfig,
+    check_kwargs,
+    lookup,
+)
 from models import build
 
 
 # ----------------------------------------------------------------------------------------------
-# Builder tables and kwargs signatures
+# Builder tables
 # ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class BuilderTables:
@@ -44,32 +55,44 @@ def default_builder_tables() -> BuilderTables:
                          optimizers=OPTIMIZERS)
 
 
-def lookup(table: Mapping[str, Callable], name: str, yaml_key: str, config_file: str) -> Callable:
-    """Return ``table[name]``, or raise a ConfigError naming the key, the bad value and the choices."""
-    try:
-        return build.lookup_builder(table, name, yaml_key)
-    except build.ModelConfigError as error:
-        raise ConfigError(config_file, error.key, error.problem) from None
+def check_backbone_builders(backbone: BackboneConfig, config_file: str = "",
+                            tables: BuilderTables | None = None) -> None:
+    """Check ``model.backbone.arch``, ``.kwargs`` and the subbackbone's ``arch`` and ``kwargs``.
 
+    The ViT is built even without a ``subbackbone`` section (``models.backbones.build_backbone``),
+    so its arch is checked then too, at the schema's default.
 
-def check_kwargs(builder: Callable, kwargs: Mapping[str, object], yaml_key: str, config_file: str,
-                 injected: Iterable[str] = (), check_required: bool = False) -> None:
-    """``models.build.check_kwargs`` with the config file in the error (a ConfigError).
-
-    Args:
-        builder: function or class.
-        kwargs: the block's mapping.
-        yaml_key: dotted key of the block (``model.head.kwargs``).
-        config_file: for the error message.
-        injected: arguments the code passes itself (e.g. ``params``, ``lr`` for optimizers):
-            they may not appear in the block.
-        check_required: also require every argument without a default (only where the engine
-            passes nothing else; model builders receive extra arguments from the model assembly).
+    Raises:
+        ConfigError: unknown name (with the choices) or a kwargs key the builder does not take.
     """
-    try:
-        build.check_kwargs(builder, kwargs, yaml_key, provided=injected, check_required=check_required)
-    except build.ModelConfigError as error:
-        raise ConfigError(config_file, error.key, error.problem) from None
+    tables = tables or default_builder_tables()
+    check_kwargs(lookup(tables.backbones, backbone.arch, "model.backbone.arch", config_file),
+                 backbone.kwargs, "model.backbone.kwargs", config_file)
+    sub = backbone.subbackbone or SubbackboneConfig()
+    check_kwargs(lookup(tables.vits, sub.arch, "model.backbone.subbackbone.arch", config_file),
+                 sub.kwargs, "model.backbone.subbackbone.kwargs", config_file)
+
+
+def check_model_builders(model: ModelConfig, loss: LossConfig, config_file: str = "",
+                         tables: BuilderTables | None = None) -> None:
+    """Check every name and ``kwargs`` of ``model:`` and ``loss:`` against its builder.
+
+    Neck, head and loss builders get nothing but their kwargs (the head also the arguments of
+    ``models.build.HEAD_PROVIDED``, which the config may not set), so their required arguments
+    are required here too.
+
+    Raises:
+        ConfigError: unknown name, unknown or code-owned kwargs key, missing required key.
+    """
+    tables = tables or default_builder_tables()
+    check_backbone_builders(model.backbone, config_file, tables)
+    check_kwargs(lookup(tables.necks, model.neck.type, "model.neck.type", config_file), model.neck.kwargs,
+                 "model.neck.kwargs", config_file, check_required=True)
+    check_kwargs(lookup(tables.heads, model.head.type, "model.head.type", config_file), model.head.kwargs,
+                 "model.head.kwargs", config_file, provided=build.HEAD_PROVIDED.get(model.head.type, ()),
+                 check_required=True)
+    check_kwargs(lookup(tables.losses, loss.type, "loss.type", config_file), loss.kwargs, "loss.kwargs",
+                 config_file, check_required=True)
 
 
 def _check_transforms(cfg: Config, split: str, aug: AugmentationConfig, tables: BuilderTables) -> None:
@@ -104,22 +127,11 @@ def validate_builders(cfg: Config, tables: BuilderTables | None = None) -> None:
     real_tables = tables is None
     tables = tables or default_builder_tables()
     file = cfg.config_file
-    backbone = cfg.model.backbone
-    check_kwargs(lookup(tables.backbones, backbone.arch, "model.backbone.arch", file),
-                 backbone.kwargs, "model.backbone.kwargs", file)
-    if backbone.subbackbone is not None:
-        sub = backbone.subbackbone
-        check_kwargs(lookup(tables.vits, sub.arch, "model.backbone.subbackbone.arch", file),
-                     sub.kwargs, "model.backbone.subbackbone.kwargs", file)
-    for section, table in (("neck", tables.necks), ("head", tables.heads)):
-        part = getattr(cfg.model, section)
-        check_kwargs(lookup(table, part.type, f"model.{section}.type", file),
-                     part.kwargs, f"model.{section}.kwargs", file)
-    check_kwargs(lookup(tables.losses, cfg.loss.type, "loss.type", file), cfg.loss.kwargs, "loss.kwargs", file)
+    check_model_builders(cfg.model, cfg.loss, file, tables)
     if not cfg.evaluate and cfg.train is not None:
         optimizer = cfg.train.optimizer
         check_kwargs(lookup(tables.optimizers, optimizer.type, "train.optimizer.type", file),
-                     optimizer.kwargs, "train.optimizer.kwargs", file, injected=("params", "lr"),
+                     optimizer.kwargs, "train.optimizer.kwargs", file, provided=("params", "lr"),
                      check_required=True)
         _check_transforms(cfg, "train", cfg.train.augmentation, tables)
     _check_transforms(cfg, "val", cfg.val.augmentation, tables)
@@ -138,9 +150,9 @@ def check_model_variant(cfg: Config) -> str:
             ``vit_cache.mode`` when a cache is asked for a model without ViT.
     """
     try:
-        variant = build.model_variant(to_dict(cfg.model))
-    except build.ModelConfigError as error:
-        raise ConfigError(cfg.config_file, error.key, error.problem) from None
+        variant = build.model_variant(cfg.model)
+    except ConfigError as error:
+        raise error.in_file(cfg.config_file) from None
     if variant == build.ACAR_NET and cfg.vit_cache is not None and cfg.vit_cache.mode != "off":
         raise ConfigError(cfg.config_file, "vit_cache.mode",
                           f"{cfg.vit_cache.mode!r} caches ViT features, but this config builds ACAR-Net's model "

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from config import Config, ConfigError, load_config
 from engine import distributed as dist_utils
 from engine.launch_args import build_parser
-from engine.config import check_paths, load_config
+from engine.config import check_paths
 from engine.config_builders import validate_builders
-from engine.config_schema import Config, ConfigError
 from engine.preflight import preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
 from engine.vit_cache_loader import check_vit_cache_config

@@ -1,6 +1,6 @@
 """Checks run by the launcher before any worker starts: every value a worker would trip over, in one line.
 
-``engine.config`` checks keys and types and ``engine.config_builders`` the ``kwargs`` names; what is
+``config`` checks keys and types and ``engine.config_builders`` the ``kwargs`` names; what is
 left are values only a builder or a reader judges: a transform ``resize: big``, a head ``width`` that
 is not the backbone's channel count, a ``dropout: [0.3]``, a label map or pkl that does not parse.
 Here the transforms are built, the model is built once on the ``meta`` device (no memory, no
@@ -9,6 +9,7 @@ weight file read) and the data files are parsed, so that such a mistake is a ``C
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -17,8 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from engine.config import to_dict
-from engine.config_schema import Config, ConfigError
+from config import Config, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +34,10 @@ def _named(cfg: Config, key: str, build: Callable[[], _T], kwargs: Mapping[str, 
     With ``kwargs`` and ``builder``, a TypeError is pinned on the kwargs whose value's type differs
     from the builder's default (``dropout: [0.3]`` where the default is 0.0).
     """
-    from datasets.transforms import TransformConfigError
-    from models.build import ModelConfigError
-
     try:
         return build()
-    except ConfigError:
-        raise
-    except (ModelConfigError, TransformConfigError) as error:
-        raise ConfigError(cfg.config_file, error.key, error.problem) from None
+    except ConfigError as error:  # a builder's own check: add the file
+        raise error.in_file(cfg.config_file) from None
     except _VALUE_ERRORS as error:
         suspects = _mistyped(kwargs, builder) if isinstance(error, TypeError) else []
         if suspects:
@@ -74,14 +69,6 @@ def _mistyped(kwargs: Mapping[str, Any] | None, builder: Callable[..., Any] | No
     return suspects
 
 
-def _shape_only(backbone: Mapping[str, Any]) -> dict[str, Any]:
-    """The backbone section without its weight files (the meta build reads none)."""
-    shaped = {key: value for key, value in backbone.items() if key != "pretrain"}
-    if isinstance(shaped.get("subbackbone"), Mapping):
-        shaped["subbackbone"] = {k: v for k, v in shaped["subbackbone"].items() if k != "path"}
-    return shaped
-
-
 def check_model_values(cfg: Config) -> None:
     """Build neck, head and the whole model on the ``meta`` device.
 
@@ -90,24 +77,21 @@ def check_model_values(cfg: Config) -> None:
             ``model.head.kwargs.width`` or ``num_classes`` and the builder's complaint.
     """
     from models.backbones import build_backbone
-    from models.build import _HEAD_PROVIDED, build_model
+    from models.build import HEAD_PROVIDED, build_model, shape_only
     from models.heads import HEADS
     from models.necks import NECKS
 
-    model_cfg, loss_cfg = to_dict(cfg.model), to_dict(cfg.loss)
-    model_cfg["backbone"] = _shape_only(model_cfg["backbone"])
+    model = dataclasses.replace(cfg.model, backbone=shape_only(cfg.model.backbone))
     with torch.device("meta"):
-        backbone = _named(cfg, "model.backbone", lambda: build_backbone(model_cfg["backbone"]))
-        neck, head = model_cfg["neck"], model_cfg["head"]
-        _named(cfg, "model.neck.kwargs", lambda: NECKS[neck["type"]](**(neck.get("kwargs") or {})),
-               neck.get("kwargs"), NECKS[neck["type"]])
-        head_kwargs = dict(head.get("kwargs") or {})
-        if "vit_channels" in _HEAD_PROVIDED.get(head["type"], ()):
+        backbone = _named(cfg, "model.backbone", lambda: build_backbone(model.backbone))
+        neck, head = model.neck, model.head
+        _named(cfg, "model.neck.kwargs", lambda: NECKS[neck.type](**neck.kwargs), neck.kwargs, NECKS[neck.type])
+        head_kwargs = dict(head.kwargs)
+        if "vit_channels" in HEAD_PROVIDED.get(head.type, ()):
             head_kwargs["vit_channels"] = tuple(backbone.out_channels)[-1]
-        _named(cfg, "model.head.kwargs", lambda: HEADS[head["type"]](**head_kwargs), head_kwargs,
-               HEADS[head["type"]])
+        _named(cfg, "model.head.kwargs", lambda: HEADS[head.type](**head_kwargs), head_kwargs, HEADS[head.type])
         del backbone
-        _named(cfg, "model", lambda: build_model(model_cfg, loss_cfg))
+        _named(cfg, "model", lambda: build_model(model, cfg.loss))
 
 
 def check_transforms(cfg: Config) -> None:

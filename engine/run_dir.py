@@ -8,8 +8,8 @@ import re
 import socket
 from pathlib import Path
 
+from config import Config
 from engine.checkpoint import list_checkpoints
-from engine.config_schema import Config
 from formats.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)

@@ -29,8 +29,7 @@ from engine import distributed as dist_utils
 from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
 from engine.attention_kernels import vit_sdpa_backend
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
-from engine.config import to_dict
-from engine.config_schema import Config
+from config import Config, to_dict
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_evaluation_pass
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
 from engine.run_dir import write_summary
@@ -192,7 +191,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
                          backend=str(info.backend), device=str(info.device))
     seed_everything(cfg.manual_seed)
     _set_determinism(cfg)
-    model = build_model(to_dict(cfg.model), to_dict(cfg.loss)).to(info.device)
+    model = build_model(cfg.model, cfg.loss).to(info.device)
     autocast = _autocast_factory(cfg, info.device)
     vit = getattr(model.backbone, "submodule", None)
     if vit is not None and is_main:

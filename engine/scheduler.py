@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import optim
 
-from engine.config_schema import OptimizerConfig, SchedulerConfig
+from config import OptimizerConfig, SchedulerConfig, lookup
 
 # ``train.optimizer.type`` -> torch.optim class (the original looked the name up in torch.optim).
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
@@ -35,11 +35,10 @@ def build_optimizer(cfg: OptimizerConfig, parameters: Iterable[torch.nn.Paramete
     saved optimizer state match its checkpoints); pass ``model.parameters()`` for the same layout.
 
     Raises:
-        ValueError: unknown optimizer name (``engine.config_builders.validate_builders`` reports it earlier).
+        ConfigError: unknown optimizer name (``engine.config_builders.validate_builders`` reports it earlier).
     """
-    if cfg.type not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.type!r}; choices: {', '.join(sorted(OPTIMIZERS))}")
-    return OPTIMIZERS[cfg.type](parameters, lr=base_lr, **cfg.kwargs)
+    optimizer = lookup(OPTIMIZERS, cfg.type, "train.optimizer.type", kind="optimizer")
+    return optimizer(parameters, lr=base_lr, **cfg.kwargs)
 
 
 class WarmupScheduler:

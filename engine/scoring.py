@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.config_schema import Config
+from config import Config
 from engine.logs import TabLogger
 from evaluation import DEFAULT_CAPACITY, run_evaluation
 from evaluation.plot import save_plot

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from config import AugmentationConfig, Config, ConfigError
 from datasets.ava import AVADataset
 from datasets.transforms import (
     CenterCrop,
@@ -33,7 +34,6 @@ from datasets.transforms import (
     TemporalSampling,
     ToTensor,
 )
-from engine.config_schema import AugmentationConfig, Config, ConfigError
 from engine.feature_cache import FeatureStore, new_writer_name
 from models.vit_cache import VitStats, compute_vit_stats, vit_fingerprint
 

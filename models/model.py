@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from models.heads import HeadWrapper
 from models.losses import AvaCriterion
@@ -66,7 +67,7 @@ class AVAModel(nn.Module):
             # Only BatchNorms under the backbone: the head's BN_vit keeps training on batch
             # statistics (quirk 7, kept for faithful training).
             for module in self.backbone.modules():
-                if "BatchNorm" in type(module).__name__:
+                if isinstance(module, _BatchNorm):
                     module.eval()
         if mode and self.vit_eval_mode and getattr(self.backbone, "submodule", None) is not None:
             self.backbone.submodule.eval()

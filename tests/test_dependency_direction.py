@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("formats", "evaluation", "datasets", "models", "engine", "detect", "tools", "benchmarks")
+PACKAGES = ("formats", "config", "evaluation", "datasets", "models", "engine", "detect", "tools", "benchmarks")
 # Project packages each area may import (besides itself).
 ALLOWED = {
     "formats": set(),
-    "evaluation": {"formats"},
-    "datasets": {"formats", "evaluation"},
-    "models": {"formats"},
-    "engine": {"formats", "evaluation", "datasets", "models"},
-    "detect": {"formats", "evaluation", "datasets", "models", "engine"},
-    "tools": {"formats", "evaluation", "datasets", "models", "engine", "detect"},
-    "benchmarks": {"formats", "evaluation", "datasets", "models", "engine", "detect", "tools"},
+    "config": {"formats"},
+    "evaluation": {"formats", "config"},
+    "datasets": {"formats", "config", "evaluation"},
+    "models": {"formats", "config"},
+    "engine": {"formats", "config", "evaluation", "datasets", "models"},
+    "detect": {"formats", "config", "evaluation", "datasets", "models", "engine"},
+    "tools": {"formats", "config", "evaluation", "datasets", "models", "engine", "detect"},
+    "benchmarks": {"formats", "config", "evaluation", "datasets", "models", "engine", "detect", "tools"},
 }
-NO_TORCH = {"formats", "evaluation"}
+NO_TORCH = {"formats", "config", "evaluation"}
 # Only the detector stage (and the video demo, which runs it) may import ultralytics.
 ULTRALYTICS_OK = ("detect/", "tools/video_demo.py", "benchmarks/detect_infer.py")
 
@@ -55,5 +56,5 @@ def test_imports_follow_the_dependency_direction(package: str, path: Path) -> No
 
 
 def test_every_area_has_sources() -> None:
-    for package in ("formats", "evaluation", "models", "engine"):
+    for package in ("formats", "config", "evaluation", "models", "engine"):
         assert list((ROOT / package).rglob("*.py")), f"{package}/ has no Python source"

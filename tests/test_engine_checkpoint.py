@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from config import SchedulerConfig
 from engine import checkpoint as ckpt
-from engine.config_schema import SchedulerConfig
 from engine.scheduler import build_scheduler
 
 

@@ -5,21 +5,26 @@ import copy
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from engine.config import (
+from config import (
     Config,
     ConfigError,
     apply_overrides,
-    check_paths,
+    check_kwargs,
     from_dict,
     load_config,
+    lookup,
+    parse_yaml,
     to_dict,
 )
-from engine.config_builders import BuilderTables, check_kwargs, default_builder_tables, lookup, validate_builders
+from engine.config import check_paths
+from engine.config_builders import BuilderTables, default_builder_tables, validate_builders
 from engine.scheduler import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +217,7 @@ def test_wrong_types(tmp_path: Path) -> None:
     raw["amp"] = "fp16"
     assert "amp: expected one of 'off', 'bf16'" in _error(tmp_path, raw)
     raw = _raw()
-    raw["train"]["optimizer"]["kwargs"]["weight_decay"] = "1e-7"  # PyYAML reads 1e-7 as text
+    raw["train"]["optimizer"]["kwargs"]["weight_decay"] = "1e-7x"  # text where the builder takes a number
     assert "train.optimizer.kwargs.weight_decay: expected a number" in _error(tmp_path, raw)
 
 
@@ -220,6 +225,45 @@ def test_float_fields_accept_exponent_text(tmp_path: Path) -> None:
     raw = _raw()
     raw["train"]["scheduler"]["base_lr"] = "8e-3"
     assert load_config(_write(tmp_path, raw)).train.scheduler.base_lr == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1e-4", 0.0001), ("1.0e-4", 0.0001), (".5", 0.5), ("-3e2", -300.0), ("1E3", 1000.0), ("-.5", -0.5),
+    ("1.0e4", 10000.0), ("2", 2), ("0.008", 0.008),
+])
+def test_yaml_numbers_in_exponent_notation_are_floats(text: str, value: object) -> None:
+    # PyYAML's YAML 1.1 rule alone reads 1e-4, -3e2, 1.0e4 and -.5 as strings.
+    parsed = parse_yaml(f"lr: {text}")["lr"]
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize("text", ["1e4x", "e5", "1e", "1.2.3", "0.5e-"])
+def test_text_that_only_looks_numeric_stays_a_string(text: str) -> None:
+    assert parse_yaml(f"name: {text}")["name"] == text
+
+
+def test_config_files_and_overrides_read_exponents_as_floats(tmp_path: Path) -> None:
+    text = TRAIN_YAML.read_text(encoding="utf-8").replace("weight_decay: 0.0000001", "weight_decay: 1e-7")
+    assert "weight_decay: 1e-7" in text
+    path = tmp_path / "exponent.yaml"
+    path.write_text(text, encoding="utf-8")
+    cfg = load_config(path, ["train.scheduler.min_lr=1e-6", "train.scheduler.type=cosine"])
+    validate_builders(cfg, FAKE_TABLES)
+    assert cfg.train.optimizer.kwargs["weight_decay"] == 1e-7
+    assert cfg.train.scheduler.min_lr == 1e-6
+    assert to_dict(cfg) == to_dict(load_config(TRAIN_YAML, ["train.scheduler.min_lr=0.000001",
+                                                            "train.scheduler.type=cosine"]))
+
+
+def test_loading_a_config_imports_no_torch() -> None:
+    code = ("import sys; from config import load_config; "
+            f"cfg = load_config({str(ROOT / 'configs' / 'tiny_cpu_synthetic.yaml')!r}); "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm')); "
+            "print(cfg.model.backbone.arch, heavy)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 1)[1].strip() == "[]", done.stdout
 
 
 def test_missing_required_keys(tmp_path: Path) -> None:
@@ -251,6 +295,20 @@ def test_engine_owned_optimizer_arguments_are_rejected(tmp_path: Path) -> None:
     raw = _raw()
     raw["train"]["optimizer"]["kwargs"]["lr"] = 0.1
     assert "train.optimizer.kwargs.lr: is set by the code, not the config" in _error(tmp_path, raw)
+
+
+def test_model_builder_checks_run_before_spawn_with_the_file(tmp_path: Path) -> None:
+    # Once checked only by build_model, inside every worker: now by validate_builders, in the launcher.
+    raw = _raw()
+    raw["model"]["head"]["kwargs"]["vit_channels"] = 1408
+    assert "model.head.kwargs.vit_channels: is set by the code, not the config" in _error(tmp_path, raw)
+    raw = _raw()
+    del raw["model"]["head"]["kwargs"]["width"]
+    assert "model.head.kwargs.width: missing required key" in _error(tmp_path, raw)
+    raw = _raw()
+    raw["model"]["backbone"]["subbackbone"]["arch"] = "vit_gaint_patch14_224"
+    assert ("model.backbone.subbackbone.arch: unknown value 'vit_gaint_patch14_224'; "
+            "did you mean 'vit_giant_patch14_224'?") in _error(tmp_path, raw)
 
 
 def test_inconsistent_values(tmp_path: Path) -> None:

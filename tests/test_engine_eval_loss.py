@@ -11,8 +11,7 @@ import pytest
 import torch
 import yaml
 
-from engine.config import load_config
-from engine.config_schema import ConfigError
+from config import ConfigError, LossConfig, ModelConfig, load_config, section
 from engine.eval_loop import BoxScores, mean_box_loss, predict_boxes
 from models.build import build_model
 from models.model import AVAModel
@@ -31,7 +30,7 @@ def model() -> AVAModel:
     cfg["backbone"]["subbackbone"]["kwargs"].update(img_size=64, all_frames=8)
     cfg["head"]["kwargs"].update(reduce_dim=64, hidden_dim=32)
     torch.manual_seed(0)
-    return build_model(cfg, TINY["loss"]).eval()
+    return build_model(section(ModelConfig, cfg, "model"), section(LossConfig, TINY["loss"], "loss")).eval()
 
 
 def _eval_batch(elements: list[int]) -> dict:

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from config import ConfigError, load_config
 from datasets.sampler import DistributedSampler
-from engine.config import load_config
-from engine.config_schema import ConfigError
 from engine.eval_loop import BoxScores, gather_predictions, original_element_ranks
 from engine.launch import build_parser
 from tests.engine_fixtures import ROOT

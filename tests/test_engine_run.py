@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from engine.config import load_config
+from config import load_config
 from engine.distributed import spawn_info
 from engine.runner import run_worker
 from formats.annotation_pkl import load_annotation_pkl

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from engine.config_schema import OptimizerConfig, SchedulerConfig
+from config import OptimizerConfig, SchedulerConfig
 from engine.scheduler import (
     OPTIMIZERS,
     CosineLRScheduler,

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 import engine.scoring as scoring
-from engine.config import from_dict, load_config
-from engine.config_schema import Config, ConfigError
+from config import Config, ConfigError, from_dict, load_config
 from engine.scoring import cap_records_path, map_protocol, score_epoch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,10 @@ import pytest
 import torch
 import yaml
 
-from engine.config import load_config
+from config import ConfigError, LossConfig, ModelConfig, load_config, section
 from engine.config_builders import check_model_variant
-from engine.config_schema import ConfigError
 from models.backbones import DualBackbone, SlowFastBackbone
-from models.build import ACAR_NET, SFMVIT, ModelConfigError, build_model, model_variant
+from models.build import ACAR_NET, SFMVIT, build_model, model_variant
 from models.weights import WeightsError, load_model_pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +36,9 @@ def _layout(name: str) -> dict[str, tuple[list[int], str]]:
 ])
 def test_acar_net_eval_configs_build_exactly_the_model_zoo_layout(config: str, layout: str, count: int) -> None:
     cfg = _config(config)
-    assert model_variant(cfg["model"]) == ACAR_NET
+    assert model_variant(section(ModelConfig, cfg["model"], "model")) == ACAR_NET
     with torch.device("meta"):
-        model = build_model(cfg["model"], cfg["loss"])
+        model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
     expected = _layout(layout)
     ours = {"module." + key: (list(t.shape), str(t.dtype).removeprefix("torch."))
             for key, t in model.state_dict().items()}
@@ -54,9 +53,9 @@ def test_acar_net_eval_configs_build_exactly_the_model_zoo_layout(config: str, l
 
 def test_sfmvit_width_keeps_the_dual_backbone() -> None:
     cfg = yaml.safe_load((ROOT / "configs" / "eval_VITSF_ACAR_HR2O_CW.yaml").read_text(encoding="utf-8"))
-    assert model_variant(cfg["model"]) == SFMVIT
+    assert model_variant(section(ModelConfig, cfg["model"], "model")) == SFMVIT
     with torch.device("meta"):
-        model = build_model(cfg["model"], cfg["loss"])
+        model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
     assert isinstance(model.backbone, DualBackbone) and hasattr(model.head.module, "BN_vit")
 
 
@@ -64,19 +63,19 @@ def test_width_rule_follows_the_backbone_kwargs_not_a_fixed_number() -> None:
     cfg = _config("eval_SLOWFAST_R50_ACAR_HR2O.yaml")
     cfg["model"]["backbone"]["kwargs"]["width_mult"] = 0.25  # slow 512 + fast 64
     cfg["model"]["head"]["kwargs"]["width"] = 576
-    assert model_variant(cfg["model"]) == ACAR_NET
+    assert model_variant(section(ModelConfig, cfg["model"], "model")) == ACAR_NET
     cfg["model"]["head"]["kwargs"]["width"] = 2304
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.width: .*slow 512 \+ fast 64 = 576 "
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.width: .*slow 512 \+ fast 64 = 576 "
                                                r"\(ACAR-Net, no ViT\) .*vit 1408 = 1984 \(SFMViT\), got 2304"):
-        model_variant(cfg["model"])
+        model_variant(section(ModelConfig, cfg["model"], "model"))
 
 
 def test_slowfast_width_with_a_named_vit_is_an_error() -> None:
     cfg = _config("eval_SLOWFAST_R50_ACAR_HR2O.yaml")
     cfg["model"]["backbone"]["subbackbone"] = {"arch": "vit_small_patch16_224"}
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.width: 2304 is the SlowFast channels.*"
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.width: 2304 is the SlowFast channels.*"
                                                r"subbackbone names a ViT"):
-        model_variant(cfg["model"])
+        model_variant(section(ModelConfig, cfg["model"], "model"))
 
 
 def test_bad_width_fails_before_spawn_naming_file_and_key(tmp_path: Path) -> None:
@@ -115,11 +114,11 @@ def _tiny_acar_model_cfg() -> dict:
 def test_model_zoo_style_file_loads_through_top_level_pretrain(tmp_path: Path) -> None:
     loss = _config("eval_SLOWFAST_R50_ACAR_HR2O.yaml")["loss"]
     torch.manual_seed(0)
-    source = build_model(_tiny_acar_model_cfg(), loss)
+    source = build_model(section(ModelConfig, _tiny_acar_model_cfg(), "model"), section(LossConfig, loss, "loss"))
     zoo = tmp_path / "zoo.pth.tar"
     torch.save({"module." + key: value for key, value in source.state_dict().items()}, zoo)
     torch.manual_seed(1)
-    target = build_model(_tiny_acar_model_cfg(), loss)
+    target = build_model(section(ModelConfig, _tiny_acar_model_cfg(), "model"), section(LossConfig, loss, "loss"))
     report = load_model_pretrain(target, zoo)
     assert (report.loaded, report.missing, report.unexpected) == (len(source.state_dict()), [], [])
     for key, value in source.state_dict().items():
@@ -142,7 +141,7 @@ def test_acar_net_linear_baseline_builds_on_slowfast_alone() -> None:
     cfg = _config("SLOWFAST_R50_baseline.yaml")
     del cfg["model"]["backbone"]["pretrain"]  # the Kinetics file is not needed for the layout
     with torch.device("meta"):
-        model = build_model(cfg["model"], cfg["loss"])
+        model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
     head = {key: list(t.shape) for key, t in model.state_dict().items() if key.startswith("head.")}
     assert head == {"head.module.fc.weight": [60, 2304]} and isinstance(model.backbone, SlowFastBackbone)
 

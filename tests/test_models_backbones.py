@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.backbones import BACKBONES, VITS, DualBackbone, build_backbone, validate_backbone_config
+from config import BackboneConfig, section
+from engine.config_builders import check_backbone_builders
+from models.backbones import BACKBONES, VITS, DualBackbone, build_backbone
 from models.backbones.slowfast import SlowFast
 from models.backbones.vit import SFMVIT_VIT_KWARGS, VIT_SIZES, VisionTransformer, sinusoid_table
 from models.build import ModelConfigError, check_kwargs
@@ -211,7 +213,7 @@ def test_vit_rejects_a_clip_of_another_size() -> None:
 
 def test_dual_backbone_forward_and_frozen_vit() -> None:
     torch.manual_seed(0)
-    backbone = build_backbone(_tiny_cfg()).train()
+    backbone = build_backbone(section(BackboneConfig, _tiny_cfg(), "model.backbone")).train()
     assert isinstance(backbone, DualBackbone)
     assert backbone.out_channels == (512, 64, 96)
     assert {name.split(".")[0] for name in backbone.state_dict()} == {"module", "submodule"}
@@ -224,16 +226,16 @@ def test_dual_backbone_forward_and_frozen_vit() -> None:
 
 
 def test_learnable_false_freezes_slowfast() -> None:
-    backbone = build_backbone(_tiny_cfg(learnable=False))
+    backbone = build_backbone(section(BackboneConfig, _tiny_cfg(learnable=False), "model.backbone"))
     assert not any(p.requires_grad for p in backbone.parameters())
 
 
 def test_vit_mode_follows_training_unless_eval_mode() -> None:
-    default = build_backbone(_tiny_cfg())
+    default = build_backbone(section(BackboneConfig, _tiny_cfg(), "model.backbone"))
     assert not default.submodule.training  # eval after construction, as the original
     default.train()
     assert default.submodule.training  # quirk 6: the frozen ViT trains (drop-path) with the model
-    fixed = build_backbone(_tiny_cfg(subbackbone={"kwargs": dict(TINY_VIT), "eval_mode": True}))
+    fixed = build_backbone(section(BackboneConfig, _tiny_cfg(subbackbone={"kwargs": dict(TINY_VIT), "eval_mode": True}), "model.backbone"))
     assert fixed.train() is fixed
     assert fixed.module.training and not fixed.submodule.training
 
@@ -247,7 +249,7 @@ def test_vit_mode_follows_training_unless_eval_mode() -> None:
 ])
 def test_backbone_config_errors_name_the_key(cfg: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        validate_backbone_config(cfg)
+        check_backbone_builders(section(BackboneConfig, cfg, "model.backbone"))
 
 
 def test_builder_signatures_publish_the_accepted_kwargs() -> None:

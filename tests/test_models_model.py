@@ -9,9 +9,12 @@ import pytest
 import torch
 import yaml
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from config import BackboneConfig, ConfigError, LossConfig, ModelConfig, check_kwargs, section
 from models.backbones import BACKBONES
-from models.build import ModelConfigError, backbone_channels, build_model, check_kwargs, check_model_config
+from engine.config_builders import check_model_builders
+from models.build import backbone_channels, build_model
 from models.heads import HeadWrapper
 from models.losses import ava_criterion
 from models.model import AVAModel
@@ -40,6 +43,16 @@ def _tiny_model_cfg(learnable: bool = True, eval_mode: bool = False) -> dict:
     return model_cfg
 
 
+def _build(model_cfg: dict, loss_cfg: dict) -> AVAModel:
+    """``build_model`` on the typed sections of plain ``model:`` / ``loss:`` mappings."""
+    return build_model(section(ModelConfig, model_cfg, "model"), section(LossConfig, loss_cfg, "loss"))
+
+
+def _check(model_cfg: dict, loss_cfg: dict) -> None:
+    """The pre-spawn check of builder names and kwargs, on plain ``model:`` / ``loss:`` mappings."""
+    check_model_builders(section(ModelConfig, model_cfg, "model"), section(LossConfig, loss_cfg, "loss"))
+
+
 def _labels() -> list[list[dict]]:
     return [
         [{"bounding_box": [0.1, 0.1, 0.5, 0.9], "label": [1, 20], "person_id": [0]},
@@ -55,7 +68,7 @@ def _aug(crop=(0.0, 0.0, 1.0, 1.0), flip=False) -> dict:
 @pytest.fixture(scope="module")
 def tiny_model() -> AVAModel:
     torch.manual_seed(0)
-    return build_model(_tiny_model_cfg(), _eval_config()["loss"])
+    return _build(_tiny_model_cfg(), _eval_config()["loss"])
 
 
 def _tiny_batch(seed: int = 0) -> dict:
@@ -70,7 +83,7 @@ def _tiny_batch(seed: int = 0) -> dict:
 def test_eval_config_builds_exactly_the_released_checkpoint_layout() -> None:
     config = _eval_config()
     with torch.device("meta"):
-        model = build_model(config["model"], config["loss"])
+        model = _build(config["model"], config["loss"])
     state = model.state_dict()
     rows = [line.split("\t") for line in LAYOUT.read_text(encoding="utf-8").splitlines()[1:]]
     expected = {key: (json.loads(shape), dtype) for key, shape, dtype in rows}
@@ -90,14 +103,14 @@ def test_depth2_checkpoint_in_the_original_format_loads_strictly_and_evaluates(t
     config = _eval_config()
     config["model"]["backbone"]["subbackbone"] = {"kwargs": {"depth": 2}}
     torch.manual_seed(0)
-    model = build_model(config["model"], config["loss"])
+    model = _build(config["model"], config["loss"])
     path = tmp_path / "ckpt_3.pth.tar"
     state = {"module." + key: value for key, value in model.state_dict().items()}
     torch.save({"epoch": 3, "state_dict": state, "optimizer": {}, "scheduler": {}}, path)
     del state
 
     torch.manual_seed(1)
-    fresh = build_model(config["model"], config["loss"])
+    fresh = _build(config["model"], config["loss"])
     checkpoint = load_model_checkpoint(path)
     assert checkpoint["epoch"] == 3
     load_state_dict_strict(fresh, checkpoint["state_dict"], str(path))
@@ -120,61 +133,61 @@ def test_depth2_checkpoint_in_the_original_format_loads_strictly_and_evaluates(t
 def test_head_width_must_match_the_backbone_channels() -> None:
     config = _eval_config()
     config["model"]["head"]["kwargs"]["width"] = 3000
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.width: .*2048 \+ fast 256 \+ vit 1408 = 3712"):
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.width: .*2048 \+ fast 256 \+ vit 1408 = 3712"):
         with torch.device("meta"):
-            build_model(config["model"], config["loss"])
-    assert backbone_channels(_tiny_model_cfg()["backbone"]) == (512, 64, 64)
+            _build(config["model"], config["loss"])
+    assert backbone_channels(section(BackboneConfig, _tiny_model_cfg()["backbone"], "model.backbone")) == (512, 64, 64)
 
 
 def test_unknown_names_are_errors_naming_the_key() -> None:
     config = _eval_config()
     bad = copy.deepcopy(config)
     bad["model"]["head"]["type"] = "acr"
-    with pytest.raises(ModelConfigError, match=r"model\.head\.type: unknown value 'acr'; did you mean 'acar'\?"):
-        check_model_config(bad["model"], bad["loss"])
+    with pytest.raises(ConfigError, match=r"model\.head\.type: unknown value 'acr'; did you mean 'acar'\?"):
+        _check(bad["model"], bad["loss"])
     bad = copy.deepcopy(config)
     bad["model"]["head"]["kwargs"]["roi_spatal"] = 7
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.roi_spatal: unknown key; did you mean 'roi_spatial'"):
-        check_model_config(bad["model"], bad["loss"])
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.roi_spatal: unknown key; did you mean 'roi_spatial'"):
+        _check(bad["model"], bad["loss"])
     bad = copy.deepcopy(config)
     bad["model"]["head"]["kwargs"]["vit_channels"] = 1408
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.vit_channels: is set by the code, not the config"):
-        check_model_config(bad["model"], bad["loss"])
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.vit_channels: is set by the code, not the config"):
+        _check(bad["model"], bad["loss"])
     bad = copy.deepcopy(config)
     bad["model"]["neck"]["kwargs"]["jitter"] = {}
-    with pytest.raises(ModelConfigError, match=r"model\.neck\.kwargs\.jitter: .*accepted: aug_threshold, bbox_jitter"):
-        check_model_config(bad["model"], bad["loss"])
+    with pytest.raises(ConfigError, match=r"model\.neck\.kwargs\.jitter: .*accepted: aug_threshold, bbox_jitter"):
+        _check(bad["model"], bad["loss"])
     bad = copy.deepcopy(config)
     bad["loss"] = {"type": "ava_criterion", "kwargs": {"pose_softmaxx": True}}
-    with pytest.raises(ModelConfigError, match=r"loss\.kwargs\.pose_softmaxx"):
-        check_model_config(bad["model"], bad["loss"])
+    with pytest.raises(ConfigError, match=r"loss\.kwargs\.pose_softmaxx"):
+        _check(bad["model"], bad["loss"])
     bad = copy.deepcopy(config)
     del bad["model"]["head"]["kwargs"]["width"]
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.width: missing required key"):
-        check_model_config(bad["model"], bad["loss"])
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.width: missing required key"):
+        _check(bad["model"], bad["loss"])
 
 
 def test_check_kwargs_follows_pass_through_builders_to_their_class() -> None:
     check_kwargs(BACKBONES["slowfast50"], {"alpha": 4, "width_mult": 0.5}, "model.backbone.kwargs")
-    with pytest.raises(ModelConfigError, match=r"model\.backbone\.kwargs\.alfa: unknown key"):
+    with pytest.raises(ConfigError, match=r"model\.backbone\.kwargs\.alfa: unknown key"):
         check_kwargs(BACKBONES["slowfast50"], {"alfa": 4}, "model.backbone.kwargs")
-    with pytest.raises(ModelConfigError, match="expected a mapping"):
+    with pytest.raises(ConfigError, match="expected a mapping"):
         check_kwargs(ava_criterion, [1, 2], "loss.kwargs")
 
 
 def test_neck_and_head_class_counts_must_agree() -> None:
     config = _eval_config()
     config["model"]["head"]["kwargs"]["num_classes"] = 60
-    with pytest.raises(ModelConfigError, match=r"model\.head\.kwargs\.num_classes: the head predicts 60 .* is 50"):
+    with pytest.raises(ConfigError, match=r"model\.head\.kwargs\.num_classes: the head predicts 60 .* is 50"):
         with torch.device("meta"):
-            build_model(config["model"], config["loss"])
+            _build(config["model"], config["loss"])
 
 
 def test_linear_head_config_builds() -> None:
     config = _eval_config()
     config["model"]["head"] = {"type": "linear", "kwargs": {"width": 3712, "num_classes": 50}}
     with torch.device("meta"):
-        model = build_model(config["model"], config["loss"])
+        model = _build(config["model"], config["loss"])
     assert [key for key in model.state_dict() if key.startswith("head.")] == ["head.module.fc.weight"]
 
 
@@ -278,9 +291,20 @@ def test_train_returns_self_and_freezes_only_backbone_batchnorms(tiny_model: AVA
     assert tiny_model.eval() is tiny_model and not any(m.training for m in tiny_model.modules())
 
 
+def test_freeze_bn_selects_the_batchnorms_by_type_as_the_old_name_rule_did(tiny_model: AVAModel) -> None:
+    by_type = [name for name, m in tiny_model.backbone.named_modules() if isinstance(m, _BatchNorm)]
+    by_name = [name for name, m in tiny_model.backbone.named_modules() if "BatchNorm" in type(m).__name__]
+    assert by_type == by_name and len(by_type) > 50  # every SlowFast BatchNorm3d, nothing else
+    assert tiny_model.freeze_bn
+    tiny_model.train()
+    frozen = [name for name, m in tiny_model.backbone.named_modules() if not m.training]
+    # The ViT is eval at construction and frozen, but trains with the model (quirk 6).
+    assert frozen == by_type
+
+
 def test_vit_eval_mode_option_keeps_the_vit_in_eval() -> None:
     torch.manual_seed(0)
-    model = build_model(_tiny_model_cfg(eval_mode=True), _eval_config()["loss"]).train()
+    model = _build(_tiny_model_cfg(eval_mode=True), _eval_config()["loss"]).train()
     assert not any(m.training for m in model.backbone.submodule.modules())
     assert model.head.module.training
 
@@ -306,7 +330,7 @@ def test_tiny_forward_backward_gradients_only_where_learnable(tiny_model: AVAMod
 
 def test_frozen_slowfast_gets_no_gradient() -> None:
     torch.manual_seed(0)
-    model = build_model(_tiny_model_cfg(learnable=False), _eval_config()["loss"]).train()
+    model = _build(_tiny_model_cfg(learnable=False), _eval_config()["loss"]).train()
     out = model(_tiny_batch())
     model.loss(out["logits"], out["targets"]).backward()
     assert all(p.grad is None for p in model.backbone.parameters())

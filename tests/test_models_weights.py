@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from config import BackboneConfig, section
 from models.backbones import build_backbone
 from models.backbones.slowfast import SlowFast
 from models.backbones.vit import VisionTransformer
@@ -239,15 +240,15 @@ def test_model_checkpoint_without_state_dict_is_an_error(tmp_path: Path) -> None
 def test_build_backbone_loads_both_pretrained_files(tmp_path: Path) -> None:
     slowfast_file, vit_file = tmp_path / "SLOWFAST_R50_K400.pth.tar", tmp_path / "vit_clean.pth"
     torch.manual_seed(1)
-    reference = build_backbone({"arch": "slowfast50", "kwargs": {**SLOWFAST, "width_mult": 0.25},
-                                "subbackbone": {"kwargs": TINY_VIT}})
+    reference = build_backbone(section(BackboneConfig, {"arch": "slowfast50", "kwargs": {**SLOWFAST, "width_mult": 0.25},
+                                                        "subbackbone": {"kwargs": TINY_VIT}}, "model.backbone"))
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in reference.module.state_dict().items()}}, slowfast_file)
     torch.save({"model": _videomae_file(reference.submodule)}, vit_file)
     torch.manual_seed(2)
-    loaded = build_backbone({
+    loaded = build_backbone(section(BackboneConfig, {
         "arch": "slowfast50", "learnable": True, "kwargs": {**SLOWFAST, "width_mult": 0.25},
         "pretrain": {"path": str(slowfast_file), "state_dict_key": "state_dict", "replace_prefix": "backbone."},
         "subbackbone": {"path": str(vit_file), "kwargs": TINY_VIT},
-    })
+    }, "model.backbone"))
     _assert_same_state(reference, loaded)
     assert not any(p.requires_grad for p in loaded.submodule.parameters())

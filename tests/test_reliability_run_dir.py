@@ -141,7 +141,7 @@ class _Crash(RuntimeError):
 @pytest.mark.slow
 def test_the_summary_lists_every_epoch_after_a_mid_run_resume_and_a_finished_resume(
         dataset: Path, tmp_path: Path, monkeypatch) -> None:
-    from engine.config import load_config
+    from config import load_config
     from engine.distributed import spawn_info
     from engine.runner import run_worker
 

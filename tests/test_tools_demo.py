@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from config import load_config
 from datasets.synthetic import read_manifest
-from engine.config import load_config, to_dict
 from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_ground_truth_csv
 from models.build import build_model
@@ -91,7 +91,7 @@ def _fake_action_stage(out: Path) -> None:
     config = write_tiny_config(action / "demo_config.yaml", action)
     cfg = load_config(config)
     torch.manual_seed(0)
-    model = build_model(to_dict(cfg.model), to_dict(cfg.loss))
+    model = build_model(cfg.model, cfg.loss)
     checkpoint = action / "ckpt_1.pth.tar"
     torch.save({"epoch": 1, "state_dict": model.state_dict(), "optimizer": {}, "scheduler": {}}, checkpoint)
     (action / "run_summary.json").write_text(json.dumps({"checkpoints": [str(checkpoint)]}))

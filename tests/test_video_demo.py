@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import load_config, to_dict
+from config import load_config
 from formats.annotation_pkl import load_annotation_pkl
 from formats.official_csv import read_official_csv
 from models.build import build_model
@@ -75,7 +75,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     config = write_tiny_config(root.parent / "tiny.yaml", root.parent / "result")
     cfg = load_config(config)
     torch.manual_seed(0)
-    model = build_model(to_dict(cfg.model), to_dict(cfg.loss))
+    model = build_model(cfg.model, cfg.loss)
     checkpoint = root.parent / "ckpt_0.pth.tar"
     torch.save({"epoch": 0, "state_dict": model.state_dict(), "optimizer": {}, "scheduler": {}}, checkpoint)
     video_id = read_official_csv(root / "AR_ava_format" / "chaos_test_1fps.csv")[0].video

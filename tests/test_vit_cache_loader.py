@@ -10,10 +10,9 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from config import Config, load_config
 from datasets.ava import AVADataset, collate_batch
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
-from engine.config import load_config, to_dict
-from engine.config_schema import Config
 from engine.feature_cache import FeatureStore
 from engine.runner import seed_everything
 from engine.vit_cache_loader import VitCacheMissError, open_vit_cache
@@ -42,7 +41,7 @@ def _config(dataset: Path, tmp_path: Path, mode: str) -> Path:
 
 def _model(cfg: Config) -> AVAModel:
     seed_everything(cfg.manual_seed)  # as main.py and the precompute tool: the same initial ViT
-    return build_model(to_dict(cfg.model), to_dict(cfg.loss))
+    return build_model(cfg.model, cfg.loss)
 
 
 def _loader(cfg: Config, split: str) -> tuple[AVADataset, DataLoader]:

@@ -10,6 +10,7 @@ import torch
 import yaml
 from torch import nn
 
+from config import LossConfig, ModelConfig, section
 from models.build import build_model
 from models.model import AVAModel
 from models.vit_cache import VitStats, adapt_cached_vit, compute_vit_stats, vit_fingerprint
@@ -31,7 +32,7 @@ def _model_cfg(eval_mode: bool = True) -> dict:
 @pytest.fixture(scope="module")
 def model() -> AVAModel:
     torch.manual_seed(0)
-    built = build_model(_model_cfg(), TINY["loss"])
+    built = build_model(section(ModelConfig, _model_cfg(), "model"), section(LossConfig, TINY["loss"], "loss"))
     # Non-trivial BN_vit affine and running statistics, so that every term of the formula matters.
     norm = built.head.module.BN_vit
     with torch.no_grad():
@@ -134,7 +135,7 @@ def test_statistics_are_a_fraction_of_the_feature_and_concatenate() -> None:
 
 def test_fingerprint_changes_with_any_weight_and_layout() -> None:
     torch.manual_seed(0)
-    vit = build_model(_model_cfg(), TINY["loss"]).backbone.submodule
+    vit = build_model(section(ModelConfig, _model_cfg(), "model"), section(LossConfig, TINY["loss"], "loss")).backbone.submodule
     first = vit_fingerprint(vit)
     assert vit_fingerprint(vit) == first
     with torch.no_grad():

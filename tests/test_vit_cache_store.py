@@ -11,8 +11,7 @@ import pytest
 import torch
 import yaml
 
-from engine.config import from_dict
-from engine.config_schema import ConfigError
+from config import ConfigError, from_dict
 from engine.feature_cache import FeatureStore, new_writer_name
 from engine.vit_cache_loader import (
     check_vit_cache_config,

@@ -25,13 +25,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from config import Config, ConfigError, VitCacheConfig, load_config, to_dict
 from datasets.ava import AVADataset
 from datasets.transforms import Compose, build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.checkpoint import find_latest_checkpoint, load_checkpoint, resolve_resume_path
-from engine.config import check_paths, load_config, to_dict
+from engine.config import check_paths
 from engine.config_builders import validate_builders
-from engine.config_schema import Config, ConfigError, VitCacheConfig
 from engine.feature_cache import FeatureStore, new_writer_name
 from engine.runner import seed_everything
 from engine.vit_cache_loader import (
@@ -179,7 +179,7 @@ def precompute(cfg: Config, cache_path: str | Path, splits: Sequence[str], rank:
     device = device or torch.device("cpu")
     # Seeded as main.py seeds before building: a ViT without a weight file gets the run's initial weights.
     seed_everything(cfg.manual_seed)
-    model = build_model(to_dict(cfg.model), to_dict(cfg.loss))
+    model = build_model(cfg.model, cfg.loss)
     loaded = load_run_vit_weights(cfg, model)
     vit = model.backbone.submodule.to(device).eval()
     vit_id = vit_identity(vit, device, cfg.amp)

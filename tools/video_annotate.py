@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from config import load_config, to_dict
 from datasets.ava import AVADataset, collate_batch
 from datasets.ffmpeg_io import decode_frames, encode_mp4
 from datasets.synthetic import HALF_WINDOW, load_cw_classes
 from datasets.transforms import build_spatial_views, build_temporal
 from detect.infer import detect_to_proposals
-from engine.config import load_config, to_dict
 from engine.train_loop import move_batch
 from formats.annotation_pkl import classes_from_label_map, load_annotation_pkl, save_annotation_pkl
 from formats.atomic import write_text_atomic
@@ -125,7 +125,7 @@ def choose_device(device: str = "auto") -> torch.device:
 def load_action_model(config: str | Path, checkpoint: str | Path, device: torch.device):
     """Build the model of a config, load a training checkpoint into it strictly; returns ``(model, cfg)``."""
     cfg = load_config(config)
-    model = build_model(to_dict(cfg.model), to_dict(cfg.loss))
+    model = build_model(cfg.model, cfg.loss)
     state = load_model_checkpoint(checkpoint)
     load_state_dict_strict(model, state["state_dict"], str(checkpoint))
     LOGGER.info("action model from %s, weights %s (epoch %d)", config, checkpoint, state["epoch"])

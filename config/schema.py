@@ -2,9 +2,10 @@
 
 Every field keeps the original key name. Fields without a default are required; fields with a
 default are optional, and extensions of the original schema are marked "Extension" in their class
-docstring: they are optional and their default lives here and nowhere else. ``kwargs`` blocks are
-free mappings here; ``engine.config_builders.validate_builders`` checks them against the builder
-they feed.
+docstring: they are optional and their default lives here and nowhere else (the model builders
+read them from these dataclasses and never re-default them). ``kwargs`` blocks are free mappings
+here; ``engine.config_builders.validate_builders`` checks them against the builder they feed.
+This module imports no torch: the launcher validates a config before anything heavy loads.
 """
 from __future__ import annotations
 
@@ -15,24 +16,9 @@ from typing import Any, Literal
 Kwargs = dict[str, Any]
 
 
-class ConfigError(ValueError):
-    """A config file does not follow the schema.
-
-    The message always starts with the config file and the dotted key (``model.head.kwargs.width``),
-    then says what was expected and what was found.
-    """
-
-    def __init__(self, config_file: str, key: str, problem: str) -> None:
-        self.config_file = str(config_file)
-        self.key = key
-        self.problem = problem
-        where = f"{self.config_file}: {key}" if key else self.config_file
-        super().__init__(f"{where}: {problem}")
-
-
 @dataclass(frozen=True, kw_only=True)
-class PretrainConfig:
-    """``model.backbone.pretrain``: SlowFast weights loaded into the SlowFast module alone.
+class WeightFileConfig:
+    """A weight file and how its keys are mapped (the keys of both ``pretrain`` sections).
 
     ``state_dict_key`` picks an entry of the loaded object; keys starting with ``delete_prefix`` are
     removed; keys starting with ``replace_prefix`` are renamed to ``replace_to`` + the rest.
@@ -43,6 +29,19 @@ class PretrainConfig:
     delete_prefix: str | None = None
     replace_prefix: str | None = None
     replace_to: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig(WeightFileConfig):
+    """``model.backbone.pretrain``: SlowFast weights loaded into the SlowFast module alone."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuilderConfig:
+    """A ``type``, the key of a builder table, and the ``kwargs`` its builder gets."""
+
+    type: str
+    kwargs: Kwargs = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,19 +81,13 @@ class BackboneConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NeckConfig:
+class NeckConfig(BuilderConfig):
     """``model.neck``: ``type`` is a key of ``models.necks.NECKS``; ``kwargs`` go to its builder."""
-
-    type: str
-    kwargs: Kwargs = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
-class HeadConfig:
+class HeadConfig(BuilderConfig):
     """``model.head``: ``type`` is a key of ``models.heads.HEADS``; ``kwargs`` go to its builder."""
-
-    type: str
-    kwargs: Kwargs = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,11 +101,8 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LossConfig:
+class LossConfig(BuilderConfig):
     """``loss``: ``type`` is a key of ``models.losses.LOSSES``; ``kwargs`` go to its builder."""
-
-    type: str
-    kwargs: Kwargs = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,14 +127,11 @@ class AugmentationConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class OptimizerConfig:
+class OptimizerConfig(BuilderConfig):
     """``train.optimizer``: ``type`` is a ``torch.optim`` class name (``SGD``, ``AdamW``, ...).
 
     ``kwargs`` go to its constructor; the learning rate comes from ``train.scheduler.base_lr``.
     """
-
-    type: str
-    kwargs: Kwargs = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,20 +228,14 @@ class ValConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class InitCheckpointConfig:
+class InitCheckpointConfig(WeightFileConfig):
     """Top-level ``pretrain``: initialise the whole model from a weight file (non-strict).
 
     SFMViT's ``load_fortrain`` and ACAR-Net's ``load_pretrain`` (how ACAR-Net's eval configs load
     its model-zoo files): no epoch, optimizer or scheduler restored. ``state_dict_key``,
-    ``delete_prefix``, ``replace_prefix`` and ``replace_to`` are ACAR-Net's optional keys, with
-    the meaning of ``PretrainConfig``'s, applied to the file's keys as saved (``module.`` included).
+    ``delete_prefix``, ``replace_prefix`` and ``replace_to`` are ACAR-Net's optional keys, applied
+    to the file's keys as saved (``module.`` included).
     """
-
-    path: str
-    state_dict_key: str | None = None
-    delete_prefix: str | None = None
-    replace_prefix: str | None = None
-    replace_to: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
