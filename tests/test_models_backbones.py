@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from config import BackboneConfig, section
+from config import BackboneConfig, ConfigError, section
+from config.builders import check_kwargs
 from engine.config_builders import check_backbone_builders
 from models.backbones import BACKBONES, VITS, DualBackbone, build_backbone
 from models.backbones.slowfast import SlowFast
 from models.backbones.vit import SFMVIT_VIT_KWARGS, VIT_SIZES, VisionTransformer, sinusoid_table
-from models.build import ModelConfigError, check_kwargs
 
 # Copy of the reference layout of the original model (every state_dict key, shape, dtype).
 LAYOUT = Path(__file__).resolve().parent / "data" / "models" / "checkpoint_layout.tsv"
@@ -273,6 +273,6 @@ def test_vit_builders_come_from_the_size_table(name: str) -> None:
     tiny = VITS[name](img_size=2 * patch, all_frames=4, depth=1, embed_dim=24, num_heads=2, num_classes=0)
     assert (len(tiny.blocks), tiny.embed_dim, tiny.grid_size) == (1, 24, (2, 2, 2))
     assert tiny.patch_embed.proj.kernel_size == (2, patch, patch)
-    with pytest.raises(ModelConfigError, match=r"subbackbone\.kwargs\.dept: unknown key; did you mean 'depth'\?; "
+    with pytest.raises(ConfigError, match=r"subbackbone\.kwargs\.dept: unknown key; did you mean 'depth'\?; "
                                                r"accepted: img_size, patch_size, in_chans, .*, attn_impl$"):
         check_kwargs(VITS[name], {"dept": 2}, "model.backbone.subbackbone.kwargs")

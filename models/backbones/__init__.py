@@ -8,15 +8,7 @@ from config import BackboneConfig, PretrainConfig, SubbackboneConfig
 from models.backbones.dual import DualBackbone
 from models.backbones.single import SlowFastBackbone
 from models.backbones.slowfast import SlowFast, slowfast50, slowfast101, slowfast152, slowfast200
-from models.backbones.vit import (
-    SFMVIT_VIT_KWARGS,
-    VisionTransformer,
-    vit_base_patch16_224,
-    vit_giant_patch14_224,
-    vit_huge_patch16_224,
-    vit_large_patch16_224,
-    vit_small_patch16_224,
-)
+from models.backbones.vit import SFMVIT_VIT_KWARGS, VIT_BUILDERS, VisionTransformer
 from models.weights import load_slowfast_pretrain, load_vit_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -27,13 +19,8 @@ BACKBONES: dict[str, Callable[..., SlowFast]] = {
     "slowfast152": slowfast152,
     "slowfast200": slowfast200,
 }
-VITS: dict[str, Callable[..., VisionTransformer]] = {
-    "vit_small_patch16_224": vit_small_patch16_224,
-    "vit_base_patch16_224": vit_base_patch16_224,
-    "vit_large_patch16_224": vit_large_patch16_224,
-    "vit_huge_patch16_224": vit_huge_patch16_224,
-    "vit_giant_patch14_224": vit_giant_patch14_224,
-}
+# ``model.backbone.subbackbone.arch`` -> builder: the size table of models/backbones/vit.py.
+VITS: dict[str, Callable[..., VisionTransformer]] = VIT_BUILDERS
 __all__ = ["BACKBONES", "VITS", "DualBackbone", "SlowFastBackbone", "build_backbone"]
 
 
