@@ -43,7 +43,8 @@ class BuilderTables:
 
 def default_builder_tables() -> BuilderTables:
     """Import the project's builder tables (models, datasets, torch.optim)."""
-    from datasets.transforms import SPATIAL_TRANSFORMS, TEMPORAL_TRANSFORMS
+    from datasets.temporal_transforms import TEMPORAL_TRANSFORMS
+    from datasets.transforms import SPATIAL_TRANSFORMS
     from engine.scheduler import OPTIMIZERS
     from models.backbones import BACKBONES, VITS
     from models.heads import HEADS

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from config import AugmentationConfig, Config, ConfigError
 from datasets.ava import AVADataset
+from datasets.temporal_transforms import TemporalCenterCrop, TemporalSampling
 from datasets.transforms import (
     CenterCrop,
     Compose,
@@ -30,8 +31,6 @@ from datasets.transforms import (
     Normalize,
     RandomHorizontalFlip,
     Scale,
-    TemporalCenterCrop,
-    TemporalSampling,
     ToTensor,
 )
 from engine.feature_cache import FeatureStore, new_writer_name

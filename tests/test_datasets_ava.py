@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from datasets.ava import AVADataset, collate_batch, pad_and_stack
-from datasets.transforms import TemporalCenterCrop, build_spatial, build_spatial_views
+from datasets.temporal_transforms import TemporalCenterCrop
+from datasets.transforms import build_spatial, build_spatial_views
 from formats.annotation_pkl import save_annotation_pkl
 
 WIDTH, HEIGHT = 16, 12

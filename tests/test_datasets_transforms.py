@@ -9,6 +9,12 @@ import torch
 from PIL import Image
 
 from config import ConfigError
+from datasets.temporal_transforms import (
+    TemporalCenterCrop,
+    TemporalRandomCrop,
+    TemporalSampling,
+    temporal_center_crop,
+)
 from datasets.transforms import (
     SPATIAL_TRANSFORMS,
     TEMPORAL_TRANSFORMS,
@@ -20,14 +26,10 @@ from datasets.transforms import (
     RandomHorizontalFlip,
     Scale,
     ScaleJitteringRandomCrop,
-    TemporalCenterCrop,
-    TemporalRandomCrop,
-    TemporalSampling,
     ToTensor,
     build_spatial,
     build_spatial_views,
     build_temporal,
-    temporal_center_crop,
 )
 
 MEAN = [0.45, 0.45, 0.45]

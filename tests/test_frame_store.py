@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader
 import datasets.frame_store as frame_store_module
 from datasets.ava import AVADataset, collate_batch
 from datasets.frame_store import FrameStore, StoreResize, main, scan_folder, store_resize_for
-from datasets.transforms import TemporalCenterCrop, build_spatial, build_spatial_views
+from datasets.temporal_transforms import TemporalCenterCrop
+from datasets.transforms import build_spatial, build_spatial_views
 from formats.annotation_pkl import save_annotation_pkl
 from formats.errors import FormatError
 

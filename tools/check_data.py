@@ -119,7 +119,7 @@ def clip_frame_indices(element: dict, temporal_size: int | None, temporal_step: 
     if temporal_size is None:
         return list(range(element["start_frame"], element["start_frame"] + element["n_frames"]))
     # Imported here: datasets.transforms loads torch, which the --help of this tool should not wait for.
-    from datasets.transforms import temporal_center_crop
+    from datasets.temporal_transforms import temporal_center_crop
 
     return temporal_center_crop(element["start_frame"], element["n_frames"], temporal_size, temporal_step)
 
