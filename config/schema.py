@@ -109,7 +109,8 @@ class LossConfig(BuilderConfig):
 class TransformConfig:
     """One entry of ``augmentation.spatial`` (or the ``augmentation.temporal`` mapping).
 
-    ``type`` is a key of ``datasets.transforms.SPATIAL_TRANSFORMS`` / ``datasets.temporal_transforms.TEMPORAL_TRANSFORMS``.
+    ``type`` is a key of ``datasets.transforms.SPATIAL_TRANSFORMS`` /
+    ``datasets.temporal_transforms.TEMPORAL_TRANSFORMS``.
     ``kwargs`` may be a LIST of mappings in ``val.augmentation.spatial`` only: every combination of
     the listed choices is one test-time view (the original's multi-crop evaluation).
     """
