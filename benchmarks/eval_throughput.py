@@ -54,6 +54,7 @@ from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
 from engine.train_loop import move_batch  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from models.backbones.vit import cast_frozen_vit, vit_sdpa_backend  # noqa: E402
 from models.build import build_model  # noqa: E402
@@ -202,7 +203,10 @@ def run_drift(args: argparse.Namespace, device: torch.device) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen measurement; returns the exit status."""
-    args = parse_args(argv)
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     device = setup_runtime(args)
     return run_drift(args, device) if args.amp_drift else run_throughput(args, device)
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (add_runtime_args, bf16_peak_tflops, describe_device, setup_runtime,  # noqa: E402
                                time_calls, timing_ratio_line, vit_forward_flops)
+from formats.cli import run_main  # noqa: E402
 from models.backbones.vit import VisionTransformer, cast_frozen_vit, vit_giant_patch14_224  # noqa: E402
 from models.backbones.vit import vit_sdpa_backend  # noqa: E402
 
@@ -73,7 +74,10 @@ def _figures(name: str, timing, flops: float, peak: tuple[float, str] | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison and print the figures; returns the exit status."""
-    args = parse_args(argv)
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     device = setup_runtime(args)
     on_gpu = device.type == "cuda"
     depth = args.depth or (FULL_DEPTH if on_gpu else 2)

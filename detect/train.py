@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from detect.offline import prepare_ultralytics, resolve_device
+from formats.cli import run_main
 
 LOGGER = logging.getLogger(__name__)
 
@@ -111,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the path of the best checkpoint."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     best = train_detector(args.data, args.out, args.weights, args.epochs, args.imgsz, args.batch, args.device,
                           args.workers, args.rect, args.seed, args.name)
     print(f"best weights: {best}")
