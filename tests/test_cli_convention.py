@@ -66,3 +66,11 @@ def test_the_helper_imports_the_standard_library_only() -> None:
     code = "import sys, formats.cli; print(sorted({'numpy', 'torch', 'yaml', 'PIL'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize("module", ["datasets.frame_store", "tools.precompute_vit_cache"])
+def test_command_lines_that_used_to_load_torch_before_parsing_no_longer_do(module: str) -> None:
+    # --help answered in 4.6 s and 13.5 s while they imported torch at the top (benchmarks/cli_startup.py).
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
