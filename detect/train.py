@@ -6,8 +6,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from detect.offline import prepare_ultralytics, resolve_device
 from formats.cli import run_main

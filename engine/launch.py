@@ -23,7 +23,7 @@ from engine.preflight import preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
 from engine.vit_cache_loader import check_vit_cache_config
 from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, run_reporting
-from formats.cli import BAD_INPUT, FAILED, one_line, print_error, setup_logging
+from formats.cli import BAD_INPUT, FAILED, debug_requested, one_line, print_error, setup_logging
 from models.weights import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate the config before any process starts, then launch. Returns the exit code.
 
     2: the config, the data or the layout is wrong (nothing was started); 1: a worker failed. Either
-    way one line per problem on stderr; ``--debug`` adds the tracebacks.
+    way one line per problem on stderr; ``--debug`` (or ``SFMVIT_DEBUG=1``) adds the tracebacks.
     """
     setup_logging()
     try:
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         if dist_utils.world_info_from_env().rank == 0:
             check_result_path(cfg)
     except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:
-        if args.debug:
+        if debug_requested(args):
             raise
         print_error(one_line(exc))
         return BAD_INPUT
@@ -188,14 +188,14 @@ def run(args: argparse.Namespace) -> int:
         return 130
     except WorkersFailed as exc:
         for failure in exc.failures:
-            if args.debug:
+            if debug_requested(args):
                 print(failure.traceback, file=sys.stderr, end="")
             print_error(failure.line())
         if not exc.failures:
             print_error(str(exc))
         return FAILED
     except Exception as exc:  # noqa: BLE001 (this process was the worker: single process, torchrun, SLURM)
-        if args.debug:
+        if debug_requested(args):
             raise
         print_error(failure_of(dist_utils.world_info_from_env().rank, exc).line())
         return FAILED

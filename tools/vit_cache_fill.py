@@ -28,15 +28,8 @@ from engine.config_builders import validate_builders
 from engine.config_schema import Config, ConfigError, VitCacheConfig
 from engine.feature_cache import FeatureStore, new_writer_name
 from engine.runner import seed_everything
-from engine.vit_cache_loader import (
-    check_vit_cache_config,
-    clip_key,
-    describe_spatial_chain,
-    flip_outcomes,
-    frame_signature,
-    vit_identity,
-    with_forced_flip,
-)
+from engine.vit_cache_loader import (check_vit_cache_config, clip_key, describe_spatial_chain, flip_outcomes,
+                                     frame_signature, vit_identity, with_forced_flip)
 from models.build import build_model
 from models.vit_cache import compute_vit_stats
 
