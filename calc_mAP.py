@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evaluation import DEFAULT_CAPACITY, format_summary, run_evaluation, save_plot, write_json  # noqa: E402
 from evaluation.api import DEFAULT_TIES, TIES  # noqa: E402
-from formats.errors import FormatError  # noqa: E402
+from formats.cli import KNOWN_ERRORS, run_main  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,19 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        result = run_evaluation(args.labelmap, args.groundtruth, args.detections, args.exclusions,
-                                capacity=args.capacity, cap_range=tuple(args.cap_range) if args.cap_range else None,
-                                ties=args.ties)
-        if args.json is not None:
-            write_json(args.json, result)
-        if args.plot is not None:
-            save_plot(args.plot, result)
-    except (FormatError, FileNotFoundError, ValueError, OSError) as error:
-        print(f"calc_mAP.py: error: {error}", file=sys.stderr)
-        return 1
+    """CLI entry point; prints the summary. A bad input file: one line, exit status 1 (as before formats/cli.py)."""
+    return run_main(parse_args, _run, argv, failures=KNOWN_ERRORS,
+                    log_level=lambda args: logging.INFO if args.verbose else logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = run_evaluation(args.labelmap, args.groundtruth, args.detections, args.exclusions,
+                            capacity=args.capacity, cap_range=tuple(args.cap_range) if args.cap_range else None,
+                            ties=args.ties)
+    if args.json is not None:
+        write_json(args.json, result)
+    if args.plot is not None:
+        save_plot(args.plot, result)
     print(format_summary(result))
     return 0
 

@@ -35,6 +35,7 @@ from evaluation.capacity import sweep_capacities  # noqa: E402
 from evaluation.frame_map import evaluate_at_capacity, prepare  # noqa: E402
 from evaluation.original_protocol import ORIGINAL, evaluate_original, prepare_original  # noqa: E402
 from evaluation.original_reference import evaluate_like_original  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 from formats.eval_csv import GroundTruth, Predictions, write_ground_truth_csv, write_predict_csv  # noqa: E402
 from formats.pbtxt import write_label_map  # noqa: E402
 
@@ -204,7 +205,7 @@ def _time_stable(label_map: dict[int, str], ground_truth: GroundTruth, preds: Pr
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap-range", type=int, nargs=2, default=(50, 2500), metavar=("MIN", "MAX"))
     parser.add_argument("--brute-samples", type=int, default=8, help="capacities evaluated one by one")
@@ -220,11 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detections", type=Path)
     parser.add_argument("--exclusions", type=Path)
     args = parser.parse_args(argv)
-    modes = ("original", "stable") if args.ties == "both" else (args.ties,)
     given = [args.labelmap, args.groundtruth, args.detections]
     if any(given) and not all(given):
         parser.error("--labelmap, --groundtruth and --detections go together")
-    if all(given):
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (1: the curves disagree)."""
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    modes = ("original", "stable") if args.ties == "both" else (args.ties,)
+    if args.labelmap:
         return run_benchmark(args.labelmap, args.groundtruth, args.detections, args.exclusions,
                              tuple(args.cap_range), args.brute_samples, modes)
     with tempfile.TemporaryDirectory(prefix="capacity_sweep_") as folder:

@@ -17,6 +17,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable as a script: the project packages live beside benchmarks/
+
+from formats.cli import run_main  # noqa: E402
+
 # Every command line of the project: scripts by path, modules by dotted name.
 COMMANDS = ("main.py", "calc_mAP.py", "datasets.frame_store", "datasets.synthetic", "detect.convert",
             "detect.infer", "detect.quality", "detect.train", "tools.ava_frames", "tools.ava_to_pkl",
@@ -41,12 +45,20 @@ def best_time(argv: list[str], repeats: int) -> tuple[float, int]:
     return best, status
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=2.0, help="seconds allowed per command (default 2)")
     parser.add_argument("--only", nargs="+", choices=COMMANDS, metavar="COMMAND", help="time only these")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time every command line; returns the exit status (module docstring)."""
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     baseline, _ = best_time([sys.executable, "-c", "pass"], args.repeats)
     print(f"baseline: python -c pass {baseline:.3f} s (best of {args.repeats})")
     print(f"{'command':<28}{'--help s':>10}{'x base':>8}{'bad arg s':>11}  verdict")

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import read_yaml  # noqa: E402
 from benchmarks.common import PRESET_CONFIGS, describe_device, ratio_line  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.frame_store import FrameStore  # noqa: E402
@@ -96,7 +97,10 @@ def _time_loader(dataset: AVADataset, indices: list[int], workers: int, batch: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the measurements and print them; returns 1 if the two paths gave different clips."""
-    args = parse_args(argv)
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     raw = read_yaml(args.config)
     with contextlib.ExitStack() as stack:

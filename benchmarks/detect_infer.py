@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detect.convert import image_size  # noqa: E402
 from detect.infer import stream_predictions  # noqa: E402
 from detect.offline import prepare_ultralytics, resolve_device  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 
 
 def write_frames(folder: Path, count: int, seed: int, size: tuple[int, int] = (320, 180)) -> list[Path]:
@@ -96,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the benchmark; returns the exit status."""
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     ultralytics = prepare_ultralytics()
     import torch
 

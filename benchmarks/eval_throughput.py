@@ -56,6 +56,7 @@ from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
 from engine.train_loop import move_batch  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
@@ -204,7 +205,10 @@ def run_drift(args: argparse.Namespace, device: torch.device) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen measurement; returns the exit status."""
-    args = parse_args(argv)
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     device = setup_runtime(args)
     return run_drift(args, device) if args.amp_drift else run_throughput(args, device)
 

@@ -40,6 +40,7 @@ from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, de
                                timing_ratio_line)
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.train_loop import move_batch  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 
@@ -95,7 +96,10 @@ def _cached_batch(model: AVAModel, batch: dict, autocast, compute_vit_stats: Cal
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the variants and print the figures; returns the exit status."""
-    args = parse_args(argv)
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     device = setup_runtime(args)
     on_gpu = device.type == "cuda"
     setup = bench_setup(args, device)

@@ -33,6 +33,7 @@ from benchmarks.common import (add_runtime_args, bf16_peak_tflops, describe_devi
                                time_calls, timing_ratio_line, vit_forward_flops)
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
+from formats.cli import run_main  # noqa: E402
 from models.backbones.vit import VisionTransformer, vit_giant_patch14_224  # noqa: E402
 
 FULL_DEPTH = 40
@@ -74,7 +75,10 @@ def _figures(name: str, timing, flops: float, peak: tuple[float, str] | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison and print the figures; returns the exit status."""
-    args = parse_args(argv)
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     device = setup_runtime(args)
     on_gpu = device.type == "cuda"
     depth = args.depth or (FULL_DEPTH if on_gpu else 2)

@@ -38,13 +38,17 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from datasets.transforms import Compose, Scale
 from formats.atomic import atomic_open, write_text_atomic
+from formats.cli import run_main
 from formats.errors import FormatError
+
+if TYPE_CHECKING:  # the transforms import torch: loaded where used, so that --help answers at once
+    from datasets.transforms import Compose, Scale
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +85,8 @@ class StoreResize:
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """Output ``(w, h)`` for a ``width`` x ``height`` frame (``Scale.target_size``)."""
+        from datasets.transforms import Scale
+
         return Scale(self.resize if isinstance(self.resize, int) else list(self.resize),
                      self.interpolation).target_size(width, height)
 
@@ -92,6 +98,8 @@ def store_resize_for(views: Sequence[Compose]) -> StoreResize | None:
     flips and crops, ToTensor, Normalize) still runs on every load. A resize is only baked in when it
     is idempotent on its own output, so that the chain's ``Scale`` then leaves stored frames as they are.
     """
+    from datasets.transforms import Scale
+
     firsts = [view.transforms[0] if view.transforms else None for view in views]
     if not firsts or not all(isinstance(first, Scale) for first in firsts):
         return None
@@ -353,9 +361,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default="bilinear")
     parser.add_argument("--videos", nargs="+", help="only these video ids")
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
-    if args.size is not None and len(args.size) not in (1, 2):
-        parser.error("--size takes W H or a single shorter-edge size")
+
+    def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+        args = parser.parse_args(argv)
+        if args.size is not None and len(args.size) not in (1, 2):
+            parser.error("--size takes W H or a single shorter-edge size")
+        return args
+
+    return run_main(parse, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     resize = None
     if args.size is not None:
         size = args.size[0] if len(args.size) == 1 else (args.size[0], args.size[1])

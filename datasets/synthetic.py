@@ -18,6 +18,7 @@ from datasets.synthetic_motion import person_labels
 from datasets.synthetic_plan import PRESETS, DatasetPlan, keyframe_times, plan_dataset, resolve_config
 from datasets.synthetic_render import VideoPlan, encode_video, frame_joints, person_box
 from formats.atomic import write_text_atomic
+from formats.cli import run_main
 from formats.eval_csv import write_exclusions
 from formats.official_csv import OfficialRow, write_official_csv
 from formats.pbtxt import write_label_map
@@ -244,17 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: generate and print the counts."""
+_OVERRIDES = ("train_videos", "val_videos", "seconds", "width", "height", "crf", "workers")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments; a size the preset cannot take is an argument error (exit 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = {key: getattr(args, key) for key in ("train_videos", "val_videos", "seconds", "width", "height",
-                                                       "crf", "workers")}
     try:
-        resolve_config(args.preset, **overrides)
+        resolve_config(args.preset, **{key: getattr(args, key) for key in _OVERRIDES})
     except ValueError as error:
         parser.error(str(error))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: generate and print the counts."""
+    return run_main(parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = {key: getattr(args, key) for key in _OVERRIDES}
     summary = generate_dataset(args.out, preset=args.preset, seed=args.seed, **overrides)
     print(f"{summary['videos']} videos, {summary['keyframes']} keyframes, {summary['persons']} person boxes, "
           f"{summary['rows']} csv rows in {summary['seconds']} s under {args.out}")

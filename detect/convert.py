@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from formats.atomic import write_bytes_atomic, write_text_atomic
+from formats.cli import run_main
 from formats.official_csv import OfficialRow, read_official_csv
 
 LOGGER = logging.getLogger(__name__)
@@ -216,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints a summary line per split."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     counts = convert_to_yolo(args.train_csv, args.val_csv, args.frames_root, args.out, args.drop_video,
                              None if args.keep_size else FRAME_SIZE, args.overwrite)
     for split in ("train", "val"):

@@ -16,6 +16,7 @@ from detect.convert import image_size
 from detect.offline import prepare_ultralytics, resolve_device
 from formats.annotation_pkl import classes_from_label_map, frame_path, load_annotation_pkl, save_annotation_pkl
 from formats.atomic import write_text_atomic
+from formats.cli import run_main
 from formats.official_csv import read_official_csv
 from formats.pbtxt import read_label_map
 
@@ -323,8 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints a one-line summary."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     imgsz = None if args.imgsz is None else (args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz[:2]))
     stats = detect_to_proposals(args.weights, args.source, args.frames_root, args.out, args.conf, args.batch,
                                 imgsz, args.device, not args.no_scores, not args.no_resume, merge=args.merge,

@@ -16,6 +16,7 @@ from evaluation.frame_map import average_precision
 from evaluation.plot import new_figure, write_figure
 from formats.annotation_pkl import load_annotation_pkl
 from formats.atomic import write_text_atomic
+from formats.cli import run_main
 from formats.eval_csv import read_ground_truth_csv
 from formats.official_csv import NUM_COLUMNS, read_official_csv
 
@@ -309,8 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the table."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     report = proposal_quality(args.proposals, args.gt, args.iou)
     stem = Path(args.proposals).with_suffix("")
     json_path = args.json or f"{stem}_quality.json"

@@ -4,10 +4,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from detect.offline import prepare_ultralytics, resolve_device
+from formats.cli import run_main
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,10 +41,46 @@ def check_weights(weights: str | Path) -> str:
     raise ValueError(f"weights must be a model yaml (e.g. 'yolov8n.yaml') or a local .pt file, got {text!r}")
 
 
+class EpochReports:
+    """ultralytics callbacks that hand ``report`` the figures of each finished training epoch, once.
+
+    The figures are the row ultralytics appends to ``results.csv`` for that epoch, taken from the
+    trainer: ``epoch`` (1-based), ``epochs``, the training losses (``train/box_loss`` ...), the
+    validation metrics (``metrics/mAP50(B)`` ...), the learning rates (``lr/pg0`` ...) and ``time``,
+    the seconds since training started (read at the end of the epoch, after the checkpoint is saved).
+
+    ``on_fit_epoch_end`` is not only the end of an epoch: ultralytics runs it once more after the final
+    validation of ``best.pt`` (with the epoch counter bumped by one), and an epoch redone after a NaN
+    loss runs ``on_train_epoch_end`` twice. So a report needs an ``on_train_epoch_end`` since the last one.
+    With several GPUs ultralytics trains in DDP subprocesses, where no callback of this process runs.
+    """
+
+    def __init__(self, report: Callable[[dict[str, float]], None]) -> None:
+        self.report = report
+        self._epoch_trained = False
+
+    def register(self, model: Any) -> None:
+        """Add the callbacks to an ``ultralytics.YOLO`` before ``train``."""
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self._epoch_trained = True
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        if not self._epoch_trained:  # the final validation of best.pt, not an epoch
+            return
+        self._epoch_trained = False
+        figures = {**trainer.label_loss_items(trainer.tloss), **trainer.metrics, **trainer.lr}
+        self.report({"epoch": trainer.epoch + 1, "epochs": trainer.epochs,
+                     "time": time.time() - trainer.train_time_start,
+                     **{key: float(value) for key, value in figures.items()}})
+
+
 def train_detector(data_yaml: str | Path, out_dir: str | Path, weights: str | Path = "yolov8n.yaml",
                    epochs: int = 100, imgsz: int = DEFAULT_IMGSZ, batch: int = 16, device: str = "auto",
                    workers: int = 4, rect: bool = False, seed: int = 0, name: str = "train",
-                   extra: dict | None = None) -> Path:
+                   extra: dict | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None) -> Path:
     """Train a YOLO detector with ultralytics, offline, its run folder inside ``out_dir``.
 
     Mixed precision is off (``amp=False``): ultralytics' AMP check downloads a model on CUDA; plots are
@@ -61,6 +100,8 @@ def train_detector(data_yaml: str | Path, out_dir: str | Path, weights: str | Pa
         seed: random seed (ultralytics runs deterministic by default).
         name: run folder name under ``out_dir`` (reused: an existing run of that name is overwritten).
         extra: further ``YOLO.train`` arguments (e.g. ``{'lr0': 0.005}``); they override the above.
+        on_epoch: called with the figures of each finished epoch (``EpochReports``), e.g. to log them
+            while ultralytics itself is kept quiet.
 
     Returns:
         Path of ``best.pt`` (``last.pt`` when no validation produced a best checkpoint).
@@ -80,6 +121,8 @@ def train_detector(data_yaml: str | Path, out_dir: str | Path, weights: str | Pa
                  "exist_ok": True, "amp": False, "plots": False, "verbose": False, **(extra or {})}
     LOGGER.info("training %s on %s for %d epoch(s), imgsz %d, device %s", start, data_yaml, epochs, imgsz, device)
     model = ultralytics.YOLO(start)
+    if on_epoch is not None:
+        EpochReports(on_epoch).register(model)
     model.train(**arguments)
     weights_dir = Path(model.trainer.save_dir) / "weights"
     best, last = weights_dir / "best.pt", weights_dir / "last.pt"
@@ -111,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the path of the best checkpoint."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     best = train_detector(args.data, args.out, args.weights, args.epochs, args.imgsz, args.batch, args.device,
                           args.workers, args.rect, args.seed, args.name)
     print(f"best weights: {best}")

@@ -22,7 +22,8 @@ from engine.config_builders import validate_builders
 from engine.preflight import preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
 from engine.vit_cache_loader import check_vit_cache_config
-from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, one_line, run_reporting
+from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, run_reporting
+from formats.cli import BAD_INPUT, FAILED, debug_requested, one_line, print_error, setup_logging
 from models.weights import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -149,10 +150,9 @@ def run(args: argparse.Namespace) -> int:
     """Validate the config before any process starts, then launch. Returns the exit code.
 
     2: the config, the data or the layout is wrong (nothing was started); 1: a worker failed. Either
-    way one line per problem on stderr; ``--debug`` adds the tracebacks.
+    way one line per problem on stderr; ``--debug`` (or ``SFMVIT_DEBUG=1``) adds the tracebacks.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    setup_logging()
     try:
         check_layout(args.nproc_per_node, args.nnodes, args.node_rank, args.master_port)
         if args.rendezvous_timeout <= 0:
@@ -173,30 +173,30 @@ def run(args: argparse.Namespace) -> int:
         if dist_utils.world_info_from_env().rank == 0:
             check_result_path(cfg)
     except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:
-        if args.debug:
+        if debug_requested(args):
             raise
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        print_error(one_line(exc))
+        return BAD_INPUT
     try:
         launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes,
                args.node_rank, args.rendezvous_timeout)
     except RunDirError as exc:  # the lock, taken just before the workers start
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        print_error(one_line(exc))
+        return BAD_INPUT
     except KeyboardInterrupt:
-        print("error: interrupted (workers stopped)", file=sys.stderr)
+        print_error("interrupted (workers stopped)")
         return 130
     except WorkersFailed as exc:
         for failure in exc.failures:
-            if args.debug:
+            if debug_requested(args):
                 print(failure.traceback, file=sys.stderr, end="")
-            print(f"error: {failure.line()}", file=sys.stderr)
+            print_error(failure.line())
         if not exc.failures:
-            print(f"error: {exc}", file=sys.stderr)
-        return 1
+            print_error(str(exc))
+        return FAILED
     except Exception as exc:  # noqa: BLE001 (this process was the worker: single process, torchrun, SLURM)
-        if args.debug:
+        if debug_requested(args):
             raise
-        print(f"error: {failure_of(dist_utils.world_info_from_env().rank, exc).line()}", file=sys.stderr)
-        return 1
+        print_error(failure_of(dist_utils.world_info_from_env().rank, exc).line())
+        return FAILED
     return 0

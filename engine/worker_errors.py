@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from formats.cli import one_line
+
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -35,12 +37,6 @@ class WorkersFailed(RuntimeError):
     def __init__(self, failures: list[RankFailure], fallback: str = "") -> None:
         self.failures = failures
         super().__init__("; ".join(f.line() for f in failures) or fallback)
-
-
-def one_line(error: BaseException) -> str:
-    """``str(error)`` on one line (a multi-line message joined with ' | '), or its type when empty."""
-    text = " | ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
-    return text or type(error).__name__
 
 
 def failure_of(rank: int, error: BaseException) -> RankFailure:

@@ -1,6 +1,7 @@
 """Detector stage end to end on CPU: offline 1-epoch training (audited for network use), proposals, resume."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -33,8 +34,9 @@ _TRAIN_SCRIPT = textwrap.dedent("""
             events.append([event, repr(args)[:200]])
     sys.addaudithook(hook)
     from detect.train import train_detector
+    reports = []
     best = train_detector(sys.argv[1], sys.argv[2], weights="yolov8n.yaml", epochs=1, imgsz=320, batch=4,
-                          device="cpu", workers=0)
+                          device="cpu", workers=0, on_epoch=reports.append)
     from detect.infer import detect_to_proposals
     detect_to_proposals(best, sys.argv[4], sys.argv[5], sys.argv[6], conf=0.3, device="cpu", progress=False)
     network = list(events)
@@ -44,7 +46,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     except OSError:
         pass
     control = any(event == "socket.getaddrinfo" for event, _ in events[len(network):])
-    json.dump({"events": network, "control": control, "best": str(best)}, open(sys.argv[3], "w"))
+    json.dump({"events": network, "control": control, "best": str(best), "epoch_reports": reports},
+              open(sys.argv[3], "w"))
 """)
 
 
@@ -65,6 +68,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
                              cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     return {"root": root, "frames": frames, "config": root / "ultralytics_config", **json.loads(result.read_text())}
+
+
+def test_each_finished_epoch_is_reported_once_with_the_results_csv_figures(trained: dict) -> None:
+    # ultralytics runs on_fit_epoch_end twice for a 1-epoch run (the epoch, then the final validation
+    # of best.pt): one report only, with the figures of the row it wrote to results.csv.
+    (report,) = trained["epoch_reports"]
+    assert report["epoch"] == 1 and report["epochs"] == 1
+    results = Path(trained["best"]).parents[1] / "results.csv"
+    (row,) = list(csv.DictReader(results.read_text().splitlines()))
+    row = {key.strip(): float(value) for key, value in row.items()}
+    assert set(row) == set(report) - {"epochs"}
+    for key in set(row) - {"epoch", "time"}:  # the csv holds 6 significant digits
+        assert report[key] == pytest.approx(row[key], rel=1e-5, abs=1e-9), key
+    assert row["time"] - 0.01 <= report["time"] < row["time"] + 30  # read after the checkpoint is saved
 
 
 def test_training_and_inference_are_offline(trained: dict) -> None:

@@ -203,7 +203,7 @@ def test_store_pickles_without_its_memory_maps(tiny: tuple[Path, Path], tmp_path
 
 
 def test_cli_builds_a_store_the_dataset_reads(tiny: tuple[Path, Path], tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
+                                              capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     root, pkl = tiny
     assert main(["--frames", str(root), "--store", str(tmp_path / "store"), "--size", "24", "16"]) == 0
     assert "2 video(s), 26 frames, key 24x16_i2" in capsys.readouterr().out
@@ -211,5 +211,11 @@ def test_cli_builds_a_store_the_dataset_reads(tiny: tuple[Path, Path], tmp_path:
     _assert_same_items(expected, _items(_dataset(root, pkl, TRAIN_CHAIN, FrameStore(tmp_path / "store", build=False)),
                                         seed=5))
     assert [name for name, _, _ in scan_folder(root / "vidB")] == [f"vidB_{n:06d}.png" for n in range(1, 7)]
+    # The command line's convention (formats/cli.py): one line, exit 2; SFMVIT_DEBUG=1 lets the error through.
+    capsys.readouterr()
+    assert main(["--frames", str(root), "--store", str(tmp_path / "store"), "--videos", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "nope" in err, err
+    monkeypatch.setenv("SFMVIT_DEBUG", "1")
     with pytest.raises(FileNotFoundError, match="nope"):
         main(["--frames", str(root), "--store", str(tmp_path / "store"), "--videos", "nope"])

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +16,9 @@ from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_ground_truth_csv
 from models.build import build_model
 from tests.engine_fixtures import write_tiny_config
-from tools.demo import DATA_STAGES, DemoContext, _EpochLog, format_summary, headline_figures, run_demo
+from detect.train import EpochReports
+from tools.demo import DATA_STAGES, DemoContext, format_summary, headline_figures, run_demo
+from tools.demo_detector import log_detector_epoch
 
 
 def _context(out: Path, seed: int = 0) -> DemoContext:
@@ -126,14 +130,42 @@ def test_detector_stages_train_propose_evaluate_annotate_and_skip_on_rerun(tmp_p
     assert again["stages"]["action_detector_boxes"]["map_detector_boxes"] == boxes["map_detector_boxes"]
 
 
-def test_epoch_log_reports_each_finished_detector_epoch_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    results = tmp_path / "results.csv"
-    header = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/recall(B),metrics/mAP50(B)\n"
+class _Model:
+    """Stands in for ``ultralytics.YOLO``: keeps the callbacks, runs them as its trainer would."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, list] = {}
+
+    def add_callback(self, event: str, callback) -> None:
+        self.callbacks.setdefault(event, []).append(callback)
+
+    def run(self, event: str, trainer: SimpleNamespace) -> None:
+        for callback in self.callbacks.get(event, []):
+            callback(trainer)
+
+
+def _trainer(epoch: int, seconds: float, losses: tuple[float, ...], recall: float, map50: float) -> SimpleNamespace:
+    names = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
+    return SimpleNamespace(epoch=epoch, epochs=3, tloss=losses, label_loss_items=lambda tloss: dict(zip(names, tloss)),
+                           metrics={"metrics/recall(B)": recall, "metrics/mAP50(B)": map50}, lr={"lr/pg0": 0.004},
+                           train_time_start=time.time() - seconds)
+
+
+def test_epoch_log_reports_each_finished_detector_epoch_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="tools.demo")
-    with _EpochLog(results, epochs=3, poll_s=0.01) as log:
-        results.write_text(header + "1,5.0,4.1,3.2,3.3,0.1,0.05\n2,10.0,3.1,2.2,2.3,0.5")  # row 2 still being written
-        log._log_new_rows()
-        results.write_text(header + "1,5.0,4.1,3.2,3.3,0.1,0.05\n2,10.0,3.1,2.2,2.3,0.5,0.4\n")
+    model = _Model()
+    EpochReports(log_detector_epoch).register(model)
+    # The order of ultralytics' BaseTrainer: epoch 1 is redone after a NaN loss (its first pass ends
+    # with on_train_epoch_end only), epoch 2 ends early (stopper), then the final validation of
+    # best.pt runs on_fit_epoch_end once more with the epoch counter bumped: not an epoch.
+    first = _trainer(0, 5.2, (4.1, 3.2, 3.3), 0.1, 0.05)
+    model.run("on_train_epoch_end", first)
+    model.run("on_train_epoch_end", first)
+    model.run("on_fit_epoch_end", first)
+    second = _trainer(1, 10.2, (3.1, 2.2, 2.3), 0.5, 0.4)
+    model.run("on_train_epoch_end", second)
+    model.run("on_fit_epoch_end", second)
+    model.run("on_fit_epoch_end", _trainer(2, 11.0, (3.1, 2.2, 2.3), 0.6, 0.45))
     lines = [record.getMessage() for record in caplog.records if "detector epoch" in record.getMessage()]
     assert lines == ["detector epoch 1/3: loss box 4.100 cls 3.200 dfl 3.300 | val recall 0.100 mAP50 0.050 | 5 s",
                      "detector epoch 2/3: loss box 3.100 cls 2.200 dfl 2.300 | val recall 0.500 mAP50 0.400 | 10 s"]

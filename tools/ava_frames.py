@@ -14,8 +14,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from formats.cli import run_main
 from tools.ava_to_pkl import FORMAT_STR, FRAME_RATE, WINDOW_START_SECONDS
-from tools.extract_frames import FrameLayout, extract_frames, report_extraction
+from tools.extract_frames import EXTRACTION_FAILURES, FrameLayout, extract_frames, print_extraction
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit status 1 when a video could not be read."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return report_extraction(lambda: extract_ava_frames(args.videos, args.frames, workers=args.workers,
-                                                        height=args.height))
+    return run_main(build_parser().parse_args, _run, argv, failures=EXTRACTION_FAILURES)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return print_extraction(extract_ava_frames(args.videos, args.frames, workers=args.workers, height=args.height))
 
 
 if __name__ == "__main__":

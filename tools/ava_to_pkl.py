@@ -27,6 +27,7 @@ import numpy as np
 from evaluation.boxes import paired_iou
 from formats.annotation_pkl import save_annotation_pkl
 from formats.ava import AvaRow, Proposal, read_ava_csv, read_ava_label_map, read_ava_proposals
+from formats.cli import run_main
 from formats.pbtxt import LabelMapEntry
 
 LOGGER = logging.getLogger(__name__)
@@ -194,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints a one-line summary."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     stats = convert_ava(args.csv, args.labelmap, args.out, boxes=args.boxes, proposals_path=args.proposals,
                         threshold=args.threshold, label_iou=args.label_iou, allow_unannotated=args.allow_unannotated)
     print(f"{args.out}: {stats.elements} elements of {stats.keyframes} keyframes, {stats.gt_boxes} ground-truth "

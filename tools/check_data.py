@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from formats.annotation_pkl import load_annotation_pkl
 from formats.atomic import write_text_atomic
+from formats.cli import run_main
 from formats.errors import FormatError
-from tools.cli_errors import run_cli
 
 LOGGER = logging.getLogger(__name__)
 
@@ -341,12 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the report. Exit status 1 when problems were found (with --no-strict). A bad input: one line, exit 2."""
-    return run_cli(_main, argv)
+    return run_main(build_parser().parse_args, _run, argv)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _run(args: argparse.Namespace) -> int:
     report = check_dataset(args.pkl, args.frames, decode=args.decode, workers=args.workers,
                            temporal_size=None if args.full_window else args.temporal_size,
                            temporal_step=args.temporal_step, strict=not args.no_strict)

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from formats.annotation_pkl import classes_from_label_map, save_annotation_pkl
+from formats.cli import run_main
 from formats.official_csv import OfficialRow, read_official_csv
 from formats.pbtxt import read_label_map
-from tools.cli_errors import run_cli
 
 LOGGER = logging.getLogger(__name__)
 
@@ -206,12 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints a one-line summary. A bad input: one line, exit 2."""
-    return run_cli(_main, argv)
+    return run_main(build_parser().parse_args, _run, argv)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _run(args: argparse.Namespace) -> int:
     known = None if args.frames_root is None else videos_with_frames(args.frames_root)
     stats = convert_csv_to_pkl(args.csv, args.labelmap, args.out, merge=args.merge,
                                drop_videos=args.drop_video, known_videos=known)

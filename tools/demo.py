@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-LOGGER = logging.getLogger(__name__)
+from formats.cli import run_main
 
 DEFAULT_OUT = "runs/demo"
 # In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
@@ -51,51 +50,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: run the stages and print the summary table."""
+# What makes the demo exit 1 with one line: a stage that failed (a training run, an extraction) or
+# met a folder it must not touch.
+_FAILURES = (ValueError, OSError, RuntimeError)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments; a preset size that cannot be generated is an argument error (exit 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    overrides = {key: getattr(args, key) for key in ("train_videos", "val_videos", "seconds")
-                 if getattr(args, key) is not None}
+    if args.dataset == "cw":
+        from datasets.synthetic import resolve_config
+
+        try:
+            resolve_config(args.preset, workers=args.workers, **_overrides(args))
+        except ValueError as error:
+            parser.error(str(error))
+    return args
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, int]:
+    return {key: getattr(args, key) for key in ("train_videos", "val_videos", "seconds")
+            if getattr(args, key) is not None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: run the stages and print the summary table."""
+    return run_main(parse_args, _run, argv, failures=_FAILURES)
+
+
+def _run(args: argparse.Namespace) -> int:
     # Heavy imports (torch, ultralytics, the engine) only now that the arguments are known to be good.
-    from datasets.synthetic import resolve_config
+    if args.dataset == "ava":
+        from tools.demo_ava import AvaDemoOptions, format_ava_summary, run_ava_demo
+
+        # Its own default folder: runs/demo/data belongs to the Chaotic World demo.
+        out = Path("runs/demo_ava") if args.out == DEFAULT_OUT else Path(args.out)
+        summary = run_ava_demo(AvaDemoOptions(out=out, seed=args.seed, nproc=args.workers, epochs=args.epochs,
+                                              **_overrides(args)))
+        print(format_ava_summary(summary))
+        return 0
     from tools.demo_report import format_summary
     from tools.demo_stages import SUMMARY_NAME, DemoContext, run_demo
-    from tools.extract_frames import FrameExtractionError
 
-    if args.dataset == "ava":
-        return _main_ava(args, overrides)
-    try:
-        resolve_config(args.preset, workers=args.workers, **overrides)
-    except ValueError as error:
-        parser.error(str(error))
-    ctx = DemoContext(out=Path(args.out), seed=args.seed, preset=args.preset, overrides=overrides,
+    ctx = DemoContext(out=Path(args.out), seed=args.seed, preset=args.preset, overrides=_overrides(args),
                       workers=args.workers)
-    try:
-        result = run_demo(ctx, only=args.stages)
-    except (FileExistsError, FrameExtractionError, ValueError, RuntimeError) as error:
-        LOGGER.error("%s", error)
-        return 1
+    result = run_demo(ctx, only=args.stages)
     print(format_summary(result, ctx.out / SUMMARY_NAME))
-    return 0
-
-
-def _main_ava(args: argparse.Namespace, overrides: dict[str, int]) -> int:
-    """``--dataset ava``: the AVA variant (tools/demo_ava.py)."""
-    from tools.demo_ava import AvaDemoOptions, format_ava_summary, run_ava_demo
-    from tools.extract_frames import FrameExtractionError
-
-    # Its own default folder: runs/demo/data belongs to the Chaotic World demo.
-    out = Path("runs/demo_ava") if args.out == DEFAULT_OUT else Path(args.out)
-    options = AvaDemoOptions(out=out, seed=args.seed, nproc=args.workers, epochs=args.epochs, **overrides)
-    try:
-        summary = run_ava_demo(options)
-    except (FrameExtractionError, ValueError, RuntimeError) as error:
-        LOGGER.error("%s", error)
-        return 1
-    print(format_ava_summary(summary))
     return 0
 
 

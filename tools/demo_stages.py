@@ -1,8 +1,6 @@
 """The demo's stages: what each does, its skip markers, and the summary it writes (``tools/demo.py`` runs them)."""
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
 import json
 import logging
@@ -10,25 +8,20 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, read_manifest,
                                 resolve_config)
-from detect.convert import convert_to_yolo
 from detect.infer import detect_to_proposals
-from detect.quality import format_table, proposal_quality, save_report
-from detect.train import train_detector
 from formats.atomic import write_text_atomic
 from formats.official_csv import read_official_csv
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.demo import STAGE_NAMES
+from tools.demo_detector import DETECTOR_SETTINGS, torch_threads_kept, train_and_score_detector
 from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
 from tools.extract_frames import extract_frames
 from tools.gt_csv import write_evaluator_ground_truth
@@ -53,17 +46,6 @@ ACTION_CONFIG = REPO_ROOT / "configs" / "tiny_cpu_synthetic.yaml"
 # Merged proposals (one element per keyframe, ``detect.infer --merge``), evaluated against the merged
 # val pkl; the original's ``cw_test_yolov8_on_cw_0.3.pkl`` held one element per ground-truth row.
 PROPOSALS_NAME = "cw_test_yolov8_demo_merged.pkl"
-# YOLOv8n from scratch on the train keyframes (large, clear synthetic people), measured here (2 CPU
-# cores shared with other jobs) on 114 train keyframes: at 160 px (people stay >= 20 px tall) an
-# epoch took ~6 s against ~15 s at 256 px; 25 / 40 epochs gave val person recall@0.5 65% / 80% at
-# confidence 0.3 (AP 54% / 69%). What matters is the number of images seen, so "epochs": None sizes
-# the run to DETECTOR_IMAGE_BUDGET of them (kept within DETECTOR_EPOCH_RANGE) whatever the preset.
-# AdamW at a fixed 0.004 with a 1-epoch warmup learns much faster than ultralytics' automatic
-# choice; mosaic off for the last epochs adapts the model to the plain val frames.
-DETECTOR_SETTINGS = {"weights": "yolov8n.yaml", "epochs": None, "imgsz": 160, "batch": 8, "conf": 0.3, "seed": 0,
-                     "extra": {"optimizer": "AdamW", "lr0": 0.004, "warmup_epochs": 1, "close_mosaic": 8}}
-DETECTOR_IMAGE_BUDGET = 3600
-DETECTOR_EPOCH_RANGE = (12, 40)
 
 
 @dataclass
@@ -237,63 +219,6 @@ def _read_marker(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-@contextlib.contextmanager
-def _torch_threads_kept() -> Iterator[None]:
-    """Undo ultralytics' ``torch.set_num_threads(cpu_count - 1)`` (done when it selects the CPU)."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-class _EpochLog:
-    """One log line per finished detector epoch, read from the ``results.csv`` ultralytics appends to.
-
-    ultralytics is kept quiet (``YOLO_VERBOSE=0``, ``verbose=False``); this thread follows its csv
-    instead of hooking into its internals.
-    """
-
-    def __init__(self, results_csv: Path, epochs: int, poll_s: float = 1.0) -> None:
-        self.results_csv, self.epochs, self.poll_s = results_csv, epochs, poll_s
-        self.seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="detector-epochs", daemon=True)
-
-    def __enter__(self) -> _EpochLog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._log_new_rows()
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self._log_new_rows()
-
-    def _log_new_rows(self) -> None:
-        if not self.results_csv.is_file():
-            return
-        text = self.results_csv.read_text(encoding="utf-8")
-        complete = text[:text.rfind("\n") + 1]  # a row being written is read on the next poll
-        rows = [{key.strip(): value.strip() for key, value in row.items()}
-                for row in csv.DictReader(complete.splitlines())]
-        for row in rows[self.seen:]:
-            LOGGER.info("detector epoch %s/%d: loss box %.3f cls %.3f dfl %.3f | val recall %.3f mAP50 %.3f | %.0f s",
-                        row.get("epoch"), self.epochs, *(float(row.get(key) or "nan") for key in (
-                            "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/recall(B)",
-                            "metrics/mAP50(B)", "time")))
-        self.seen = max(self.seen, len(rows))
-
-
-def detector_epochs(train_images: int) -> int:
-    """Epochs that show the detector about DETECTOR_IMAGE_BUDGET images, within DETECTOR_EPOCH_RANGE."""
-    low, high = DETECTOR_EPOCH_RANGE
-    return max(low, min(high, round(DETECTOR_IMAGE_BUDGET / max(1, train_images))))
-
-
 def _dataset_identity(ctx: DemoContext) -> dict:
     manifest = read_manifest(ctx.data) or {}
     return {"generator_version": manifest.get("generator_version"), "seed": manifest.get("seed"),
@@ -316,30 +241,9 @@ def stage_detector(ctx: DemoContext) -> dict:
         return {**previous["figures"], "skipped": True}
     if folder.exists():
         shutil.rmtree(folder)
-    counts = convert_to_yolo(ctx.annotations / f"chaos_{SPLITS['train']}_1fps.csv", val_csv, ctx.data / "frames",
-                             folder / "yolo")
-    epochs = settings["epochs"] or detector_epochs(counts["train"]["images"])
-    started = time.perf_counter()
-    with _torch_threads_kept():
-        with _EpochLog(folder / "train" / "results.csv", epochs):
-            weights = train_detector(counts["data_yaml"], folder, settings["weights"], epochs,
-                                     settings["imgsz"], settings["batch"], "auto", ctx.workers, seed=settings["seed"],
-                                     name="train", extra=settings["extra"])
-        train_seconds = time.perf_counter() - started
-        # Inference at the training size: the people then have the scale the detector learnt.
-        stats = detect_to_proposals(weights, val_csv, ctx.data / "frames", proposals, conf=settings["conf"],
-                                    imgsz=settings["imgsz"], resume=False, merge=True, progress=False)
-    report = proposal_quality(proposals, ctx.annotations / PKL_NAMES["val"])
-    save_report(report, folder / "quality.json", folder / "quality_pr.png")
-    LOGGER.info("detector quality on the val keyframes (confidence >= %g):\n%s", settings["conf"],
-                format_table(report))
-    overall = report.overall
-    figures = {"epochs": epochs, "imgsz": settings["imgsz"], "conf": settings["conf"],
-               "train_images": counts["train"]["images"], "train_seconds": round(train_seconds, 1),
-               "recall": overall.recall["0.5"], "precision": overall.precision, "ap": overall.ap,
-               "recall_iou": overall.recall, "boxes": stats["boxes"], "empty_keyframes": stats["empty_keyframes"],
-               "weights": str(weights), "proposals": str(proposals), "quality_json": str(folder / "quality.json"),
-               "quality_plot": str(folder / "quality_pr.png")}
+    figures = train_and_score_detector(folder, ctx.annotations / f"chaos_{SPLITS['train']}_1fps.csv", val_csv,
+                                       ctx.data / "frames", ctx.annotations / PKL_NAMES["val"], proposals, settings,
+                                       ctx.workers)
     write_text_atomic(marker, json.dumps({**wanted, "figures": figures}, indent=2) + "\n")
     return {**figures, "skipped": False}
 
@@ -417,7 +321,7 @@ def stage_protocols(ctx: DemoContext) -> dict:
     convert_csv_to_pkl(val_csv, label_map, per_row["gt"], merge=False)
     proposals = Path(detector["proposals"])
     if not per_row["detector"].is_file() or per_row["detector"].stat().st_mtime < proposals.stat().st_mtime:
-        with _torch_threads_kept():
+        with torch_threads_kept():
             detect_to_proposals(detector["weights"], val_csv, ctx.data / "frames", per_row["detector"],
                                 conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
                                 progress=False, merge=False)
@@ -452,7 +356,7 @@ def stage_video_demo(ctx: DemoContext) -> dict:
     if skipped:
         report = json.loads(out.with_suffix(".json").read_text())
     else:
-        with _torch_threads_kept():
+        with torch_threads_kept():
             report = run_video_demo(inputs, out, conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"])
         write_text_atomic(marker, json.dumps(wanted, indent=2) + "\n")
     return {"video": str(out), "frames": report["frames"], "size": "x".join(map(str, report["size"])),

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from detect.quality import iou_matrix
+from formats.cli import run_main
 from formats.eval_csv import Predictions, read_predict_csv, write_predict_csv
 
 LOGGER = logging.getLogger(__name__)
@@ -206,8 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints a one-line summary."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     stats = ensemble_files(args.inputs, args.out, args.weights, args.iou)
     print(f"{args.out}: {stats.keyframes} keyframes, {stats.boxes} boxes ({stats.matched_boxes} matched across "
           f"files; inputs had {stats.boxes_per_file}), {stats.classes} classes, {stats.rows} rows")

@@ -6,7 +6,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from datasets.ffmpeg_io import FFmpegError, extract_images
+from formats.cli import run_main
 
 LOGGER = logging.getLogger(__name__)
 
@@ -222,13 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def report_extraction(extract: Callable[[], dict]) -> int:
-    """Run an extraction for a CLI: print its one-line summary; exit status 1 when a video could not be read."""
-    try:
-        summary = extract()
-    except (FrameExtractionError, FileNotFoundError) as error:
-        LOGGER.error("%s", error)
-        return 1
+# What makes an extraction command line exit 1 (one line): a video that could not be read, a missing folder.
+EXTRACTION_FAILURES = (FrameExtractionError, FileNotFoundError)
+
+
+def print_extraction(summary: dict) -> int:
+    """Print an extraction's one-line summary for a CLI; returns exit status 0."""
     print(f"{summary['videos']} videos: {summary['extracted']} extracted ({summary['frames_written']} frames), "
           f"{summary['skipped']} already done, in {summary['seconds']} s")
     return 0
@@ -236,11 +236,12 @@ def report_extraction(extract: Callable[[], dict]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints a one-line summary. Exit status 1 when a video could not be read."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return report_extraction(lambda: extract_frames(args.videos, args.frames, fps=args.fps, width=args.width,
-                                                    height=args.height, workers=args.workers,
-                                                    video_ids=args.video_ids))
+    return run_main(build_parser().parse_args, _run, argv, failures=EXTRACTION_FAILURES)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return print_extraction(extract_frames(args.videos, args.frames, fps=args.fps, width=args.width,
+                                           height=args.height, workers=args.workers, video_ids=args.video_ids))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from formats.cli import run_main
 from formats.eval_csv import GroundTruth, write_ground_truth_csv
 from formats.official_csv import OfficialRow, read_official_csv
 from formats.pbtxt import read_label_map
-from tools.cli_errors import run_cli
 
 LOGGER = logging.getLogger(__name__)
 
@@ -121,12 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the number of lines written. A bad input: one line, exit 2."""
-    return run_cli(_main, argv)
+    return run_main(build_parser().parse_args, _run, argv)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _run(args: argparse.Namespace) -> int:
     count = write_evaluator_ground_truth(args.csv, args.out, drop_videos=args.drop_video,
                                          label_map_path=args.labelmap)
     print(f"{args.out}: {count} ground-truth lines")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from formats.annotation_pkl import load_annotation_pkl
+from formats.cli import run_main
 from formats.eval_csv import write_ground_truth_csv
 from tools.gt_csv import pkl_to_ground_truth
 
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the number of lines written."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     count = convert_pkl_to_csv(args.pkl, args.out)
     print(f"{args.out}: {count} ground-truth lines")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from datasets.synthetic import SPLITS, generate_dataset
 from datasets.synthetic_ava import ANNOTATIONS, LABELMAP_NAME, split_files, write_ava_annotations
+from formats.cli import run_main
 from tools.ava_frames import extract_ava_frames
 from tools.ava_to_pkl import convert_ava
 from tools.csv_to_pkl import convert_csv_to_pkl
@@ -86,7 +87,7 @@ def prepare_synthetic_ava_dataset(root: Path, train_videos: int = 1, val_videos:
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Make a small prepared synthetic dataset (frames, pkls, evaluator files) under ROOT; "
                     "run main.py from ROOT with configs/tiny_cpu_synthetic.yaml.")
@@ -98,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=("cw", "ava"), default="cw",
                         help="cw (default): Chaotic World files; ava: AVA v2.2 files in ACAR-Net's layout "
                              "(run configs/ava/tiny_cpu_acar.yaml)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; prints what was prepared."""
+    return run_main(build_parser().parse_args, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.layout == "ava":
         root = prepare_synthetic_ava_dataset(args.root, args.train_videos, args.val_videos, args.seconds, args.seed)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from formats.cli import run_main
 from formats.official_csv import read_official_csv
-
-LOGGER = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_OUT = REPO_ROOT / "runs" / "demo"
@@ -123,19 +121,16 @@ def resolve_inputs(args: argparse.Namespace) -> DemoInputs:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; prints where the video and its report went."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    """CLI entry point; prints where the video and its report went. A missing or bad input: one line, exit 1."""
+    return run_main(build_parser().parse_args, _run, argv, failures=(FileNotFoundError, ValueError))
+
+
+def _run(args: argparse.Namespace) -> int:
     from tools.video_annotate import run_video_demo
 
-    try:
-        inputs = resolve_inputs(args)
-        report = run_video_demo(inputs, args.out, args.work, args.conf, args.device, args.display, args.labelmap,
-                                args.imgsz)
-    except (FileNotFoundError, ValueError) as error:
-        LOGGER.error("%s", error)
-        return 1
+    inputs = resolve_inputs(args)
+    report = run_video_demo(inputs, args.out, args.work, args.conf, args.device, args.display, args.labelmap,
+                            args.imgsz)
     print(f"{report['out']}: {report['frames']} frames {report['size'][0]}x{report['size'][1]}, "
           f"{report['keyframes_count']} keyframes, {report['boxes']} boxes; report {Path(report['out']).with_suffix('.json')}")
     return 0
