@@ -48,7 +48,7 @@ def _config(tmp_path: Path, caps: tuple[int, int] | None, **eval_keys: object) -
 
 
 def _score(cfg: Config, epoch: int = 1) -> dict:
-    return score_epoch(cfg, EVAL_DATA / "predict.csv", epoch, _Writer())
+    return score_epoch(cfg, EVAL_DATA / "predict.csv", epoch, _Writer(), step=10 * epoch)
 
 
 def test_the_rule_follows_the_original_whose_config_runs() -> None:
