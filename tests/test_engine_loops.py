@@ -15,7 +15,7 @@ from tqdm.contrib.logging import _TqdmLoggingHandler
 
 from engine.context import Learner, RunContext, global_step
 from engine.distributed import DistInfo
-from engine.logs import batch_progress, create_tensorboard_writer, setup_logging
+from engine.logs import _OWNED, batch_progress, create_tensorboard_writer, setup_logging
 from engine.scheduler import StepLRScheduler
 from engine.train_loop import train_one_epoch
 
@@ -118,7 +118,7 @@ def test_batch_progress_redirects_console_logging_and_restores_it(tmp_path: Path
 
 def _remove_own_handlers() -> None:
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_engine_logs_handler", False)]:
+    for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
         root.removeHandler(handler)
         handler.close()
 
@@ -131,9 +131,9 @@ def test_setup_logging_keeps_handlers_it_did_not_install(tmp_path: Path,
     root.addHandler(user)
     try:
         setup_logging(tmp_path / "a", is_main=True)
-        first = [h for h in root.handlers if getattr(h, "_engine_logs_handler", False)]
+        first = [h for h in root.handlers if getattr(h, _OWNED, False)]
         setup_logging(tmp_path / "b", is_main=True)  # a second run in the same process
-        second = [h for h in root.handlers if getattr(h, "_engine_logs_handler", False)]
+        second = [h for h in root.handlers if getattr(h, _OWNED, False)]
         assert user in root.handlers and caplog.handler in root.handlers
         assert len(first) == len(second) == 2 and not set(first) & set(second)
         assert all(h not in root.handlers for h in first)
