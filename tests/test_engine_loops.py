@@ -6,16 +6,20 @@ import io
 import logging
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.distributed as dist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from tqdm.contrib.logging import _TqdmLoggingHandler
 
-from engine.context import Learner, RunContext, global_step
+from datasets.sampler import RankSliceSampler
+from engine.context import Learner, RunContext, TrainData, global_step
 from engine.distributed import DistInfo
 from engine.logs import _OWNED, batch_progress, create_tensorboard_writer, setup_logging
+from engine.runner import RunSummary, _train_epochs
 from engine.scheduler import StepLRScheduler
 from engine.train_loop import train_one_epoch
 
@@ -146,3 +150,39 @@ def test_setup_logging_keeps_handlers_it_did_not_install(tmp_path: Path,
         root.removeHandler(user)
         _remove_own_handlers()
         root.setLevel(level)
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, count: int) -> None:
+        self.rows = _batches(count)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return {key: value[0] for key, value in self.rows[index].items()}
+
+
+def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the_epoch(tmp_path: Path) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        dataset = _Rows(6)
+        sampler = RankSliceSampler(len(dataset), 1, 0, round_down=True)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler, drop_last=True,
+                                             generator=torch.Generator())
+        cfg = SimpleNamespace(result_path=str(tmp_path / "run"), manual_seed=1,
+                              train=SimpleNamespace(n_epochs=2, save_freq=2, val_freq=1))
+        writer = create_tensorboard_writer(tmp_path / "run", is_main=True)
+        evaluated: list[tuple[int, int]] = []
+        _train_epochs(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), _learner(_TinyModel()),
+                      TrainData(dataset, sampler, loader), 1, RunSummary("train", 1, "gloo", "cpu"),
+                      lambda epoch, step: evaluated.append((epoch, step)), None)
+        writer.close()
+    finally:
+        dist.destroy_process_group()
+    # 3 iterations per epoch: epoch e ends at global step 3e, where its loss and evaluation go.
+    assert evaluated == [(1, 3), (2, 6)]
+    steps = _scalars(tmp_path / "run" / "tb")
+    assert steps["train/epoch_loss"] == [3, 6]
+    assert steps["train/loss"] == steps["lr"] == [3, 6]
+    assert (tmp_path / "run" / "ckpt_2.pth.tar").is_file()
