@@ -53,6 +53,7 @@ from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, de
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
+from engine.context import RunContext  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
 from engine.train_loop import move_batch  # noqa: E402
@@ -152,7 +153,7 @@ def _drift_config(path: Path, frames: int | None, size: int | None) -> dict:
 
 def _scores(model: AVAModel, loader, device: torch.device, autocast) -> tuple[np.ndarray, list, float]:
     start = time.perf_counter()
-    boxes = predict_boxes(model, loader, len(loader), device, False, autocast)
+    boxes = predict_boxes(RunContext.local(device, autocast), model, loader)
     seconds = time.perf_counter() - start
     keys = [(b.element_index, b.box_index) for b in boxes]
     return np.stack([b.scores for b in boxes]).astype(np.float64), keys, seconds

@@ -13,8 +13,11 @@ import torch
 from torch.utils.data import Sampler
 
 
-class DistributedSampler(Sampler[int]):
-    """Indices of one rank's share of a dataset, reshuffled per epoch.
+class RankSliceSampler(Sampler[int]):
+    """Indices of one rank's share of a dataset, reshuffled per epoch: the original's ``DistributedSampler``.
+
+    Named for what it does (each rank takes one slice of the epoch's permutation) so that it is not
+    mistaken for torch's sampler of the same name, which pads and wraps around.
 
     The permutation is ``torch.randperm(N, generator=torch.Generator().manual_seed(epoch +
     seed_offset))``; each rank takes ``perm[rank * n : (rank + 1) * n]`` with

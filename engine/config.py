@@ -2,16 +2,16 @@
 
 The config itself (schema, YAML reading, overrides, validation) is the torch-free package
 ``config``; this engine module adds the checks that need the engine (the resume-checkpoint rule
-of ``engine.checkpoint``). ``load_config`` is re-exported for ``tools/demo_protocols.py``.
+of ``engine.checkpoint``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from config import Config, ConfigError, TrainConfig, ValConfig, load_config
+from config import Config, ConfigError, TrainConfig, ValConfig
 from engine.checkpoint import resolve_resume_path
 
-__all__ = ["check_paths", "load_config"]
+__all__ = ["check_paths"]
 
 
 def check_paths(cfg: Config, base_dir: str | Path | None = None) -> None:

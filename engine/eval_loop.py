@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Sampler
-from tqdm import tqdm
 
-from datasets.sampler import DistributedSampler
+from datasets.sampler import RankSliceSampler
+from engine.context import BatchLoader, RunContext
 from engine.distributed import gather_objects_to_main
+from engine.logs import batch_progress
 from engine.train_loop import move_batch
 from formats.atomic import atomic_open
 from formats.eval_csv import format_predict_row
@@ -71,16 +72,8 @@ class BoxScores:
     loss: float | None = None
 
 
-def predict_boxes(
-    model: nn.Module,
-    loader: Iterable[dict],
-    num_batches: int,
-    device: torch.device,
-    is_main: bool,
-    autocast: Callable[[], object],
-    with_label: bool = False,
-) -> list[BoxScores]:
-    """Run the evaluation forward over this rank's batches and return the scored boxes.
+def predict_boxes(ctx: RunContext, model: nn.Module, loader: BatchLoader, with_label: bool = False) -> list[BoxScores]:
+    """Run the evaluation forward over this rank's batches (``ctx``'s device and autocast) and return the scored boxes.
 
     Scores are the activation of the logits averaged over views (quirk 20, kept): softmax over the
     first 13 classes, sigmoid elsewhere (quirk 3, kept). With ``with_label`` each box also gets the
@@ -88,12 +81,10 @@ def predict_boxes(
     """
     model.eval()
     results: list[BoxScores] = []
-    progress = tqdm(loader, total=num_batches, desc="evaluate", unit="batch", disable=not is_main,
-                    dynamic_ncols=True, leave=False)
-    with torch.no_grad():
+    with torch.no_grad(), batch_progress(loader, "evaluate", ctx.is_main) as progress:
         for batch in progress:
-            with autocast():
-                out = model(move_batch(batch, device), evaluate=True)
+            with ctx.autocast():
+                out = model(move_batch(batch, ctx.device), evaluate=True)
             if len(out["filenames"]) == 0:
                 continue
             logits = out["logits"].float()
@@ -104,7 +95,6 @@ def predict_boxes(
                 results.append(BoxScores(int(out["element_index"][k]), int(out["box_index"][k]),
                                          str(out["filenames"][k]), str(out["mid_times"][k]), box, probs[k],
                                          losses[k]))
-    progress.close()
     return results
 
 
@@ -114,7 +104,7 @@ def original_element_ranks(num_elements: int) -> list[int]:
     ``perm`` is the epoch-0 permutation of the original's val sampler (``datasets.sampler``,
     ``set_epoch`` never called), which is the file's element order for any number of processes.
     """
-    permutation = DistributedSampler(num_elements, 1, 0, round_down=False).permutation()
+    permutation = RankSliceSampler(num_elements, 1, 0, round_down=False).permutation()
     ranks = [0] * num_elements
     for position, element in enumerate(permutation):
         ranks[element] = position
@@ -174,25 +164,16 @@ def write_predictions(path: str | Path, boxes: list[BoxScores], class_ids: list[
     return rows
 
 
-def run_evaluation_pass(
-    model: nn.Module,
-    loader: Iterable[dict],
-    num_batches: int,
-    device: torch.device,
-    is_main: bool,
-    autocast: Callable[[], object],
-    predict_path: Path,
-    class_ids: list[int],
-    with_label: bool = False,
-    element_ranks: Sequence[int] | None = None,
-) -> dict | None:
+def run_evaluation_pass(ctx: RunContext, model: nn.Module, loader: BatchLoader, predict_path: Path,
+                        class_ids: list[int], with_label: bool = False,
+                        element_ranks: Sequence[int] | None = None) -> dict | None:
     """Predict, gather and write ``predict_path`` (rank 0). Returns rank 0's figures, None elsewhere.
 
     With ``with_label`` the figures also hold ``val_loss`` (``mean_box_loss``). ``element_ranks``
     orders the rows as ``gather_predictions`` says.
     """
     start = time.perf_counter()
-    local = predict_boxes(model, loader, num_batches, device, is_main, autocast, with_label)
+    local = predict_boxes(ctx, model, loader, with_label)
     merged = gather_predictions(local, element_ranks)
     if merged is None:
         return None

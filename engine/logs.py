@@ -1,11 +1,26 @@
 """Run logging: console + ``log.txt`` handlers, the original's tab-separated logs, TensorBoard (rank 0)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Attribute set on the handlers ``setup_logging`` installs, so that a second call replaces those
+# and leaves the handlers of the user (or of pytest) on the root logger alone.
+_OWNED = "_engine_logs_handler"
+
+
+def _install(root: logging.Logger, handler: logging.Handler, fmt: str, datefmt: str | None = None) -> None:
+    handler.setFormatter(logging.Formatter(fmt, datefmt=datefmt))
+    setattr(handler, _OWNED, True)
+    root.addHandler(handler)
 
 
 def setup_logging(result_path: str | Path | None, is_main: bool, rank: int = 0) -> None:
@@ -13,24 +28,35 @@ def setup_logging(result_path: str | Path | None, is_main: bool, rank: int = 0) 
 
     Rank 0 logs INFO to the console and to ``result_path/log.txt``; other ranks log warnings and
     errors only, tagged with their rank, so a multi-process run prints one stream of progress.
+    Calling it again replaces the handlers an earlier call installed; handlers installed by anyone
+    else stay.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+        if getattr(handler, _OWNED, False):
+            root.removeHandler(handler)
+            handler.close()
     root.setLevel(logging.INFO if is_main else logging.WARNING)
     fmt = LOG_FORMAT if is_main else f"[rank {rank}] {LOG_FORMAT}"
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
-    root.addHandler(console)
+    _install(root, logging.StreamHandler(sys.stderr), fmt, datefmt="%H:%M:%S")
     if is_main and result_path is not None:
         Path(result_path).mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(Path(result_path) / "log.txt", encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(file_handler)
+        _install(root, logging.FileHandler(Path(result_path) / "log.txt", encoding="utf-8"), LOG_FORMAT)
     # Libraries that log chattily at INFO would drown the progress lines.
     for noisy in ("PIL", "matplotlib", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def batch_progress(loader: object, desc: str, enabled: bool) -> Iterator[tqdm]:
+    """A tqdm bar over ``loader``'s batches (it must have a length), shown when ``enabled`` (rank 0).
+
+    While the bar is open, the root logger's console handlers write through ``tqdm.write``
+    (``logging_redirect_tqdm``), so that a log line inside the loop does not break the bar.
+    """
+    with logging_redirect_tqdm(), tqdm(loader, total=len(loader), desc=desc, unit="batch", disable=not enabled,
+                                       dynamic_ncols=True, leave=False) as bar:
+        yield bar
 
 
 class TabLogger:
@@ -61,10 +87,20 @@ class TabLogger:
         self._handle.close()
 
 
+class ScalarWriter(Protocol):
+    """The part of TensorBoard's ``SummaryWriter`` a run uses (``global_step``: ``engine.context.global_step``)."""
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class NullWriter:
     """Stands in for a SummaryWriter on ranks other than 0, so callers need no rank checks."""
 
-    def add_scalar(self, *args: object, **kwargs: object) -> None:
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> None:
         return None
 
     def flush(self) -> None:
@@ -74,7 +110,7 @@ class NullWriter:
         return None
 
 
-def create_tensorboard_writer(result_path: str | Path, is_main: bool):
+def create_tensorboard_writer(result_path: str | Path, is_main: bool) -> ScalarWriter:
     """A ``SummaryWriter`` on ``result_path/tb`` for rank 0, a no-op writer elsewhere."""
     if not is_main:
         return NullWriter()

@@ -14,7 +14,8 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from config import Config, to_dict
 from datasets.ava import AVADataset, collate_batch
-from datasets.sampler import DistributedSampler
+from datasets.sampler import RankSliceSampler
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
-from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
 from engine.attention_kernels import vit_sdpa_backend
+from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
-from config import Config, to_dict
+from engine.context import AutocastFactory, EvalData, IterationHook, Learner, RunContext, RunData, TrainData
+from engine.context import global_step
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_evaluation_pass
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
 from engine.run_dir import write_summary
@@ -79,7 +82,7 @@ def _set_determinism(cfg: Config) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _autocast_factory(cfg: Config, device: torch.device):
+def _autocast_factory(cfg: Config, device: torch.device) -> AutocastFactory:
     if cfg.amp == "bf16":
         if device.type == "cpu" and not cfg.evaluate:
             # torch 2.14's CPU bf16 Conv3d backward returns garbage for a (3,1,1) kernel over 2 frames
@@ -98,20 +101,20 @@ def _set_threads(info: dist_utils.DistInfo) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, info.local_world_size)))
 
 
-def _train_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, DistributedSampler, DataLoader]:
+def _train_data(cfg: Config, info: dist_utils.DistInfo) -> TrainData:
     train = cfg.train
     dataset = AVADataset(train.root_path, train.annotation_path,
                          build_spatial(train.augmentation.spatial, "train.augmentation.spatial"),
                          build_temporal(train.augmentation.temporal, "train.augmentation.temporal"), training=True,
                          frame_store=train.frame_store)
-    sampler = DistributedSampler(len(dataset), info.world_size, info.rank, round_down=True)
+    sampler = RankSliceSampler(len(dataset), info.world_size, info.rank, round_down=True)
     loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
                         collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
                         generator=torch.Generator())
-    return dataset, sampler, loader
+    return TrainData(dataset, sampler, loader)
 
 
-def _val_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, DataLoader]:
+def _val_data(cfg: Config, info: dist_utils.DistInfo) -> EvalData:
     val = cfg.val
     dataset = AVADataset(val.root_path, val.annotation_path,
                          build_spatial_views(val.augmentation.spatial, "val.augmentation.spatial"),
@@ -122,7 +125,7 @@ def _val_loader(cfg: Config, info: dist_utils.DistInfo) -> tuple[AVADataset, Dat
     # from an uninterrupted one that validated in between.
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=val.workers, collate_fn=collate_batch,
                         pin_memory=info.device.type == "cuda", generator=torch.Generator().manual_seed(0))
-    return dataset, loader
+    return EvalData(dataset, loader)
 
 
 def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
@@ -154,7 +157,7 @@ def _write_summary(cfg: Config, summary: RunSummary, begin_epoch: int) -> None:
 
 
 def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
-               on_iteration=None) -> RunSummary | None:
+               on_iteration: IterationHook | None = None) -> RunSummary | None:
     """Everything one process does for ``main.py``. Returns rank 0's summary (None elsewhere).
 
     Args:
@@ -172,7 +175,7 @@ def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = Non
         dist_utils.cleanup()
 
 
-def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> RunSummary | None:
+def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: IterationHook | None) -> RunSummary | None:
     is_main = info.is_main
     result_path = Path(cfg.result_path)
     if is_main:
@@ -198,35 +201,39 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
         with autocast():
             logger.info("ViT attention: scaled_dot_product_attention, %s kernel",
                         vit_sdpa_backend(vit, batch_size=1, device=info.device))
-    writer = create_tensorboard_writer(result_path, is_main)
+    ctx = RunContext(info, autocast, create_tensorboard_writer(result_path, is_main), cfg.print_freq)
     summary.tensorboard = str(result_path / "tb") if is_main else None
-    val_dataset, val_loader = _val_loader(cfg, info)
-    class_ids = [int(c["id"]) for c in val_dataset.classes]
+    val = _val_data(cfg, info)
+    class_ids = [int(c["id"]) for c in val.dataset.classes]
     # val.predict_order: original writes the rows in the original's sampler order (engine/eval_loop.py).
-    element_ranks = original_element_ranks(len(val_dataset)) if cfg.val.predict_order == "original" else None
+    element_ranks = original_element_ranks(len(val.dataset)) if cfg.val.predict_order == "original" else None
 
-    train_parts = None
+    train = learner = None
     if not cfg.evaluate:
-        train_parts = _train_loader(cfg, info)
-        iters = len(train_parts[2])
+        train = _train_data(cfg, info)
+        iters = len(train.loader)
         if iters == 0:
             raise ValueError(f"{cfg.config_file}: train.batch_size {cfg.train.batch_size} x {info.world_size} "
-                             f"process(es) exceeds the {len(train_parts[0])} training elements; no batch to run")
+                             f"process(es) exceeds the {len(train.dataset)} training elements; no batch to run")
         optimizer = build_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.scheduler.base_lr)
-        scheduler = build_scheduler(cfg.train.scheduler, optimizer, iters, cfg.train.n_epochs)
+        learner = Learner(model, model.loss, optimizer,
+                          build_scheduler(cfg.train.scheduler, optimizer, iters, cfg.train.n_epochs))
     if cfg.pretrain is not None:
         _load_init_checkpoint(cfg, model)
 
     begin_epoch = 1
+    # Evaluating a checkpoint only: its weights' training step, for TensorBoard's axis (0 when unknown).
+    evaluated_step = 0
     source, checkpoint = _resume_source(cfg)
     if source is not None:
         load_state_dict_strict(model, checkpoint["state_dict"], str(source))
         begin_epoch = int(checkpoint["epoch"]) + 1
+        evaluated_step = _checkpoint_step(checkpoint)
         summary.resumed_from = str(source)
         logger.info("resumed from %s (epoch %d)", source, begin_epoch - 1)
-        if not cfg.evaluate:
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
+        if learner is not None:
+            learner.optimizer.load_state_dict(checkpoint["optimizer"])
+            learner.scheduler.load_state_dict(checkpoint["scheduler"])
             per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
             if per_rank and len(per_rank) == info.world_size:
                 restore_rng(per_rank[info.rank])
@@ -235,29 +242,26 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
         del checkpoint
     # vit_cache extension (engine/vit_cache_loader.py): after every weight is loaded, since the
     # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
-    train_parts, val_loader = attach_vit_cache(cfg, model, info.device, info.rank, autocast, train_parts,
-                                               val_dataset, val_loader)
+    data = attach_vit_cache(cfg, model, ctx, RunData(train, val))
 
-    def evaluate(epoch: int) -> None:
+    def evaluate(epoch: int, step: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"
         # Reported = reproducible: evaluate with the buffers the checkpoint holds (rank 0's), unless
         # the config asks for the original's rank-local statistics.
         own = None if cfg.evaluate or cfg.rank_local_eval else dist_utils.broadcast_buffers_from_main(model)
-        figures = run_evaluation_pass(model, val_loader, len(val_loader), info.device, is_main, autocast,
-                                      predict_path, class_ids, with_label=cfg.val.with_label,
-                                      element_ranks=element_ranks)
+        figures = run_evaluation_pass(ctx, model, data.val.loader, predict_path, class_ids,
+                                      with_label=cfg.val.with_label, element_ranks=element_ranks)
         dist_utils.restore_buffers(model, own)
         if figures is not None:
-            figures.update(score_epoch(cfg, predict_path, epoch, writer, figures.get("val_loss")))
+            figures.update(score_epoch(cfg, predict_path, epoch, ctx.writer, step, figures.get("val_loss")))
             summary.evaluations.append({"epoch": epoch, **figures})
         dist_utils.barrier()
 
     if cfg.evaluate:
-        evaluate(begin_epoch - 1)
+        evaluate(begin_epoch - 1, evaluated_step)
     else:
-        _train_epochs(cfg, info, model, train_parts, optimizer, scheduler, begin_epoch, writer, autocast,
-                      summary, evaluate, on_iteration)
-    writer.close()
+        _train_epochs(cfg, ctx, learner, data.train, begin_epoch, summary, evaluate, on_iteration)
+    ctx.writer.close()
     summary.seconds["total"] = time.perf_counter() - start
     if is_main:
         _write_summary(cfg, summary, begin_epoch)
@@ -265,43 +269,59 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration) -> 
     return None
 
 
-def _train_epochs(cfg: Config, info: dist_utils.DistInfo, model, train_parts, optimizer, scheduler,
-                  begin_epoch: int, writer, autocast, summary: RunSummary, evaluate, on_iteration) -> None:
-    is_main = info.is_main
-    _, sampler, loader = train_parts
+def _checkpoint_step(checkpoint: dict) -> int:
+    # The scheduler stepped to (epoch - 1) x E + i before iteration i, so the iterations its
+    # weights trained for are last_iter + 1; a checkpoint in the original's release format has an
+    # empty scheduler state.
+    scheduler = checkpoint.get("scheduler")
+    if isinstance(scheduler, dict) and isinstance(scheduler.get("last_iter"), int):
+        return scheduler["last_iter"] + 1
+    return 0
+
+
+def _train_epochs(cfg: Config, ctx: RunContext, learner: Learner, train: TrainData, begin_epoch: int,
+                  summary: RunSummary, evaluate: Callable[[int, int], None],
+                  on_iteration: IterationHook | None) -> None:
+    """Epochs ``begin_epoch..n_epochs``: train, log, checkpoint and evaluate at their frequencies.
+
+    Every epoch-level TensorBoard scalar (``train/epoch_loss``, the evaluation's) is written at the
+    global step reached at the end of the epoch, the axis of the per-iteration scalars.
+    """
+    is_main = ctx.is_main
     result_path = Path(cfg.result_path)
     with warnings.catch_warnings():
         # torch 2.14 deprecates broadcast_buffers in favour of forward_sync_buffers, whose False still
         # syncs buffers at init; the original's semantics (rank-local BN_vit statistics) need this one.
         warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
-        ddp = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+        device = ctx.device
+        ddp = DistributedDataParallel(learner.model, device_ids=[device.index] if device.type == "cuda" else None,
                                       broadcast_buffers=False, find_unused_parameters=False)
+    learner = replace(learner, model=ddp)
     epoch_logger = TabLogger(result_path / "train.log", ["epoch", "loss", "lr"]) if is_main else None
     batch_logger = TabLogger(result_path / "train_batch.log", ["epoch", "batch", "iter", "loss", "lr"]) if is_main else None
     for epoch in range(begin_epoch, cfg.train.n_epochs + 1):
-        sampler.set_epoch(epoch)
+        train.sampler.set_epoch(epoch)
         # Worker seeds follow from (seed, epoch) only, so a resumed epoch replays the same data order
         # and augmentations.
-        loader.generator.manual_seed(cfg.manual_seed * 100_003 + epoch)
-        hook = (lambda i, e=epoch: on_iteration(e, i)) if on_iteration is not None else None
-        stats = train_one_epoch(epoch, loader, len(loader), ddp, model.loss, optimizer, scheduler, info.device,
-                                info.world_size, is_main, cfg.print_freq, batch_logger, writer, autocast, hook)
+        train.loader.generator.manual_seed(cfg.manual_seed * 100_003 + epoch)
+        stats = train_one_epoch(ctx, learner, train.loader, epoch, batch_logger, on_iteration)
+        end_step = global_step(epoch, stats.iterations, stats.iterations)
         summary.epochs.append(dict(stats.__dict__))
         if is_main:
             epoch_logger.log({"epoch": epoch, "loss": stats.loss, "lr": stats.lr})
-            writer.add_scalar("train/epoch_loss", stats.loss, epoch)
+            ctx.writer.add_scalar("train/epoch_loss", stats.loss, end_step)
             logger.info("epoch %d/%d: loss %.4f, lr %.6f, %.1f s", epoch, cfg.train.n_epochs, stats.loss,
                         stats.lr, stats.seconds)
         rng_states = dist_utils.gather_objects_to_main(capture_rng())
         if epoch % cfg.train.save_freq == 0 or epoch == cfg.train.n_epochs:
             if is_main:  # the record before the checkpoint: a resume from it must find this epoch logged
                 _write_summary(cfg, summary, begin_epoch)
-                path = save_checkpoint(checkpoint_path(result_path, epoch), epoch, ddp, optimizer, scheduler,
-                                       extra={"rng_per_rank": rng_states})
+                path = save_checkpoint(checkpoint_path(result_path, epoch), epoch, ddp, learner.optimizer,
+                                       learner.scheduler, extra={"rng_per_rank": rng_states})
                 summary.checkpoints.append(str(path))
             dist_utils.barrier()
         if epoch % cfg.train.val_freq == 0 or epoch == cfg.train.n_epochs:
-            evaluate(epoch)
+            evaluate(epoch, end_step)
         if is_main:  # after every epoch, so that a killed run leaves its record for the resume
             _write_summary(cfg, summary, begin_epoch)
     if is_main:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from config import Config
-from engine.logs import TabLogger
+from engine.logs import ScalarWriter, TabLogger
 from evaluation import DEFAULT_CAPACITY, run_evaluation
 from evaluation.plot import save_plot
 from evaluation.report import EvaluationResult, format_summary, write_cap_records
@@ -68,7 +68,8 @@ def cap_records_path(result_path: str | Path, epoch: int) -> Path:
     return Path(result_path) / f"cap_mAP_records_multi{epoch}.txt"
 
 
-def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer, val_loss: float | None = None) -> dict:
+def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer: ScalarWriter, step: int,
+                val_loss: float | None = None) -> dict:
     """Evaluate ``predict_path`` against ``val.eval_mAP`` (rank 0 only) and record the result.
 
     The rule is ``map_protocol(cfg)``. A sweep writes ``cap_mAP_records_multi{epoch}.txt`` with the
@@ -77,7 +78,9 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer, val_loss: f
     ``eval_epoch{epoch}.json`` (the evaluator's result, its ``counts`` with ``gt_rows_excluded`` and
     ``detection_rows_excluded``, and a ``protocol`` block), ``map_epoch{epoch}.png``, a row of
     ``val.log`` and the TensorBoard scalar ``val/mAP``. A ``val_loss`` (``val.with_label``) goes to
-    ``val.log``'s ``loss`` column and the scalar ``val/loss``, with or without ``eval_mAP``.
+    ``val.log``'s ``loss`` column and the scalar ``val/loss``, with or without ``eval_mAP``. The
+    scalars are written at ``step``, the global training step of the weights evaluated
+    (``engine.context.global_step``), the x-axis of the training scalars too.
 
     Returns:
         The figures for the run summary (empty when the config has no ``val.eval_mAP``).
@@ -86,10 +89,11 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer, val_loss: f
     row: dict[str, object] = {"epoch": epoch}
     if val_loss is not None:
         row["loss"] = val_loss
-        writer.add_scalar("val/loss", val_loss, epoch)
-    figures = _score_map(cfg, predict_path, epoch, writer, result_path)
+        writer.add_scalar("val/loss", val_loss, step)
+    figures = _score_map(cfg, predict_path, epoch, result_path)
     if figures:
         row["mAP"] = figures["mAP"]
+        writer.add_scalar("val/mAP", figures["mAP"], step)
     if len(row) > 1:
         # Columns follow the config (mAP when it has eval_mAP, loss with with_label), so they stay
         # the same for every epoch of a run.
@@ -109,7 +113,7 @@ def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> Evaluat
                           capacity=protocol.capacities[0], ties=protocol.ties)
 
 
-def _score_map(cfg: Config, predict_path: Path, epoch: int, writer, result_path: Path) -> dict:
+def _score_map(cfg: Config, predict_path: Path, epoch: int, result_path: Path) -> dict:
     protocol = map_protocol(cfg)
     if protocol is None:
         return {}
@@ -129,7 +133,6 @@ def _score_map(cfg: Config, predict_path: Path, epoch: int, writer, result_path:
     write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     save_plot(plot_path, result)
     figures.update(eval_json=str(json_path), plot=str(plot_path))
-    writer.add_scalar("val/mAP", figures["mAP"], epoch)
     low, high = protocol.capacities
     rule = f"SFMViT sweep K = {low}..{high}" if protocol.sweep else f"ACAR-Net single run at capacity {low}"
     logger.info("epoch %d evaluation (%s, ties %s; exclusions %s: %d ground-truth and %d detection rows "

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from engine.context import BatchLoader, IterationHook, Learner, RunContext, global_step
 from engine.distributed import all_reduce_sum
-from engine.logs import TabLogger
+from engine.logs import TabLogger, batch_progress
 
 logger = logging.getLogger(__name__)
 
@@ -49,94 +49,101 @@ def _zero_loss(model: nn.Module, device: torch.device) -> torch.Tensor:
     return 0.0 * total
 
 
-def train_one_epoch(
-    epoch: int,
-    loader: Iterable[dict],
-    iters_per_epoch: int,
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    device: torch.device,
-    world_size: int,
-    is_main: bool,
-    print_freq: int,
-    batch_logger: TabLogger | None,
-    writer,
-    autocast: Callable[[], object],
-    on_iteration: Callable[[int], None] | None = None,
-) -> EpochStats:
-    """Train for one epoch exactly as the original's ``train_epoch``.
+class StepResult(NamedTuple):
+    """An optimiser step's figures: the all-reduced sum of the scaled rank losses and the global RoI count."""
 
-    Per iteration: ``scheduler.step((epoch - 1) * E + i)`` before the forward; the global RoI count is
-    all-reduced; an iteration with no RoI on any rank is skipped (quirk 23, kept); the loss of a rank
-    is ``BCE x n_rank / n_total x world_size`` so that DDP's gradient averaging yields the mean over
+    loss: float
+    rois: float
+
+
+class _RoiWeightedMean:
+    """Running mean of step losses weighted by their global RoI counts."""
+
+    def __init__(self) -> None:
+        self.loss_sum = self.rois_sum = 0.0
+
+    def add(self, step: StepResult) -> None:
+        self.loss_sum += step.loss * step.rois
+        self.rois_sum += step.rois
+
+    def mean(self) -> float:
+        return self.loss_sum / max(self.rois_sum, 1.0)
+
+
+def train_step(ctx: RunContext, learner: Learner, batch: dict, step: int) -> StepResult | None:
+    """One iteration of the original's ``train_epoch``; None when no rank has a RoI (skipped, quirk 23).
+
+    ``scheduler.step(step)`` comes before the forward; the loss of a rank is
+    ``BCE x n_rank / n_total x world_size`` so that DDP's gradient averaging yields the mean over
     every RoI of every rank.
+    """
+    learner.scheduler.step(step)
+    with ctx.autocast():
+        outputs = learner.model(move_batch(batch, ctx.device))
+    num_rois = int(outputs["num_rois"])
+    total_rois = float(all_reduce_sum(torch.tensor([float(num_rois)], device=ctx.device)).item())
+    if total_rois == 0:
+        return None
+    learner.optimizer.zero_grad()
+    if num_rois > 0:
+        loss = learner.loss_fn(outputs["logits"].float(), outputs["targets"]) * num_rois / total_rois * ctx.world_size
+    else:
+        loss = _zero_loss(learner.model, ctx.device)
+    loss.backward()
+    learner.optimizer.step()
+    return StepResult(float(all_reduce_sum(loss.detach()).item()), total_rois)
+
+
+def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader, epoch: int,
+                    batch_logger: TabLogger | None = None, on_iteration: IterationHook | None = None) -> EpochStats:
+    """Train for one epoch exactly as the original's ``train_epoch`` (``train_step`` per iteration).
+
+    Every ``ctx.print_freq`` iterations rank 0 writes the loss of the window (RoI-weighted) and the
+    learning rate to TensorBoard at the global step, to ``batch_logger`` and to the log.
 
     Args:
+        ctx: the run's device, ranks, autocast, writer and print frequency.
+        learner: the (DDP-wrapped) model, its loss, the optimiser and the scheduler.
+        loader: yields collated training batches; its length is E, the iterations per epoch.
         epoch: 1-based epoch number.
-        loader: yields collated training batches.
-        iters_per_epoch: E, the loader's length.
-        model: the (DDP-wrapped) model; called as ``model(batch)``.
-        loss_fn: ``(logits [N, C], targets [N, C]) -> scalar`` (the model's ``loss``).
-        optimizer, scheduler: the optimiser and the original's per-iteration scheduler.
-        device: where clips go.
-        world_size: number of processes.
-        is_main: rank 0 (progress bar, logs, TensorBoard).
-        print_freq: log every this many iterations.
         batch_logger: ``train_batch.log`` writer (rank 0) or None.
-        writer: TensorBoard writer (a no-op on other ranks).
-        autocast: returns the mixed-precision context for the forward pass.
-        on_iteration: called with the iteration index after each optimiser step (tests use it to
-            simulate a crash in the middle of an epoch).
+        on_iteration: called with ``(epoch, iteration)`` after each optimiser step.
 
     Returns:
         The epoch's statistics. ``loss`` is the all-reduced sum of the scaled rank losses, averaged
         over iterations weighted by RoIs: world_size x the global mean BCE, as the original logs it
         (quirk 8, kept so logs compare with the original's).
     """
-    model.train()
+    learner.model.train()
     start = time.perf_counter()
-    loss_sum = rois_sum = 0.0
-    window_loss = window_rois = 0.0
+    iters_per_epoch = len(loader)
+    epoch_mean, window = _RoiWeightedMean(), _RoiWeightedMean()
     skipped = 0
-    progress = tqdm(loader, total=iters_per_epoch, desc=f"train epoch {epoch}", unit="batch",
-                    disable=not is_main, dynamic_ncols=True, leave=False)
-    for i, batch in enumerate(progress):
-        curr_step = (epoch - 1) * iters_per_epoch + i
-        scheduler.step(curr_step)
-        with autocast():
-            outputs = model(move_batch(batch, device))
-        num_rois = int(outputs["num_rois"])
-        total_rois = float(all_reduce_sum(torch.tensor([float(num_rois)], device=device)).item())
-        if total_rois == 0:
-            skipped += 1
-            continue
-        optimizer.zero_grad()
-        if num_rois > 0:
-            loss = loss_fn(outputs["logits"].float(), outputs["targets"]) * num_rois / total_rois * world_size
-        else:
-            loss = _zero_loss(model, device)
-        loss.backward()
-        optimizer.step()
-        reduced = float(all_reduce_sum(loss.detach()).item())
-        loss_sum += reduced * total_rois
-        rois_sum += total_rois
-        window_loss += reduced * total_rois
-        window_rois += total_rois
-        lr = optimizer.param_groups[0]["lr"]
-        if is_main:
-            progress.set_postfix(loss=f"{reduced:.4f}", lr=f"{lr:.2e}")
-        if (i + 1) % print_freq == 0 and is_main:
-            window_avg = window_loss / max(window_rois, 1.0)
-            writer.add_scalar("train/loss", window_avg, curr_step + 1)
-            writer.add_scalar("lr", lr, curr_step + 1)
-            if batch_logger is not None:
-                batch_logger.log({"epoch": epoch, "batch": i + 1, "iter": curr_step + 1, "loss": window_avg, "lr": lr})
-            logger.info("epoch %d iter %d/%d loss %.4f lr %.6f", epoch, i + 1, iters_per_epoch, window_avg, lr)
-            window_loss = window_rois = 0.0
-        if on_iteration is not None:
-            on_iteration(i)
-    progress.close()
-    return EpochStats(epoch=epoch, loss=loss_sum / max(rois_sum, 1.0), lr=optimizer.param_groups[0]["lr"],
+    with batch_progress(loader, f"train epoch {epoch}", ctx.is_main) as progress:
+        for i, batch in enumerate(progress):
+            result = train_step(ctx, learner, batch, global_step(epoch, i, iters_per_epoch))
+            if result is None:
+                skipped += 1
+                continue
+            epoch_mean.add(result)
+            window.add(result)
+            lr = learner.optimizer.param_groups[0]["lr"]
+            if ctx.is_main:
+                progress.set_postfix(loss=f"{result.loss:.4f}", lr=f"{lr:.2e}")
+            if (i + 1) % ctx.print_freq == 0 and ctx.is_main:
+                _log_window(ctx, batch_logger, epoch, i, iters_per_epoch, window.mean(), lr)
+                window = _RoiWeightedMean()
+            if on_iteration is not None:
+                on_iteration(epoch, i)
+    return EpochStats(epoch=epoch, loss=epoch_mean.mean(), lr=learner.optimizer.param_groups[0]["lr"],
                       iterations=iters_per_epoch, skipped=skipped, seconds=time.perf_counter() - start)
+
+
+def _log_window(ctx: RunContext, batch_logger: TabLogger | None, epoch: int, i: int, iters_per_epoch: int,
+                loss: float, lr: float) -> None:
+    step = global_step(epoch, i + 1, iters_per_epoch)
+    ctx.writer.add_scalar("train/loss", loss, step)
+    ctx.writer.add_scalar("lr", lr, step)
+    if batch_logger is not None:
+        batch_logger.log({"epoch": epoch, "batch": i + 1, "iter": step, "loss": loss, "lr": lr})
+    logger.info("epoch %d iter %d/%d loss %.4f lr %.6f", epoch, i + 1, iters_per_epoch, loss, lr)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from datasets.transforms import (
     Scale,
     ToTensor,
 )
+from engine.context import RunContext, RunData
 from engine.feature_cache import FeatureStore, new_writer_name
 from models.vit_cache import VitStats, compute_vit_stats, vit_fingerprint
 
@@ -318,21 +320,22 @@ def open_vit_cache(cfg: Config, model: nn.Module, device: torch.device, rank: in
     return VitStatsSource(store, vit, vit_id, cfg.vit_cache.mode, device, autocast)
 
 
-def attach_vit_cache(cfg: Config, model: nn.Module, device: torch.device, rank: int,
-                     autocast: Callable[[], object], train_parts: tuple | None, val_dataset: AVADataset,
-                     val_loader: Iterable[dict]) -> tuple[tuple | None, Iterable[dict]]:
+def attach_vit_cache(cfg: Config, model: nn.Module, ctx: RunContext, data: RunData) -> RunData:
     """The runner's loaders, wrapped with the cache when ``vit_cache`` is on (returned unchanged otherwise).
 
     Args:
-        train_parts: ``(dataset, sampler, loader)`` of training, or None.
-        val_dataset, val_loader: the evaluation dataset and loader.
+        cfg: the run's config.
+        model: the ``AVAModel``, every weight loaded.
+        ctx: this process's context (device, rank, autocast).
+        data: the run's splits.
 
     Returns:
-        ``(train_parts, val_loader)``.
+        ``data`` with each loader replaced by its ``CachedLoader``.
     """
-    source = open_vit_cache(cfg, model, device, rank, autocast)
+    source = open_vit_cache(cfg, model, ctx.device, ctx.dist.rank, ctx.autocast)
     if source is None:
-        return train_parts, val_loader
-    if train_parts is not None:
-        train_parts = (train_parts[0], train_parts[1], source.wrap(train_parts[2], train_parts[0]))
-    return train_parts, source.wrap(val_loader, val_dataset)
+        return data
+    train = data.train
+    if train is not None:
+        train = replace(train, loader=source.wrap(train.loader, train.dataset))
+    return RunData(train, replace(data.val, loader=source.wrap(data.val.loader, data.val.dataset)))

@@ -171,11 +171,11 @@ def test_pad_and_stack_pads_to_the_largest_size() -> None:
 
 
 def test_dataloader_with_sampler_and_collate(tiny: tuple[Path, Path]) -> None:
-    from datasets.sampler import DistributedSampler
+    from datasets.sampler import RankSliceSampler
 
     root, pkl = tiny
     dataset = _train_dataset(root, pkl, [{"type": "Scale", "kwargs": {"resize": [4, 4]}}, *TO_TENSOR])
-    sampler = DistributedSampler(len(dataset), num_replicas=1, rank=0, round_down=False)
+    sampler = RankSliceSampler(len(dataset), num_replicas=1, rank=0, round_down=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler, collate_fn=collate_batch)
     seen = [index for batch in loader for index in batch["element_index"]]
     assert seen == torch.randperm(3, generator=torch.Generator().manual_seed(0)).tolist()

@@ -1,16 +1,16 @@
-"""The original's DistributedSampler: seeded permutation per epoch, disjoint rank slices, no padding."""
+"""RankSliceSampler, the original's DistributedSampler: seeded permutation per epoch, disjoint rank slices."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from datasets.sampler import DistributedSampler
+from datasets.sampler import RankSliceSampler
 
 
 def _shares(n: int, world: int, round_down: bool, epoch: int = 0) -> list[list[int]]:
     shares = []
     for rank in range(world):
-        sampler = DistributedSampler(n, num_replicas=world, rank=rank, round_down=round_down)
+        sampler = RankSliceSampler(n, num_replicas=world, rank=rank, round_down=round_down)
         sampler.set_epoch(epoch)
         shares.append(list(sampler))
         assert len(sampler) == len(shares[-1])
@@ -18,7 +18,7 @@ def _shares(n: int, world: int, round_down: bool, epoch: int = 0) -> list[list[i
 
 
 def test_golden_permutation_for_n10_epoch0() -> None:
-    sampler = DistributedSampler(10, num_replicas=1, rank=0, round_down=False)
+    sampler = RankSliceSampler(10, num_replicas=1, rank=0, round_down=False)
     direct = torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
     assert list(sampler) == direct
     assert direct == [4, 1, 7, 5, 3, 9, 0, 8, 6, 2]  # torch's CPU randperm for seed 0
@@ -46,20 +46,20 @@ def test_ceil_gives_every_index_exactly_once(n: int, world: int, sizes: list[int
 
 
 def test_epoch_and_seed_offset_change_the_permutation() -> None:
-    sampler = DistributedSampler(50, num_replicas=2, rank=1, round_down=True)
+    sampler = RankSliceSampler(50, num_replicas=2, rank=1, round_down=True)
     first = list(sampler)
     sampler.set_epoch(1)
     second = list(sampler)
     assert first != second
     sampler.set_epoch(0)
     assert list(sampler) == first
-    shifted = DistributedSampler(50, num_replicas=2, rank=1, round_down=True, seed_offset=1)
+    shifted = RankSliceSampler(50, num_replicas=2, rank=1, round_down=True, seed_offset=1)
     assert list(shifted) == second
 
 
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="rank"):
-        DistributedSampler(10, num_replicas=2, rank=2, round_down=False)
+        RankSliceSampler(10, num_replicas=2, rank=2, round_down=False)
     with pytest.raises(ValueError, match="num_replicas"):
-        DistributedSampler(10, num_replicas=0, rank=0, round_down=False)
-    assert list(DistributedSampler(0, num_replicas=2, rank=1, round_down=False)) == []
+        RankSliceSampler(10, num_replicas=0, rank=0, round_down=False)
+    assert list(RankSliceSampler(0, num_replicas=2, rank=1, round_down=False)) == []

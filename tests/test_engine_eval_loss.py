@@ -1,7 +1,6 @@
 """``val.with_label``: the validation loss of the evaluation pass, per box and over the val set."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 import yaml
 
 from config import ConfigError, LossConfig, ModelConfig, load_config, section
+from engine.context import RunContext
 from engine.eval_loop import BoxScores, mean_box_loss, predict_boxes
 from models.build import build_model
 from models.model import AVAModel
@@ -46,8 +46,7 @@ def _eval_batch(elements: list[int]) -> dict:
 
 
 def _predict(model: AVAModel, batches: list[dict]) -> list[BoxScores]:
-    boxes = predict_boxes(model, batches, len(batches), torch.device("cpu"), is_main=False,
-                          autocast=contextlib.nullcontext, with_label=True)
+    boxes = predict_boxes(RunContext.local(torch.device("cpu")), model, batches, with_label=True)
     return sorted(boxes, key=lambda b: (b.element_index, b.box_index))
 
 
@@ -81,7 +80,7 @@ def test_the_loss_does_not_depend_on_batching(model: AVAModel) -> None:
 
 
 def test_without_labels_no_loss_is_computed(model: AVAModel) -> None:
-    boxes = predict_boxes(model, [_eval_batch([0])], 1, torch.device("cpu"), False, contextlib.nullcontext)
+    boxes = predict_boxes(RunContext.local(torch.device("cpu")), model, [_eval_batch([0])])
     assert all(b.loss is None for b in boxes)
     assert math.isnan(mean_box_loss(boxes))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from config import ConfigError, load_config
-from datasets.sampler import DistributedSampler
+from datasets.sampler import RankSliceSampler
 from engine.eval_loop import BoxScores, gather_predictions, original_element_ranks
 from engine.launch import build_parser
 from tests.engine_fixtures import ROOT
@@ -24,7 +24,7 @@ def test_original_order_is_the_concatenated_rank_shares_for_any_world_size(num_e
     for world_size in (1, 2, 3, 4, 32):
         # What the original's rank files hold, concatenated in rank order by its rank 0.
         concatenated = [e for rank in range(world_size)
-                        for e in DistributedSampler(num_elements, world_size, rank, round_down=False)]
+                        for e in RankSliceSampler(num_elements, world_size, rank, round_down=False)]
         assert concatenated == permutation, world_size
 
 

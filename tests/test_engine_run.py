@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from config import load_config
 from engine.distributed import spawn_info
@@ -65,6 +66,32 @@ def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: P
     assert set(preds.class_id.tolist()) == set(range(1, 51))
 
 
+def _scalar_steps(tb: Path) -> dict[str, list[int]]:
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_every_tensorboard_scalar_is_on_the_global_step_axis(trained: Path) -> None:
+    iters = [epoch["iterations"] for epoch in json.loads((trained / "run_summary.json").read_text())["epochs"]]
+    assert len(iters) == 2 and iters[0] == iters[1] > 0
+    end_of_epoch = [iters[0], 2 * iters[0]]
+    steps = _scalar_steps(trained / "tb")
+    # Epoch-level scalars at the global step reached at the end of their epoch (this tiny run has few
+    # iterations per epoch; tests/test_engine_loops.py checks the runner with several).
+    assert steps["train/epoch_loss"] == end_of_epoch
+    assert steps["val/mAP"] == end_of_epoch
+    # The per-iteration scalars (none when print_freq exceeds the epoch) at the iterations train_batch.log lists.
+    batch_log = [line.split("\t") for line in (trained / "train_batch.log").read_text().splitlines()]
+    assert batch_log[0][2] == "iter"
+    assert steps.get("train/loss", []) == steps.get("lr", []) == [int(row[2]) for row in batch_log[1:]]
+    assert all(1 <= step <= end_of_epoch[1] for tag_steps in steps.values() for step in tag_steps)
+
+
+def _evaluated_step(out: Path) -> list[int]:
+    return _scalar_steps(out / "tb")["val/mAP"]
+
+
 def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, dataset: Path, tmp_path: Path) -> None:
     outputs, losses = {}, {}
     for nproc in (1, 2):
@@ -80,6 +107,9 @@ def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, datas
         losses[nproc] = json.loads((out / "run_summary.json").read_text())["evaluations"][0]["val_loss"]
         val_log = (out / "val.log").read_text().splitlines()
         assert val_log[0] == "epoch\tmAP\tloss" and val_log[1].split("\t")[2] == str(losses[nproc])
+        # Evaluating ckpt_2 only: the scalars sit at the step its weights trained to, the end of epoch 2.
+        trained_to = 2 * json.loads((trained / "run_summary.json").read_text())["epochs"][0]["iterations"]
+        assert _scalar_steps(out / "tb") == {"val/loss": [trained_to], "val/mAP": [trained_to]}
     assert outputs[1] == outputs[2]
     assert outputs[1] == (trained / "predict_epoch2.csv").read_bytes()
     # Per-box losses summed exactly in box order: the same value for any number of processes.
@@ -122,6 +152,7 @@ def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: P
     proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "out" / "predict_epoch7.csv").is_file()
+    assert _evaluated_step(tmp_path / "out") == [0]  # the original's format does not record the step
     assert (tmp_path / "out" / "cap_mAP_records_multi7.txt").is_file()
 
 

@@ -47,7 +47,7 @@ def _config(tmp_path: Path, caps: tuple[int, int] | None, **eval_keys: object) -
 
 
 def _score(cfg: Config, epoch: int = 1) -> dict:
-    return score_epoch(cfg, EVAL_DATA / "predict.csv", epoch, _Writer())
+    return score_epoch(cfg, EVAL_DATA / "predict.csv", epoch, _Writer(), step=10 * epoch)
 
 
 def test_the_rule_follows_the_original_whose_config_runs() -> None:
@@ -131,3 +131,17 @@ def test_an_empty_sweep_range_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"x.yaml: cap_max: the capacity sweep range\(cap_min, cap_max\)"):
         _config(tmp_path, (5, 5))
     assert map_protocol(_config(tmp_path, (5, 5), include_cap_max=True)).capacities == (5, 5)
+
+
+def test_scalars_are_written_at_the_step_given(tmp_path: Path) -> None:
+    steps: list[tuple[str, int]] = []
+
+    class _StepWriter(_Writer):
+        def add_scalar(self, name: str, value: float, step: int) -> None:
+            steps.append((name, step))
+
+    cfg = _config(tmp_path, (1, 5))
+    score_epoch(cfg, EVAL_DATA / "predict.csv", 3, _StepWriter(), 120, val_loss=0.25)
+    # The epoch names the files; the x-axis is the global step, the training scalars' axis.
+    assert steps == [("val/loss", 120), ("val/mAP", 120)]
+    assert (tmp_path / "out" / "eval_epoch3.json").is_file()

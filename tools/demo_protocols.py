@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine.config import load_config
+from config import load_config
 from evaluation import EvaluationResult, run_evaluation
 
 LOGGER = logging.getLogger(__name__)

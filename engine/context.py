@@ -1,0 +1,125 @@
+"""What the training and evaluation loops of one process share, and the data each of them iterates over.
+
+``RunContext`` is built once per process by the runner (``engine/runner.py``); the loops read the
+device, the process's place in the job, the autocast factory, the TensorBoard writer and the print
+frequency from it instead of taking each as a parameter. ``global_step`` is the one x-axis of every
+TensorBoard scalar.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from datasets.ava import AVADataset
+from datasets.sampler import RankSliceSampler
+from engine.distributed import DistInfo
+from engine.logs import NullWriter, ScalarWriter
+from engine.scheduler import WarmupScheduler
+
+AutocastFactory = Callable[[], AbstractContextManager]
+"""Returns the mixed-precision context of a forward pass (``contextlib.nullcontext`` when amp is off)."""
+
+IterationHook = Callable[[int, int], None]
+"""Called with ``(epoch, iteration)`` after each optimiser step (tests simulate a crash with it)."""
+
+
+class BatchLoader(Protocol):
+    """What the loops iterate over: a DataLoader, a ``CachedLoader`` or a list of collated batches."""
+
+    def __iter__(self) -> Iterator[dict]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One process's settings that every loop reads.
+
+    Attributes:
+        dist: the process's place in the job (rank, world size, device).
+        autocast: the forward pass's mixed-precision context factory.
+        writer: TensorBoard writer (a ``NullWriter`` on ranks other than 0).
+        print_freq: log the training loss every this many iterations.
+    """
+
+    dist: DistInfo
+    autocast: AutocastFactory = contextlib.nullcontext
+    writer: ScalarWriter = field(default_factory=NullWriter)
+    print_freq: int = 1
+
+    @classmethod
+    def local(cls, device: torch.device, autocast: AutocastFactory = contextlib.nullcontext) -> RunContext:
+        """A single-process context without TensorBoard (benchmarks, tests, tools)."""
+        return cls(DistInfo(device=device), autocast)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one with progress bars, logs and TensorBoard."""
+        return self.dist.is_main
+
+    @property
+    def world_size(self) -> int:
+        return self.dist.world_size
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The training split: its dataset, the per-epoch sampler the runner reseeds, and the loader."""
+
+    dataset: AVADataset
+    sampler: RankSliceSampler
+    loader: BatchLoader
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluation split: its dataset and this rank's loader (``ChunkedBatchSampler`` batches)."""
+
+    dataset: AVADataset
+    loader: BatchLoader
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Both splits of a run; ``train`` is None when the run only evaluates."""
+
+    train: TrainData | None
+    val: EvalData
+
+
+@dataclass(frozen=True)
+class Learner:
+    """What an optimiser step changes.
+
+    Attributes:
+        model: the model called as ``model(batch)`` (DDP-wrapped while training).
+        loss_fn: ``(logits [N, C], targets [N, C]) -> scalar``, the model's ``loss``.
+        optimizer: the optimiser.
+        scheduler: the original's per-iteration learning-rate schedule.
+    """
+
+    model: nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupScheduler
+
+
+def global_step(epoch: int, iteration: int, iters_per_epoch: int) -> int:
+    """Training iterations done before iteration ``iteration`` (0-based) of ``epoch`` (1-based).
+
+    It is the scheduler's step index of that iteration, and the x-axis of every TensorBoard scalar:
+    a scalar logged after iteration i is written at ``global_step(epoch, i + 1, E)``, and an epoch's
+    scalars (its loss, its evaluation) at ``global_step(epoch, E, E) = epoch x E``, the step reached
+    at its end, so that every curve of a run shares one axis.
+    """
+    return (epoch - 1) * iters_per_epoch + iteration

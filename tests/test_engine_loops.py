@@ -1,0 +1,188 @@
+"""The loops' conventions: one TensorBoard axis (the global step), tqdm-safe logging, and logging set-up
+that leaves other handlers alone."""
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as dist
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from tqdm.contrib.logging import _TqdmLoggingHandler
+
+from datasets.sampler import RankSliceSampler
+from engine.context import Learner, RunContext, TrainData, global_step
+from engine.distributed import DistInfo
+from engine.logs import _OWNED, batch_progress, create_tensorboard_writer, setup_logging
+from engine.runner import RunSummary, _train_epochs
+from engine.scheduler import StepLRScheduler
+from engine.train_loop import train_one_epoch
+
+
+class _TinyModel(nn.Module):
+    """Stands in for the DDP-wrapped AVAModel: one linear layer over the batch's features."""
+
+    def __init__(self, on_forward=None) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.on_forward = on_forward
+
+    def forward(self, batch: dict) -> dict:
+        if self.on_forward is not None:
+            self.on_forward()
+        return {"num_rois": batch["clips"].shape[0], "logits": self.linear(batch["clips"]),
+                "targets": batch["targets"]}
+
+
+def _batches(count: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    return [{"clips": torch.randn(2, 4, generator=generator), "targets": torch.ones(2, 3) * (i % 2)}
+            for i in range(count)]
+
+
+def _learner(model: nn.Module) -> Learner:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    return Learner(model, nn.functional.binary_cross_entropy_with_logits, optimizer,
+                   StepLRScheduler(optimizer, base_lr=0.1, warmup_lr=0.1, warmup_steps=0, milestones=[], lr_mults=[]))
+
+
+def _scalars(tb: Path) -> dict[str, list[int]]:
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_global_step_is_the_iterations_done() -> None:
+    assert global_step(1, 0, 5) == 0
+    assert global_step(3, 2, 5) == 12
+    assert global_step(2, 5, 5) == 10  # the end of epoch 2
+
+
+def test_training_scalars_are_written_at_the_global_step(tmp_path: Path) -> None:
+    writer = create_tensorboard_writer(tmp_path, is_main=True)
+    ctx = RunContext(DistInfo(), writer=writer, print_freq=2)
+    learner = _learner(_TinyModel())
+    loader = _batches(5)
+    for epoch in (1, 2):
+        stats = train_one_epoch(ctx, learner, loader, epoch)
+        assert stats.iterations == 5 and stats.skipped == 0
+    writer.close()
+    scalars = _scalars(tmp_path / "tb")
+    # print_freq 2 over 5 iterations: after iterations 2 and 4 of each epoch, counted across epochs.
+    assert scalars["train/loss"] == [2, 4, 7, 9]
+    assert scalars["lr"] == [2, 4, 7, 9]
+    assert learner.scheduler.last_iter == global_step(2, 4, 5)
+
+
+def test_on_iteration_gets_the_epoch_and_the_iteration() -> None:
+    seen = []
+    train_one_epoch(RunContext(DistInfo()), _learner(_TinyModel()), _batches(3), 4,
+                    on_iteration=lambda epoch, i: seen.append((epoch, i)))
+    assert seen == [(4, 0), (4, 1), (4, 2)]
+
+
+def _console_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr)]
+
+
+def test_logging_inside_the_training_loop_goes_through_tqdm(tmp_path: Path) -> None:
+    setup_logging(tmp_path, is_main=True)
+    inside: list[list[type]] = []
+
+    def record() -> None:
+        inside.append([type(h) for h in _console_handlers()])
+
+    try:
+        train_one_epoch(RunContext(DistInfo()), _learner(_TinyModel(record)), _batches(2), 1)
+        after = [type(h) for h in _console_handlers()]
+    finally:
+        _remove_own_handlers()
+    # During the bar the console handler is tqdm's (tqdm.write keeps the bar); afterwards ours again.
+    assert inside == [[_TqdmLoggingHandler]] * 2
+    assert after == [logging.StreamHandler]
+
+
+def test_batch_progress_redirects_console_logging_and_restores_it(tmp_path: Path) -> None:
+    setup_logging(tmp_path, is_main=True)
+    try:
+        before = list(logging.getLogger().handlers)
+        with batch_progress([1, 2], "x", enabled=False) as bar:
+            assert list(bar) == [1, 2]
+            assert [type(h) for h in _console_handlers()] == [_TqdmLoggingHandler]
+        assert logging.getLogger().handlers == before
+    finally:
+        _remove_own_handlers()
+
+
+def _remove_own_handlers() -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def test_setup_logging_keeps_handlers_it_did_not_install(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    root = logging.getLogger()
+    level = root.level
+    user = logging.StreamHandler(io.StringIO())
+    root.addHandler(user)
+    try:
+        setup_logging(tmp_path / "a", is_main=True)
+        first = [h for h in root.handlers if getattr(h, _OWNED, False)]
+        setup_logging(tmp_path / "b", is_main=True)  # a second run in the same process
+        second = [h for h in root.handlers if getattr(h, _OWNED, False)]
+        assert user in root.handlers and caplog.handler in root.handlers
+        assert len(first) == len(second) == 2 and not set(first) & set(second)
+        assert all(h not in root.handlers for h in first)
+        logging.getLogger("engine.test").info("reaches every handler")
+        assert "reaches every handler" in user.stream.getvalue()
+        assert "reaches every handler" in caplog.text
+        assert "reaches every handler" in (tmp_path / "b" / "log.txt").read_text()
+        assert "reaches every handler" not in (tmp_path / "a" / "log.txt").read_text()
+    finally:
+        root.removeHandler(user)
+        _remove_own_handlers()
+        root.setLevel(level)
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, count: int) -> None:
+        self.rows = _batches(count)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return {key: value[0] for key, value in self.rows[index].items()}
+
+
+def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the_epoch(tmp_path: Path) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        dataset = _Rows(6)
+        sampler = RankSliceSampler(len(dataset), 1, 0, round_down=True)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler, drop_last=True,
+                                             generator=torch.Generator())
+        cfg = SimpleNamespace(result_path=str(tmp_path / "run"), manual_seed=1,
+                              train=SimpleNamespace(n_epochs=2, save_freq=2, val_freq=1))
+        writer = create_tensorboard_writer(tmp_path / "run", is_main=True)
+        evaluated: list[tuple[int, int]] = []
+        _train_epochs(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), _learner(_TinyModel()),
+                      TrainData(dataset, sampler, loader), 1, RunSummary("train", 1, "gloo", "cpu"),
+                      lambda epoch, step: evaluated.append((epoch, step)), None)
+        writer.close()
+    finally:
+        dist.destroy_process_group()
+    # 3 iterations per epoch: epoch e ends at global step 3e, where its loss and evaluation go.
+    assert evaluated == [(1, 3), (2, 6)]
+    steps = _scalars(tmp_path / "run" / "tb")
+    assert steps["train/epoch_loss"] == [3, 6]
+    assert steps["train/loss"] == steps["lr"] == [3, 6]
+    assert (tmp_path / "run" / "ckpt_2.pth.tar").is_file()
