@@ -118,8 +118,6 @@ class TemporalSampling:
         return f"TemporalSampling(step={self.step})"
 
 
-TEMPORAL_TRANSFORMS: dict[str, type] = {
-    "TemporalCenterCrop": TemporalCenterCrop,
-    "TemporalRandomCrop": TemporalRandomCrop,
-    "TemporalSampling": TemporalSampling,
-}
+# Config ``type`` -> class: the original's names, which are the class names.
+TEMPORAL_TRANSFORMS: dict[str, type] = {cls.__name__: cls for cls in (
+    TemporalCenterCrop, TemporalRandomCrop, TemporalSampling)}

@@ -304,15 +304,9 @@ class Normalize:
         return f"Normalize(mean={self.mean}, std={self.std})"
 
 
-SPATIAL_TRANSFORMS: dict[str, type] = {
-    "Scale": Scale,
-    "CenterCrop": CenterCrop,
-    "CornerCrop": CornerCrop,
-    "RandomHorizontalFlip": RandomHorizontalFlip,
-    "ScaleJitteringRandomCrop": ScaleJitteringRandomCrop,
-    "ToTensor": ToTensor,
-    "Normalize": Normalize,
-}
+# Config ``type`` -> class: the original's names, which are the class names.
+SPATIAL_TRANSFORMS: dict[str, type] = {cls.__name__: cls for cls in (
+    Scale, CenterCrop, CornerCrop, RandomHorizontalFlip, ScaleJitteringRandomCrop, ToTensor, Normalize)}
 
 SpatialTransform = Callable[..., object]
 
