@@ -11,7 +11,8 @@ from typing import Protocol
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from formats.cli import LOG_FORMAT
+
 # Attribute set on the handlers ``setup_logging`` installs, so that a second call replaces those
 # and leaves the handlers of the user (or of pytest) on the root logger alone.
 _OWNED = "_engine_logs_handler"
