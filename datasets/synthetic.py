@@ -1,4 +1,10 @@
-"""Synthetic Chaotic World generator: rendered H.264 clips plus official-format csv, exclusions and label map."""
+"""Synthetic Chaotic World generator: rendered H.264 clips plus csv, exclusions and label map as published.
+
+The annotation files follow the published Chaotic World files (DATA.md, "What you start from"): headerless
+13-column csvs whose keyframe at second t is frame ``25 t`` with the clip window in seconds in columns
+11-12, exclusion files naming each excluded keyframe by frame number once per ground-truth row (the
+excluded keyframes are annotated like any other), and a ``label { name label_id label_type }`` map.
+"""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +25,7 @@ from datasets.synthetic_plan import PRESETS, DatasetPlan, keyframe_times, plan_d
 from datasets.synthetic_render import VideoPlan, encode_video, frame_joints, person_box
 from formats.atomic import write_text_atomic
 from formats.cli import run_main
-from formats.eval_csv import write_exclusions
-from formats.official_csv import OfficialRow, write_official_csv
+from formats.official_csv import OfficialRow, window_seconds, write_official_csv, write_official_exclusions
 from formats.pbtxt import write_label_map
 
 LOGGER = logging.getLogger(__name__)
@@ -28,13 +33,15 @@ LOGGER = logging.getLogger(__name__)
 CLASSES_FILE = Path(__file__).with_name("cw_classes.txt")
 MANIFEST_NAME = "synthetic_manifest.json"
 # Bump when a change makes the same seed produce different data (invalidates cached demo data).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the published layout (headerless csv, keyframe 25 t, exclusions in frames)
 # Clip window of a keyframe: +-32 frames around it (CW annotates at 1 fps, clips of 64 frames).
 HALF_WINDOW = 32
 # A person whose box keeps less than this share of its area inside the frame is not annotated
 # (annotators do not box a sliver at the border).
 MIN_VISIBLE_FRACTION = 0.25
 SPLITS = {"train": "train", "val": "test"}  # split -> file stem (chaos_<stem>_1fps.csv)
+# Every class of the published list_action.pbtxt has this type.
+LABEL_TYPE = "PERSON_MOVEMENT"
 
 
 def load_cw_classes(path: str | Path = CLASSES_FILE) -> dict[int, str]:
@@ -71,49 +78,47 @@ def visible_box(box: np.ndarray, width: int, height: int) -> tuple[float, float,
     return (round(cx1 / width, 4), round(cy1 / height, 4), round(cx2 / width, 4), round(cy2 / height, 4))
 
 
-def annotate_video(plan: VideoPlan, excluded_times: set[int]) -> list[OfficialRow]:
-    """Official csv rows of one clip: one per (keyframe, visible person, label), labels 0-based.
+def annotate_video(plan: VideoPlan) -> list[OfficialRow]:
+    """Csv rows of one clip: one per (keyframe, visible person, label), labels 0-based.
+
+    As in the published files, the keyframe at second ``t`` is frame number ``fps t`` (``time`` =
+    frame / fps, 25 fps for Chaotic World); its box is the person's in that frame file, which shows frame index ``25 t - 1``
+    (files are numbered from 1).
 
     Args:
         plan: the clip.
-        excluded_times: keyframe times (s) left unannotated (listed in the exclusion csv instead).
 
     Returns:
         Rows ordered by time, person id, label.
     """
     rows = []
-    extra = (str(plan.width), str(plan.height))
     for t in keyframe_times(plan.n_frames // plan.fps):
-        if t in excluded_times:
-            continue
-        index = int(round(t * plan.fps))
-        keyframe = index + 1
+        keyframe = t * plan.fps
         start, end = max(1, keyframe - HALF_WINDOW), min(plan.n_frames, keyframe + HALF_WINDOW)
         for spec in sorted(plan.persons, key=lambda person: person.person_id):
-            box = visible_box(person_box(spec, frame_joints(plan, spec, index)), plan.width, plan.height)
+            box = visible_box(person_box(spec, frame_joints(plan, spec, keyframe - 1)), plan.width, plan.height)
             if box is None:
                 continue
             for class_id in person_labels(spec, float(t)):
                 rows.append(OfficialRow(video=plan.video_id, keyframe=keyframe, box=box, label=class_id - 1,
                                         person_id=spec.person_id, start_frame=start, end_frame=end,
-                                        time=float(t), extra=extra))
+                                        time=float(t), window_seconds=window_seconds(start, end, plan.fps)))
     return rows
 
 
 def annotate_dataset(plan: DatasetPlan) -> dict[str, list[OfficialRow]]:
     """Rows of both splits, ``{'train': rows, 'val': rows}``."""
-    result = {}
-    for split, videos in plan.videos.items():
-        rows = []
-        for video in videos:
-            times = {t for vid, t in plan.excluded[split] if vid == video.video_id}
-            rows += annotate_video(video, times)
-        result[split] = rows
-    return result
+    return {split: [row for video in videos for row in annotate_video(video)] for split, videos in plan.videos.items()}
+
+
+def excluded_rows(rows: list[OfficialRow], excluded: set[tuple[str, int]]) -> list[OfficialRow]:
+    """The rows of the excluded keyframes ``(video, second)``: the exclusion file has one line per such row."""
+    return [row for row in rows if (row.video, int(row.time)) in excluded]
 
 
 def split_counts(rows: list[OfficialRow], videos: int, excluded: int, names: dict[int, str]) -> dict:
-    """Counts of one split: videos, keyframes, persons (boxes), rows, label counts by class name."""
+    """Counts of one split: videos, keyframes, excluded keyframes (annotated, listed in the exclusion
+    file), persons (boxes), rows, label counts by class name."""
     labels = Counter(row.label + 1 for row in rows)
     return {
         "videos": videos,
@@ -150,8 +155,9 @@ def write_annotations(plan: DatasetPlan, root: str | Path) -> dict[str, list[Off
     rows = annotate_dataset(plan)
     for split, stem in SPLITS.items():
         write_official_csv(folder / f"chaos_{stem}_1fps.csv", rows[split])
-        write_exclusions(folder / f"chaos_{stem}_exclude.csv", plan.excluded[split])
-    write_label_map(folder / "list_action.pbtxt", load_cw_classes())
+        write_official_exclusions(folder / f"chaos_{stem}_exclude.csv", excluded_rows(rows[split], plan.excluded[split]))
+    classes = load_cw_classes()
+    write_label_map(folder / "list_action.pbtxt", classes, {class_id: LABEL_TYPE for class_id in classes})
     return rows
 
 
@@ -199,7 +205,9 @@ def generate_dataset(out_dir: str | Path, preset: str = "demo", seed: int = 0, p
     rows = write_annotations(plan, root)
     _encode_all(plan, root, progress)
     names = load_cw_classes()
-    splits = {split: split_counts(rows[split], len(plan.videos[split]), len(plan.excluded[split]), names)
+    splits = {split: split_counts(rows[split], len(plan.videos[split]),
+                                  len({(row.video, row.time) for row in excluded_rows(rows[split], plan.excluded[split])}),
+                                  names)
               for split in plan.videos}
     totals = Counter()
     for counts in splits.values():

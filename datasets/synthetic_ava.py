@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.synthetic import SPLITS, load_cw_classes
-from formats.ava import AvaRow, Proposal, write_ava_csv, write_ava_proposals
+from evaluation.exclusions import frame_to_second
+from formats.ava import AvaRow, Proposal, ava_label_type, write_ava_csv, write_ava_proposals
 from formats.eval_csv import read_exclusions, write_exclusions
 from formats.official_csv import read_official_csv
 from formats.pbtxt import write_label_map
@@ -30,7 +31,6 @@ AVA_EVALUATED_IDS = (
     46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78,
     79, 80,
 )
-NUM_POSE_IDS = 13
 UNEVALUATED_ID = 2
 WINDOW_START_SECONDS = 900
 FPS = 30
@@ -63,7 +63,7 @@ def ava_label_map() -> tuple[dict[int, str], dict[int, str]]:
     names, types = {}, {}
     for position, ava_id in enumerate(AVA_EVALUATED_IDS):
         names[ava_id] = cw.get(position + 1, f"unused class {ava_id}")
-        types[ava_id] = "PERSON_MOVEMENT" if position < NUM_POSE_IDS else "OBJECT_MANIPULATION"
+        types[ava_id] = ava_label_type(ava_id)
     return names, types
 
 
@@ -107,7 +107,7 @@ def write_ava_annotations(root: str | Path, seconds: int, seed: int = 0) -> dict
     for split, stem in SPLITS.items():
         files = split_files(root, AVA_SPLITS[split])
         rows: list[AvaRow] = []
-        for row in read_official_csv(cw_folder / f"chaos_{stem}_1fps.csv"):
+        for row in read_official_csv(cw_folder / f"chaos_{stem}_1fps.csv", fps=FPS):
             second = int(row.time)
             if not _usable_second(second, seconds):
                 continue
@@ -117,8 +117,11 @@ def write_ava_annotations(root: str | Path, seconds: int, seed: int = 0) -> dict
                 rows.append(AvaRow(row.video, time, row.box, UNEVALUATED_ID, row.person_id))
         rows = list(dict.fromkeys(rows))
         write_ava_csv(files.csv, rows)
-        excluded = {(video, WINDOW_START_SECONDS + second) for video, second in
-                    read_exclusions(cw_folder / f"chaos_{stem}_exclude.csv") if _usable_second(second, seconds)}
+        # Chaotic World names excluded keyframes by frame number; AVA's excluded timestamps are seconds.
+        cw_excluded = {(video, frame_to_second(frame, FPS)) for video, frame in
+                       read_exclusions(cw_folder / f"chaos_{stem}_exclude.csv")}
+        excluded = {(video, WINDOW_START_SECONDS + second) for video, second in cw_excluded
+                    if second is not None and _usable_second(second, seconds)}
         write_exclusions(files.exclusions, sorted(excluded))
         keyframes: dict[tuple[str, int], list[AvaRow]] = {}
         for row in rows:

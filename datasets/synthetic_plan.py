@@ -310,7 +310,7 @@ def plan_dataset(config: SyntheticConfig, seed: int = 0) -> DatasetPlan:
         start += count
         keys = [(plan.video_id, t) for plan in videos[split] for t in keyframe_times(config.seconds)]
         rng = np.random.default_rng([seed, 2, split_index])
-        # At least one, but never every keyframe: a split without rows would not be a dataset.
+        # At least one, but never every keyframe: the evaluation needs keyframes that are not excluded.
         n_excluded = min(max(1, int(round(EXCLUDED_SHARE * len(keys)))), len(keys) - 1)
         excluded[split] = {keys[i] for i in rng.choice(len(keys), size=n_excluded, replace=False)}
     return DatasetPlan(config=config, seed=seed, videos=videos, excluded=excluded)

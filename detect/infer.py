@@ -17,13 +17,11 @@ from detect.offline import prepare_ultralytics, resolve_device
 from formats.annotation_pkl import classes_from_label_map, frame_path, load_annotation_pkl, save_annotation_pkl
 from formats.atomic import write_text_atomic
 from formats.cli import run_main
-from formats.official_csv import read_official_csv
+from formats.official_csv import FRAME_RATE, read_official_csv
 from formats.pbtxt import read_label_map
 
 LOGGER = logging.getLogger(__name__)
 
-# Chaotic World videos are extracted at 25 fps; the released pkls carry this constant.
-FRAME_RATE = 25
 STATE_VERSION = 2  # 2: JSON (1 was a pickle)
 _TEMPLATE_KEYS = ("video", "time", "start_frame", "n_frames", "mid_frame", "format_str", "frame_rate")
 

@@ -128,8 +128,8 @@ def _distinct_boxes(pairs: list[tuple[object, Sequence[float]]]) -> np.ndarray:
 
 
 def load_ground_truth(path: str | Path) -> dict[KeyframeKey, np.ndarray]:
-    """Distinct person boxes ``[G, 4]`` per keyframe from an annotation pkl, an official csv (header,
-    13 columns) or the evaluator's ground-truth csv; rows repeating a (person, box) are one person."""
+    """Distinct person boxes ``[G, 4]`` per keyframe from an annotation pkl, an official csv (13 columns)
+    or the evaluator's ground-truth csv (8); rows repeating a (person, box) are one person."""
     path = Path(path)
     pairs: dict[KeyframeKey, list[tuple[object, Sequence[float]]]] = {}
     if path.suffix == ".pkl":
@@ -147,15 +147,11 @@ def load_ground_truth(path: str | Path) -> dict[KeyframeKey, np.ndarray]:
 
 
 def _is_official_csv(path: Path) -> bool:
+    """13 columns (headerless as published, or with a header): the official csv; else the evaluator's (8)."""
     if not path.is_file():
         raise FileNotFoundError(f"ground truth not found: {path}")
     with path.open(encoding="utf-8") as handle:
-        fields = handle.readline().strip().split(",")
-    try:
-        float(fields[1])
-    except (IndexError, ValueError):
-        return len(fields) == NUM_COLUMNS
-    return False
+        return len(handle.readline().strip().split(",")) == NUM_COLUMNS
 
 
 def load_proposals(path: str | Path) -> tuple[dict[KeyframeKey, tuple[np.ndarray, np.ndarray]], bool]:

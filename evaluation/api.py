@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.capacity import sweep_capacities
+from evaluation.exclusions import check_exclusion_units
 from evaluation.frame_map import evaluate_at_capacity, prepare
 from evaluation.original_protocol import BAND_HIGH, BAND_LOW, ORIGINAL, evaluate_original, prepare_original
 from evaluation.report import EvaluationResult, SweepSummary, TieBand
@@ -30,6 +31,10 @@ def load_inputs(labelmap_path: str | Path, gt_path: str | Path, predictions: str
                 ) -> tuple[dict[int, str], GroundTruth, Predictions, set[tuple[str, int]]]:
     """Read the label map, ground truth, predictions (unless given) and exclusions.
 
+    The exclusions are applied as written (in seconds, as the original evaluator read them); a file
+    whose keys match the ground truth better as frame numbers (Chaotic World's published files) is
+    named in a warning (``evaluation/exclusions.py``).
+
     Raises:
         FileNotFoundError: a file is missing.
         FormatError: a file is malformed (file and line named).
@@ -38,6 +43,10 @@ def load_inputs(labelmap_path: str | Path, gt_path: str | Path, predictions: str
     ground_truth = read_ground_truth_csv(gt_path)
     preds = predictions if isinstance(predictions, Predictions) else read_predict_csv(predictions)
     excluded = read_exclusions(exclusions_path) if exclusions_path is not None else set()
+    if excluded:
+        units = check_exclusion_units(excluded, zip(ground_truth.video, ground_truth.time.tolist()))
+        if units.look_like_frames:
+            logger.warning(units.message(exclusions_path))
     return label_map, ground_truth, preds, excluded
 
 

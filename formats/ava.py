@@ -8,7 +8,9 @@ Facts (AVA v2.2, as distributed by its authors and used by ACAR-Net and SlowFast
 - ``ava_{train,val}_excluded_timestamps_v2.2.csv``: ``video_id,timestamp`` rows left out of the
   evaluation.
 - ``ava_action_list_v2.2_for_activitynet_2019.pbtxt``: the 60 evaluated classes (ids among 1..80) in
-  the ``label { name label_id label_type }`` layout (read with ``formats.pbtxt``).
+  the ``label { name label_id label_type }`` layout (read with ``formats.pbtxt``). The type follows
+  the id: 1-14 ``PERSON_MOVEMENT`` (pose), 15-63 ``OBJECT_MANIPULATION``, 64-80 ``PERSON_INTERACTION``;
+  copies of the list in the ``item { name id }`` layout carry no type.
 - person proposals (Facebook's LFB / "FAIR" detector, the ones ACAR-Net and SlowFast use): a
   pickled dict ``"video,%04d"`` -> array ``[N, 5]`` of ``[x1, y1, x2, y2, score]``, normalised.
 """
@@ -33,9 +35,18 @@ from formats.safe_pickle import safe_load
 NUM_COLUMNS = 8
 COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "person_id")
 NUM_ACTIONS = 80
+# The last action id of each AVA type (ids 1..14 are pose, 15..63 object manipulation, 64..80 interaction).
+_LABEL_TYPE_RANGES = ((14, "PERSON_MOVEMENT"), (63, "OBJECT_MANIPULATION"), (NUM_ACTIONS, "PERSON_INTERACTION"))
 # Keyframe seconds of AVA v2.2: 902..1798 inclusive (15th to 30th minute, 2 s trimmed each end).
 FIRST_KEYFRAME = 902
 LAST_KEYFRAME = 1798
+
+
+def ava_label_type(action_id: int) -> str:
+    """The AVA v2.2 ``label_type`` of an action id (1..80), for label maps written without one."""
+    if not 1 <= action_id <= NUM_ACTIONS:
+        raise ValueError(f"AVA action ids are 1..{NUM_ACTIONS}, got {action_id}")
+    return next(label_type for last, label_type in _LABEL_TYPE_RANGES if action_id <= last)
 
 
 @dataclass(frozen=True)

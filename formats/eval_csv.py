@@ -254,14 +254,16 @@ def read_predict_csv(path: str | Path) -> Predictions:
                        class_id=values[:, 5].astype(np.int64), score=values[:, 6])
 
 
-def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
-    """Read an exclusions file (``video_id,timestamp`` rows).
+def read_exclusion_lines(path: str | Path) -> list[tuple[int, str, int]]:
+    """Read an exclusions file (``video_id,timestamp`` rows) keeping its lines.
 
     Args:
         path: header-less csv; an empty file means no exclusions.
 
     Returns:
-        ``{(video_id, int(float(timestamp)))}``.
+        ``[(line, video_id, int(float(timestamp)))]`` in file order, repeats kept. The number is
+        whatever the file holds: seconds for AVA and the evaluator, frame numbers in Chaotic World's
+        published files (``evaluation/exclusions.py``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -270,12 +272,17 @@ def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exclusions csv not found: {path}")
-    keys: set[tuple[str, int]] = set()
+    lines = []
     # Exclusion files have a few hundred rows at most: the line-by-line reader is fast enough.
     for line, fields in _csv_rows(path):
         _check_fields(fields, EXCLUSION_COLUMNS, set(), (2,), path, line)
-        keys.add((fields[0], int(float(fields[1]))))
-    return keys
+        lines.append((line, fields[0], int(float(fields[1]))))
+    return lines
+
+
+def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
+    """The distinct ``(video_id, int(float(timestamp)))`` keys of an exclusions file (``read_exclusion_lines``)."""
+    return {(video, number) for _, video, number in read_exclusion_lines(path)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The AVA label map in both of its layouts: ``item { name id }`` and ``label { name label_id label_type }``.
 
-Chaotic World's ``list_action.pbtxt`` uses ``item { name: "..." id: N }``; the official AVA v2.2 file
-(``ava_action_list_v2.2_for_activitynet_2019.pbtxt``) uses ``label { name: "..." label_id: N
-label_type: PERSON_MOVEMENT }``. The official reader accepts both spellings of the id, so we do too,
-with any whitespace and in any field order; both layouts may not be mixed in one file.
+The published files of both datasets, Chaotic World's ``list_action.pbtxt`` (50 classes, every one
+``PERSON_MOVEMENT``) and AVA v2.2's ``ava_action_list_v2.2_for_activitynet_2019.pbtxt``, use
+``label { name: "..." label_id: N label_type: T }``; copies in circulation also use ``item { name:
+"..." id: N }``. The official reader accepts both spellings of the id, so we do too, with any
+whitespace and in any field order; both layouts may not be mixed in one file.
 """
 from __future__ import annotations
 

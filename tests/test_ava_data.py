@@ -11,6 +11,7 @@ from formats.annotation_pkl import load_annotation_pkl
 from formats.ava import (
     AvaRow,
     Proposal,
+    ava_label_type,
     read_ava_csv,
     read_ava_exclusions,
     read_ava_label_map,
@@ -19,7 +20,7 @@ from formats.ava import (
     write_ava_proposals,
 )
 from formats.errors import FormatError
-from tools.ava_to_pkl import convert_ava, keyframe_to_frame, main, new_element
+from tools.ava_to_pkl import classes_from_entries, convert_ava, keyframe_to_frame, main, new_element
 
 DATA = Path(__file__).resolve().parent / "data" / "ava"
 CSV = DATA / "ava_mini_v2.2.csv"
@@ -172,3 +173,17 @@ def test_unannotated_keyframes_are_accepted_on_request(tmp_path: Path) -> None:
     assert [e["time"] for e in load_annotation_pkl(val).elements] == [902, 910]
     convert_ava(CSV, LABELMAP, train, boxes="gt+proposals", proposals_path=proposals, allow_unannotated=True)
     assert [e["time"] for e in load_annotation_pkl(train).elements] == [902, 903, 1798]
+
+
+def test_item_layout_map_gets_avas_label_types_by_id(tmp_path: Path) -> None:
+    """A copy of the AVA list in the ``item { name id }`` layout has no types: each id gets AVA's own."""
+    entries = read_ava_label_map(LABELMAP)
+    item_map = tmp_path / "items.pbtxt"
+    item_map.write_text("".join(f'item {{\n  name: "{e.name}"\n  id: {e.class_id}\n}}\n' for e in entries))
+    from_items = classes_from_entries(read_ava_label_map(item_map))
+    assert [c["label_type"] for c in from_items] == [e.label_type for e in entries]
+    assert [ava_label_type(i) for i in (1, 14, 15, 63, 64, 80)] == [
+        "PERSON_MOVEMENT", "PERSON_MOVEMENT", "OBJECT_MANIPULATION", "OBJECT_MANIPULATION",
+        "PERSON_INTERACTION", "PERSON_INTERACTION"]
+    with pytest.raises(ValueError, match="1..80"):
+        ava_label_type(81)

@@ -51,15 +51,15 @@ def test_conversion_writes_one_line_per_distinct_person(frames: Path, tmp_path: 
     counts = convert_to_yolo(TRAIN_CSV, VAL_CSV, frames, out)
     assert counts["train"] == {"rows": 16, "duplicates": 4, "images": 8, "boxes": 12}
     assert counts["val"] == {"rows": 6, "duplicates": 3, "images": 3, "boxes": 3}
-    lines = (out / "labels" / "train" / "vidT1_000026.txt").read_text().splitlines()
+    lines = (out / "labels" / "train" / "vidT1_000025.txt").read_text().splitlines()
     # Person 1 (two labels, two rows) once; person 2 once.
     assert lines == ["0 0.200000 0.550000 0.200000 0.700000", "0 0.650000 0.600000 0.200000 0.700000"]
     for label_file in (out / "labels").rglob("*.txt"):
         content = label_file.read_text().splitlines()
         assert len(content) == len(set(content)), f"duplicate lines in {label_file}"
     images = sorted(p.name for p in (out / "images" / "train").iterdir())
-    assert len(images) == 8 and images[0] == "vidT1_000026.png"
-    assert image_size(out / "images" / "val" / "vidV1_000051.png") == (320, 180)
+    assert len(images) == 8 and images[0] == "vidT1_000025.png"
+    assert image_size(out / "images" / "val" / "vidV1_000050.png") == (320, 180)
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data == {"path": str(out.resolve()), "train": "images/train", "val": "images/val", "names": {0: "person"}}
 
@@ -70,15 +70,15 @@ def test_conversion_resizes_frames_of_another_size(tmp_path: Path) -> None:
     render_frames(VAL_CSV, frames, size=(640, 360))
     out = tmp_path / "yolo"
     convert_to_yolo(TRAIN_CSV, VAL_CSV, frames, out)
-    assert image_size(out / "images" / "train" / "vidT2_000101.png") == (320, 180)
+    assert image_size(out / "images" / "train" / "vidT2_000100.png") == (320, 180)
     # Labels are normalised: unchanged by the resize.
-    assert (out / "labels" / "train" / "vidT2_000026.txt").read_text() == "0 0.400000 0.450000 0.200000 0.700000\n"
+    assert (out / "labels" / "train" / "vidT2_000025.txt").read_text() == "0 0.400000 0.450000 0.200000 0.700000\n"
 
 
 def test_missing_frame_is_named_before_anything_is_written(frames: Path, tmp_path: Path) -> None:
-    (frames / "vidV1" / "vidV1_000076.png").unlink()
+    (frames / "vidV1" / "vidV1_000075.png").unlink()
     out = tmp_path / "yolo"
-    with pytest.raises(FileNotFoundError, match="vidV1_000076.png"):
+    with pytest.raises(FileNotFoundError, match="vidV1_000075.png"):
         convert_to_yolo(TRAIN_CSV, VAL_CSV, frames, out)
     assert not (out / "images" / "train").exists()
 

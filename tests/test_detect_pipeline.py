@@ -241,9 +241,9 @@ def _boxes(path: Path) -> np.ndarray:
 def test_missing_keyframe_frame_fails_before_inference(tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     render_frames(VAL_CSV, frames)
-    (frames / "vidV1" / "vidV1_000051.png").unlink()
+    (frames / "vidV1" / "vidV1_000050.png").unlink()
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"not loaded: the frame check comes first")
-    with pytest.raises(FileNotFoundError, match="vidV1_000051.png"):
+    with pytest.raises(FileNotFoundError, match="vidV1_000050.png"):
         detect_to_proposals(weights, VAL_CSV, frames, tmp_path / "p.pkl", progress=False)
     assert len(load_keyframe_source(VAL_CSV).distinct()) == 3

@@ -21,13 +21,13 @@ from formats.eval_csv import (
     write_ground_truth_csv,
     write_predict_csv,
 )
-from formats.official_csv import HEADER, OfficialRow, read_official_csv, write_official_csv
+from formats.official_csv import COLUMNS, OfficialRow, read_official_csv, write_official_csv, write_official_exclusions
 from formats.pbtxt import read_label_map, write_label_map
 
 DATA = Path(__file__).parent / "data" / "formats"
 MINI_CSV = DATA / "chaos_mini_1fps.csv"
 LABEL_MAP = DATA / "list_action.pbtxt"
-GOOD_ROW = "vidA,26,0.1,0.2,0.3,0.6,45,1,1,58,1,,"
+GOOD_ROW = "vidA,000025,0.1,0.2,0.3,0.6,45,1,1,58,1.0,0.04,2.32"
 
 
 # ----------------------------------------------------------------------------- pbtxt
@@ -79,37 +79,80 @@ def test_empty_label_map_is_a_format_error(tmp_path: Path) -> None:
 def test_official_csv_reads_the_fixture() -> None:
     rows = read_official_csv(MINI_CSV)
     assert len(rows) == 9
-    assert rows[0] == OfficialRow("vidB", 51, (0.1, 0.2, 0.3, 0.6), 45, 1, 19, 83, 2.0, ("", ""))
+    assert rows[0] == OfficialRow("vidB", 50, (0.1, 0.2, 0.3, 0.6), 45, 1, 19, 83, 2.0, (0.76, 3.32))
     assert rows[0].n_frames == 64
 
 
-def test_official_csv_round_trip(tmp_path: Path) -> None:
+def test_official_csv_round_trip_is_the_published_layout(tmp_path: Path) -> None:
     rows = read_official_csv(MINI_CSV)
-    rows.append(OfficialRow("vidC", 7, (1 / 3, 0.0, 2 / 3, 1.0), 0, 12, 3, 9, 0.5, ("x", "7")))
+    rows.append(OfficialRow("vidC", 7, (1 / 3, 0.0, 2 / 3, 1.0), 0, 12, 3, 9, 0.5, (0.12, 0.36)))
     write_official_csv(tmp_path / "out.csv", rows)
     assert read_official_csv(tmp_path / "out.csv") == rows
-    assert (tmp_path / "out.csv").read_text().splitlines()[0] == ",".join(HEADER)
+    # No header line, the keyframe written %06d as in the published files.
+    assert (tmp_path / "out.csv").read_text().splitlines()[0] == "vidB,000050,0.1,0.2,0.3,0.6,45,1,19,83,2.0,0.76,3.32"
+
+
+def test_official_csv_with_a_header_line_reads_the_same_rows(tmp_path: Path) -> None:
+    """A file derived by pandas may carry a header: told from data by content, and skipped."""
+    path = tmp_path / "derived.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + MINI_CSV.read_text())
+    assert read_official_csv(path) == read_official_csv(MINI_CSV)
+
+
+def test_official_csv_first_data_line_is_never_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text(GOOD_ROW + "\n")
+    rows = read_official_csv(path)
+    assert len(rows) == 1 and rows[0].keyframe == 25 and rows[0].time == 1.0
+
+
+def test_final_version_cut_names_the_13_column_file(tmp_path: Path) -> None:
+    path = tmp_path / "chaos_test_1fps_final_version.csv"
+    path.write_text("AGRUUMUL,000700,0.484,0.37,0.648,0.685,20,224\n")
+    with pytest.raises(FormatError, match="use the 13-column chaos_test_1fps.csv") as info:
+        read_official_csv(path)
+    assert str(info.value).startswith(f"{path}, line 1: 8 columns")
+
+
+def test_window_seconds_of_another_layout_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Columns 11-12 holding something else than the window in seconds (e.g. a frame size) are said."""
+    path = tmp_path / "sizes.csv"
+    path.write_text("vidA,000025,0.1,0.2,0.3,0.6,45,1,1,58,1.0,640,360\n" + GOOD_ROW + "\n")
+    with caplog.at_level("WARNING"):
+        read_official_csv(path)
+    assert "1 of 2 rows have columns 11-12 [640.0, 360.0]" in caplog.text
+    caplog.clear()
+    read_official_csv(MINI_CSV)
+    assert not caplog.text
+
+
+def test_official_exclusions_are_frame_numbers_one_line_per_row(tmp_path: Path) -> None:
+    rows = read_official_csv(MINI_CSV)[:3]
+    write_official_exclusions(tmp_path / "exclude.csv", rows)
+    assert (tmp_path / "exclude.csv").read_text() == "vidB,000050\nvidB,000050\nvidB,000050\n"
 
 
 def _csv_with(tmp_path: Path, row: str) -> Path:
     path = tmp_path / "bad.csv"
-    path.write_text(",".join(HEADER) + "\n" + GOOD_ROW + "\n" + row + "\n")
+    path.write_text(GOOD_ROW + "\n" + GOOD_ROW + "\n" + row + "\n")
     return path
 
 
 @pytest.mark.parametrize("row, fragment", [
-    ("vidA,26,0.1,0.2,0.3,0.6,45,1,1,58,1,", "expected 13 columns, found 12"),
-    ("vidA,26,abc,0.2,0.3,0.6,45,1,1,58,1,,", "'x1' is not numeric: 'abc'"),
-    ("vidA,26,0.1,0.2,0.3,0.6,walk,1,1,58,1,,", "'action_id' is not numeric"),
-    ("vidA,26,0.1,0.2,1.3,0.6,45,1,1,58,1,,", r"outside \[0, 1\]"),
-    ("vidA,26,-0.1,0.2,0.3,0.6,45,1,1,58,1,,", r"outside \[0, 1\]"),
-    ("vidA,26,0.5,0.2,0.3,0.6,45,1,1,58,1,,", "x2 < x1"),
-    ("vidA,26,0.1,0.7,0.3,0.6,45,1,1,58,1,,", "y2 < y1"),
-    ("vidA,26,0.1,0.2,0.3,0.6,50,1,1,58,1,,", r"action label 50 outside 0\.\.49"),
-    ("vidA,26,0.1,0.2,0.3,0.6,-1,1,1,58,1,,", r"action label -1 outside 0\.\.49"),
-    ("vidA,26,nan,0.2,0.3,0.6,45,1,1,58,1,,", "not a finite number"),
-    ("vidA,26,0.1,0.2,0.3,0.6,45,1,0,58,1,,", "numbered from 1"),
-    ("vidA,26,0.1,0.2,0.3,0.6,45,1,58,58,1,,", "end frame 58 <= start frame 58"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,1,58,1,0.04", "expected 13 columns, found 12"),
+    ("vidA,26,abc,0.2,0.3,0.6,45,1,1,58,1,0.04,2.32", "'x1' is not numeric: 'abc'"),
+    ("vidA,26,0.1,0.2,0.3,0.6,walk,1,1,58,1,0.04,2.32", "'action_id' is not numeric"),
+    ("vidA,26,0.1,0.2,1.3,0.6,45,1,1,58,1,0.04,2.32", r"outside \[0, 1\]"),
+    ("vidA,26,-0.1,0.2,0.3,0.6,45,1,1,58,1,0.04,2.32", r"outside \[0, 1\]"),
+    ("vidA,26,0.5,0.2,0.3,0.6,45,1,1,58,1,0.04,2.32", "x2 < x1"),
+    ("vidA,26,0.1,0.7,0.3,0.6,45,1,1,58,1,0.04,2.32", "y2 < y1"),
+    ("vidA,26,0.1,0.2,0.3,0.6,50,1,1,58,1,0.04,2.32", r"action label 50 outside 0\.\.49"),
+    ("vidA,26,0.1,0.2,0.3,0.6,-1,1,1,58,1,0.04,2.32", r"action label -1 outside 0\.\.49"),
+    ("vidA,26,nan,0.2,0.3,0.6,45,1,1,58,1,0.04,2.32", "not a finite number"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,0,58,1,0.04,2.32", "numbered from 1"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,58,58,1,0.04,2.32", "end frame 58 <= start frame 58"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1,1,58,1,,2.32", "'start_seconds' is not numeric"),
+    ("vidA,26,0.1,0.2,0.3,0.6,45,1", "the '_final_version' cut"),
 ])
 def test_official_csv_bad_rows_name_file_and_line(tmp_path: Path, row: str, fragment: str) -> None:
     path = _csv_with(tmp_path, row)
@@ -120,20 +163,20 @@ def test_official_csv_bad_rows_name_file_and_line(tmp_path: Path, row: str, frag
 
 
 def test_official_csv_unknown_video(tmp_path: Path) -> None:
-    path = _csv_with(tmp_path, "vidZ,26,0.1,0.2,0.3,0.6,45,1,1,58,1,,")
-    assert len(read_official_csv(path)) == 2
+    path = _csv_with(tmp_path, "vidZ,000025,0.1,0.2,0.3,0.6,45,1,1,58,1.0,0.04,2.32")
+    assert len(read_official_csv(path)) == 3
     with pytest.raises(FormatError, match="unknown video 'vidZ'") as info:
         read_official_csv(path, known_videos={"vidA"})
     assert info.value.line == 3 and str(path) in str(info.value)
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("", "empty file"),
-    ("\n", "empty first line"),
-    (",".join(HEADER) + "\n", "no data rows"),
-    (GOOD_ROW + "\n", "first line is a data row"),
+    ("", "no data rows"),
+    ("\n", "no data rows"),
+    (",".join(COLUMNS) + "\n", "no data rows"),
+    ("video_id,keyframe,x1\n", "header line: expected 13 columns, found 3"),
 ])
-def test_official_csv_empty_or_headerless(tmp_path: Path, text: str, fragment: str) -> None:
+def test_official_csv_empty_or_header_alone(tmp_path: Path, text: str, fragment: str) -> None:
     path = tmp_path / "empty.csv"
     path.write_text(text)
     with pytest.raises(FormatError, match=fragment) as info:
@@ -245,7 +288,7 @@ def test_eval_csv_round_trips(tmp_path: Path) -> None:
     keys = {("vidA", 2), ("vidB", 902)}
     write_exclusions(tmp_path / "exclude.csv", keys)
     assert read_exclusions(tmp_path / "exclude.csv") == keys
-    assert read_exclusions(DATA / "chaos_mini_exclude.csv") == {("vidA", 2), ("vidB", 3)}
+    assert read_exclusions(DATA / "chaos_mini_exclude.csv") == {("vidA", 50), ("vidB", 75)}
 
 
 # ----------------------------------------------------------------------------- atomic writes

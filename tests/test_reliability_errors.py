@@ -146,6 +146,6 @@ def test_a_batch_that_leaves_a_rank_without_data_is_refused_before_spawn(dataset
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and re.fullmatch(
         r"error: .*big\.yaml: train\.batch_size: 50 per process x 2 process\(es\) needs at least 100 training "
-        r"elements, but .* holds 3; .*", errors[0]), done.stderr[-3000:]
+        r"elements, but .* holds 4; .*", errors[0]), done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()

@@ -16,9 +16,9 @@ from datasets.synthetic_motion import (CLAPPING, FIGHTING, INJURED, KNEELING, PU
                                        RENDERED_CLASSES, RUNNING, WALKING, WATCHING, WAVING_HANDS, J, PersonSpec,
                                        person_joints, person_labels)
 from datasets.synthetic_render import make_background, render_frame
-from formats.eval_csv import read_exclusions
-from formats.official_csv import read_official_csv
-from formats.pbtxt import read_label_map
+from formats.eval_csv import read_exclusion_lines, read_exclusions
+from formats.official_csv import is_header, read_official_csv
+from formats.pbtxt import read_label_map, read_label_map_entries
 
 TINY = resolve_config("tiny")
 DEMO = resolve_config("demo")
@@ -71,31 +71,39 @@ def test_video_ids_look_like_chaotic_world_ids() -> None:
     assert ids == make_video_ids(0, 40) and ids != make_video_ids(1, 40)
 
 
-def test_demo_csv_is_official_and_covers_the_actions(tmp_path: Path, demo_rows: tuple[DatasetPlan, dict]) -> None:
+def test_demo_files_are_in_the_published_layout(tmp_path: Path, demo_rows: tuple[DatasetPlan, dict]) -> None:
+    """Headerless csvs, keyframe 25 t, window seconds, exclusions by frame number per row, `label {}` map."""
     plan, _ = demo_rows
     write_annotations(plan, tmp_path)
     folder = tmp_path / "AR_ava_format"
     seen: Counter = Counter()
     for split, stem in (("train", "train"), ("val", "test")):
         ids = {video.video_id for video in plan.videos[split]}
-        rows = read_official_csv(folder / f"chaos_{stem}_1fps.csv", known_videos=ids)
-        excluded = read_exclusions(folder / f"chaos_{stem}_exclude.csv")
-        assert excluded and excluded == plan.excluded[split]
-        assert not {(row.video, int(row.time)) for row in rows} & excluded, "excluded keyframes have no rows"
+        path = folder / f"chaos_{stem}_1fps.csv"
+        assert is_header(path.read_text().splitlines()[0].split(",")) is False, "no header line, as published"
+        rows = read_official_csv(path, known_videos=ids)
+        # One exclusion line per ground-truth row of an excluded keyframe, named by frame number.
+        lines = read_exclusion_lines(folder / f"chaos_{stem}_exclude.csv")
+        excluded_rows = [row for row in rows if (row.video, int(row.time)) in plan.excluded[split]]
+        assert excluded_rows, "excluded keyframes are annotated, as in the published files"
+        assert [(video, number) for _, video, number in lines] == [(row.video, row.keyframe) for row in excluded_rows]
         n_frames = DEMO.seconds * DEMO.fps
         for row in rows:
             assert row.time.is_integer() and int(row.time) in keyframe_times(DEMO.seconds)
-            assert row.keyframe == round(row.time * 25) + 1
+            assert row.keyframe == round(row.time * 25)
             assert row.start_frame == max(1, row.keyframe - 32) and row.end_frame == min(n_frames, row.keyframe + 32)
             assert row.n_frames >= 1
             assert row.label + 1 in RENDERED_CLASSES
-            assert row.extra == ("640", "360")
+            assert row.window_seconds == (round(row.start_frame / 25, 2), round(row.end_frame / 25, 2))
         seen.update(row.label + 1 for row in rows)
         # Every rendered class occurs in each split (SHOWCASES rotate through them).
         assert {row.label + 1 for row in rows} == set(RENDERED_CLASSES), split
     assert len(seen) >= 8
-    labels = read_label_map(folder / "list_action.pbtxt")
-    assert labels == load_cw_classes() and sorted(labels) == list(range(1, 51))
+    entries = read_label_map_entries(folder / "list_action.pbtxt")
+    assert {entry.class_id: entry.name for entry in entries} == load_cw_classes()
+    assert sorted(entry.class_id for entry in entries) == list(range(1, 51))
+    assert {entry.label_type for entry in entries} == {"PERSON_MOVEMENT"}
+    assert (folder / "list_action.pbtxt").read_text().startswith('label {\n  name: "aiming weapon"\n  label_id: 1\n')
 
 
 def test_label_ids_name_the_rendered_actions() -> None:

@@ -32,26 +32,26 @@ def _entry(box: list[float], labels: list[int], person: int) -> dict:
 
 # The fixture's rows, in file order, as (video, time, start, n_frames, keyframe, box, label, person).
 ROWS = [
-    ("vidB", 2, 19, 64, 51, [0.1, 0.2, 0.3, 0.6], 45, 1),
-    ("vidB", 2, 19, 64, 51, [0.1, 0.2, 0.3, 0.6], 36, 1),
-    ("vidB", 2, 19, 64, 51, [0.5, 0.1, 0.7, 0.9], 46, 2),
-    ("vidA", 1, 1, 57, 26, [0.0, 0.0, 0.5, 0.5], 22, 7),
-    ("vidB", 1, 1, 57, 26, [0.1, 0.25, 0.3, 0.65], 45, 1),
-    ("vidB", 2, 19, 64, 51, [0.1, 0.2, 0.3, 0.6], 45, 1),
-    ("vidB", 2, 19, 64, 51, [0.12, 0.2, 0.3, 0.6], 29, 1),
-    ("XGXJVBCQ", 1, 1, 57, 26, [0.2, 0.2, 0.4, 0.9], 46, 3),
-    ("vidA", 1, 1, 57, 26, [0.6, 0.1, 0.9, 0.8], 13, 8),
+    ("vidB", 2, 19, 64, 50, [0.1, 0.2, 0.3, 0.6], 45, 1),
+    ("vidB", 2, 19, 64, 50, [0.1, 0.2, 0.3, 0.6], 36, 1),
+    ("vidB", 2, 19, 64, 50, [0.5, 0.1, 0.7, 0.9], 46, 2),
+    ("vidA", 1, 1, 57, 25, [0.0, 0.0, 0.5, 0.5], 22, 7),
+    ("vidB", 1, 1, 57, 25, [0.1, 0.25, 0.3, 0.65], 45, 1),
+    ("vidB", 2, 19, 64, 50, [0.1, 0.2, 0.3, 0.6], 45, 1),
+    ("vidB", 2, 19, 64, 50, [0.12, 0.2, 0.3, 0.6], 29, 1),
+    ("XGXJVBCQ", 1, 1, 57, 25, [0.2, 0.2, 0.4, 0.9], 46, 3),
+    ("vidA", 1, 1, 57, 25, [0.6, 0.1, 0.9, 0.8], 13, 8),
 ]
 
 MERGED = [
-    _element("vidB", 1, 1, 57, 26, [_entry([0.1, 0.25, 0.3, 0.65], [45], 1)]),
-    _element("vidB", 2, 19, 64, 51, [
+    _element("vidB", 1, 1, 57, 25, [_entry([0.1, 0.25, 0.3, 0.65], [45], 1)]),
+    _element("vidB", 2, 19, 64, 50, [
         _entry([0.1, 0.2, 0.3, 0.6], [36, 45], 1),
         _entry([0.5, 0.1, 0.7, 0.9], [46], 2),
         _entry([0.12, 0.2, 0.3, 0.6], [29], 1),  # same person id, other box: kept apart
     ]),
-    _element("vidA", 1, 1, 57, 26, [_entry([0.0, 0.0, 0.5, 0.5], [22], 7), _entry([0.6, 0.1, 0.9, 0.8], [13], 8)]),
-    _element("XGXJVBCQ", 1, 1, 57, 26, [_entry([0.2, 0.2, 0.4, 0.9], [46], 3)]),
+    _element("vidA", 1, 1, 57, 25, [_entry([0.0, 0.0, 0.5, 0.5], [22], 7), _entry([0.6, 0.1, 0.9, 0.8], [13], 8)]),
+    _element("XGXJVBCQ", 1, 1, 57, 25, [_entry([0.2, 0.2, 0.4, 0.9], [46], 3)]),
 ]
 
 GT_LINES = [
@@ -102,7 +102,7 @@ def test_drop_video_and_known_videos(tmp_path: Path) -> None:
     out = tmp_path / "wo.pkl"
     with pytest.raises(FormatError, match="unknown video 'XGXJVBCQ'") as info:
         convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, known_videos={"vidA", "vidB"})
-    assert info.value.line == 9 and not out.exists()
+    assert info.value.line == 8 and not out.exists()
     stats = convert_csv_to_pkl(MINI_CSV, LABEL_MAP, out, merge=True, drop_videos=["XGXJVBCQ"],
                                known_videos={"vidA", "vidB"})
     assert load_annotation_pkl(out).elements == MERGED[:3]
@@ -138,7 +138,7 @@ def test_csv_to_pkl_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_ground_truth_csv_lines(tmp_path: Path) -> None:
     out = tmp_path / "chaos_test_t_+1.csv"
-    assert gt_csv.write_evaluator_ground_truth(MINI_CSV, out) == 9
+    assert gt_csv.write_evaluator_ground_truth(MINI_CSV, out) == {"rows": 9}
     assert out.read_text().splitlines() == GT_LINES
     gt = read_ground_truth_csv(out)
     assert gt.class_id.min() >= 1 and gt.class_id.tolist()[:2] == [46, 37]

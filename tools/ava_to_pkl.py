@@ -26,7 +26,7 @@ import numpy as np
 
 from evaluation.boxes import paired_iou
 from formats.annotation_pkl import save_annotation_pkl
-from formats.ava import AvaRow, Proposal, read_ava_csv, read_ava_label_map, read_ava_proposals
+from formats.ava import AvaRow, Proposal, ava_label_type, read_ava_csv, read_ava_label_map, read_ava_proposals
 from formats.cli import run_main
 from formats.pbtxt import LabelMapEntry
 
@@ -57,8 +57,12 @@ def new_element(video: str, time: int) -> dict:
 
 
 def classes_from_entries(entries: Sequence[LabelMapEntry]) -> list[dict]:
-    """The pkl ``classes`` list (``name``, ``id``, ``label_type``) in label-map id order."""
-    return [{"name": e.name, "id": e.class_id, "label_type": e.label_type or "PERSON_MOVEMENT"} for e in entries]
+    """The pkl ``classes`` list (``name``, ``id``, ``label_type``) in label-map id order.
+
+    A map in the ``item { name id }`` layout has no types: each class gets AVA's type of its id.
+    """
+    return [{"name": e.name, "id": e.class_id, "label_type": e.label_type or ava_label_type(e.class_id)}
+            for e in entries]
 
 
 def gt_entries(rows: Sequence[AvaRow], index_of: dict[int, int]) -> dict[tuple[str, int], list[dict]]:

@@ -9,13 +9,11 @@ from pathlib import Path
 
 from formats.annotation_pkl import classes_from_label_map, save_annotation_pkl
 from formats.cli import run_main
-from formats.official_csv import OfficialRow, read_official_csv
+from formats.official_csv import FRAME_RATE, OfficialRow, read_official_csv
 from formats.pbtxt import read_label_map
 
 LOGGER = logging.getLogger(__name__)
 
-# Chaotic World videos are extracted at 25 fps; the original tools write this constant into every element.
-FRAME_RATE = 25
 # How many conflicting keyframes or persons a warning lists before it only gives the count.
 _WARN_EXAMPLES = 3
 
@@ -68,7 +66,7 @@ def rows_to_elements_merged(rows: Iterable[OfficialRow]) -> list[dict]:
     video_rank: dict[str, int] = {}
     elements: dict[_KeyframeKey, dict] = {}
     persons: dict[_KeyframeKey, dict[_PersonKey, dict]] = {}
-    window_conflicts: list[str] = []
+    window_conflicts: dict[_KeyframeKey, int] = {}
     box_conflicts: list[str] = []
     for row in rows:
         key = (row.video, int(row.time))
@@ -79,7 +77,7 @@ def rows_to_elements_merged(rows: Iterable[OfficialRow]) -> list[dict]:
             persons[key] = {}
         elif (element["start_frame"], element["n_frames"], element["mid_frame"]) != (
                 row.start_frame, row.n_frames, row.keyframe):
-            window_conflicts.append(f"{row.video} t={key[1]}")
+            window_conflicts[key] = window_conflicts.get(key, 0) + 1
         person_key = (row.person_id, row.box)
         entry = persons[key].get(person_key)
         if entry is None:
@@ -92,16 +90,23 @@ def rows_to_elements_merged(rows: Iterable[OfficialRow]) -> list[dict]:
     for entry_map in persons.values():
         for entry in entry_map.values():
             entry["label"].sort()
-    _warn_conflicts(window_conflicts, "keyframe(s) whose rows disagree on the clip window; the first row's is kept")
+    if window_conflicts:
+        LOGGER.warning("%d keyframe(s) have rows whose clip window differs from their first row's (%d row(s) in "
+                       "all); the first row's window is kept: %s", len(window_conflicts),
+                       sum(window_conflicts.values()), _examples(f"{video} t={time}" for video, time in window_conflicts))
     _warn_conflicts(box_conflicts, "person id(s) with several boxes at one keyframe; kept as separate entries")
     order = sorted(elements, key=lambda item: (video_rank[item[0]], item[1]))
     return [elements[key] for key in order]
 
 
+def _examples(items: Iterable[str]) -> str:
+    items = list(items)
+    return ", ".join(items[:_WARN_EXAMPLES]) + (", ..." if len(items) > _WARN_EXAMPLES else "")
+
+
 def _warn_conflicts(examples: list[str], what: str) -> None:
     if examples:
-        shown = ", ".join(examples[:_WARN_EXAMPLES]) + (", ..." if len(examples) > _WARN_EXAMPLES else "")
-        LOGGER.warning("%d %s: %s", len(examples), what, shown)
+        LOGGER.warning("%d %s: %s", len(examples), what, _examples(examples))
 
 
 def rows_to_elements(rows: Sequence[OfficialRow], merge: bool = False) -> list[dict]:
@@ -141,7 +146,7 @@ def convert_csv_to_pkl(
     """Convert an official csv into an annotation pkl, written atomically.
 
     Args:
-        csv_path: official csv (header + 13 columns).
+        csv_path: official csv (13 columns, headerless as published).
         label_map_path: ``list_action.pbtxt``; gives the pkl's ``classes`` and the label range.
         out_pkl: the pkl to write.
         merge: False (default): the original's layout, one single-box, single-label element per csv

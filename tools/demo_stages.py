@@ -24,7 +24,7 @@ from tools.demo import STAGE_NAMES
 from tools.demo_detector import DETECTOR_SETTINGS, torch_threads_kept, train_and_score_detector
 from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
 from tools.extract_frames import extract_frames
-from tools.gt_csv import write_evaluator_ground_truth
+from tools.gt_csv import seconds_exclusions_path, write_evaluator_ground_truth
 from tools.prepare_synthetic import MERGED_PKL_NAMES
 from tools.video_annotate import run_video_demo
 from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs
@@ -143,9 +143,12 @@ def stage_annotations(ctx: DemoContext) -> dict:
                                     ctx.annotations / PKL_NAMES[split], merge=True)
         figures[split] = {key: value for key, value in counts.items() if key != "label_histogram"}
         figures[f"{split}_elements"] = counts["elements"]
-    figures["ground_truth_rows"] = write_evaluator_ground_truth(
+    exclusions = ctx.annotations / f"chaos_{SPLITS['val']}_exclude.csv"
+    counts = write_evaluator_ground_truth(
         ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv", ctx.annotations / GROUND_TRUTH_NAME,
-        label_map_path=label_map)
+        label_map_path=label_map, exclusions=(exclusions, seconds_exclusions_path(exclusions)))
+    figures["ground_truth_rows"] = counts["rows"]
+    figures["excluded_keyframes"] = counts["excluded_keyframes"]
     return figures
 
 

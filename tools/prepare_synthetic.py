@@ -13,7 +13,7 @@ from tools.ava_frames import extract_ava_frames
 from tools.ava_to_pkl import convert_ava
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.extract_frames import extract_frames
-from tools.gt_csv import write_evaluator_ground_truth
+from tools.gt_csv import seconds_exclusions_path, write_evaluator_ground_truth
 
 # Annotation pkls merged per keyframe (``tools.csv_to_pkl --merge``). Not the original's names
 # (``cw_data_train1fps_woXGXJVBCQ.pkl``, ``cw_data_test1fps.pkl``), which hold one element per csv row.
@@ -45,7 +45,9 @@ def prepare_synthetic_dataset(root: Path, train_videos: int = 1, val_videos: int
     for split, stem in SPLITS.items():
         convert_csv_to_pkl(annotations / f"chaos_{stem}_1fps.csv", label_map,
                            annotations / MERGED_PKL_NAMES[split], merge=True)
-    write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv")
+    exclusions = annotations / "chaos_test_exclude.csv"
+    write_evaluator_ground_truth(annotations / "chaos_test_1fps.csv", annotations / "chaos_test_t_+1.csv",
+                                 exclusions=(exclusions, seconds_exclusions_path(exclusions)))
     return root
 
 

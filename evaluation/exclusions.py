@@ -1,0 +1,82 @@
+"""Which unit an exclusions file is in: keyframe seconds (AVA, the evaluator) or frame numbers (Chaotic World).
+
+The evaluator's ground truth names keyframes by second, and so do AVA's excluded-timestamp files. Chaotic
+World's published ``chaos_{train,test}_exclude.csv`` name them by FRAME NUMBER at 25 fps (column 1 of
+the annotation csv: ``HNWUXSRS,000250`` is second 10), one line per ground-truth row. Read literally, as
+the original evaluator did, such a file excludes almost nothing, and the wrong keyframes where a frame
+number happens to equal an annotated second. The evaluator keeps that literal reading (it is what the
+original computed) and this module says so when it happens; ``tools.gt_csv --exclusions`` writes the
+file converted to seconds (DATA.md, section 4).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Chaotic World's annotation and frame rate: frame f is second f / 25.
+CW_FRAME_RATE = 25
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class ExclusionUnits:
+    """How the keyframes of an exclusions file match the ground truth's keyframes.
+
+    Attributes:
+        keyframes: distinct ``(video, number)`` keys in the file.
+        as_seconds: keys that are ground-truth keyframes when read as seconds (the evaluator's reading).
+        as_frames: keys that are ground-truth keyframes when read as frame numbers at ``fps``.
+        fps: the frame rate tried.
+        examples: a few keys that read as frames and not as seconds, ``"VID,000250 = second 10"``.
+    """
+
+    keyframes: int
+    as_seconds: int
+    as_frames: int
+    fps: int
+    examples: tuple[str, ...]
+
+    @property
+    def look_like_frames(self) -> bool:
+        """More keys match as frame numbers than as seconds: the file is most likely in frames."""
+        return self.as_frames > self.as_seconds
+
+    def message(self, path: object) -> str:
+        """One line saying what was found and what the evaluator does with it."""
+        return (f"{path}: {self.keyframes - self.as_seconds} of {self.keyframes} excluded keyframes match no "
+                f"ground-truth keyframe; they look like frame numbers at {self.fps} fps ({self.as_frames} match "
+                f"as frame / {self.fps}, e.g. {', '.join(self.examples)}). They are applied as written, as the "
+                f"original evaluator did, so {self.as_seconds} keyframe(s) are excluded; to exclude the "
+                f"keyframes meant, convert the file: python -m tools.gt_csv --csv <official csv> --out <gt csv> "
+                f"--exclusions {path} --exclusions-out <exclusions in seconds>")
+
+
+def frame_to_second(frame: int, fps: int = CW_FRAME_RATE) -> int | None:
+    """The second of a keyframe frame number (``250 -> 10`` at 25 fps), None when not a whole second."""
+    return frame // fps if frame % fps == 0 else None
+
+
+def check_exclusion_units(excluded: Iterable[tuple[str, int]], gt_keyframes: Iterable[tuple[str, int]],
+                          fps: int = CW_FRAME_RATE) -> ExclusionUnits:
+    """Match an exclusions file's keys against the ground truth as seconds and as frame numbers.
+
+    Args:
+        excluded: ``(video, number)`` keys as read (``formats.eval_csv.read_exclusions``).
+        gt_keyframes: ``(video, second)`` keyframes of the ground truth.
+        fps: frame rate for the frame-number reading.
+
+    Returns:
+        The counts of both readings, with examples of keys that only the frame reading explains.
+    """
+    keys = set(excluded)
+    truth = set(gt_keyframes)
+    as_seconds = {key for key in keys if key in truth}
+    examples: list[str] = []
+    as_frames = 0
+    for video, number in sorted(keys):
+        second = frame_to_second(number, fps)
+        if second is not None and (video, second) in truth:
+            as_frames += 1
+            if (video, number) not in as_seconds and len(examples) < _EXAMPLES:
+                examples.append(f"{video},{number:06d} = second {second}")
+    return ExclusionUnits(len(keys), len(as_seconds), as_frames, fps, tuple(examples))
