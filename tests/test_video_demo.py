@@ -174,6 +174,25 @@ def test_video_demo_with_ground_truth_boxes_writes_every_output(tiny: dict, tmp_
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no partial file left
 
 
+def test_random_weights_run_everything_untrained_and_say_so_on_every_frame(tiny: dict, tmp_path: Path) -> None:
+    out = tmp_path / "untrained.mp4"
+    assert main(["--video", str(tiny["video"]), "--out", str(out), "--random-weights", "--config",
+                 str(tiny["config"]), "--device", "cpu", "--no-progress"]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["untrained"] and report["stamp"] == "UNTRAINED WEIGHTS"
+    assert report["untrained_models"] == ["action model", "detector"] and report["checkpoint"] is None
+    assert report["boxes_from"] == "detector yolov8n.yaml" and report["tracker"] == "bytetrack"
+    width, height = report["size"]
+    reader = imageio_ffmpeg.read_frames(str(out))
+    next(reader)
+    frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
+    assert len(frames) == report["frames"]
+    picture = display_size(tuple(report["video_size"]))[0]
+    for frame in frames:
+        stamp = frame[4:30, picture + 6:width - 6].astype(int)  # the panel's top block, RGB
+        assert stamp[..., 0].mean() > 150 and stamp[..., 1].mean() < 90 and stamp[..., 2].mean() < 90
+
+
 @pytest.mark.slow
 def test_video_demo_with_a_one_epoch_detector(tiny: dict, tmp_path: Path) -> None:
     from detect.convert import convert_to_yolo

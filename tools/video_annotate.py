@@ -114,6 +114,9 @@ def run_video_demo(inputs: DemoInputs, out: str | Path, settings: DemoSettings =
                                          ("detector", detector is not None and detector.untrained)) if flag]
     hold, gap = (int(round(seconds * FRAME_RATE)) for seconds in (settings.hold_seconds, settings.max_gap_seconds))
     analysis = analyse_video(inputs.video, model, feed, tracker, hold, gap, size, settings.progress)
+    if detector is not None and detector.untrained and not analysis.tracks.ids():
+        LOGGER.warning("the untrained detector found nobody, as expected (its scores stay near 1e-4): give "
+                       "--detector yolov8n.pt or --boxes to see tracks with the untrained action model")
     records = keyframe_records(analysis, settings.top_k)
     write_csv(paths["csv"], records, settings.top_k)
     timeline = write_timeline(paths["timeline"], analysis.keyframes, analysis.names, settings.top_k,

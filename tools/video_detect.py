@@ -55,6 +55,8 @@ class PersonDetector:
         self.weights = str(weights) if weights is not None else UNTRAINED_DETECTOR
         self.model = ultralytics.YOLO(self.weights)
         names = dict(self.model.names)
+        if person_class is None and self.untrained:
+            person_class = 0  # yolov8n.yaml is COCO's architecture with unnamed classes: 0 is COCO's person
         if person_class is not None:
             if person_class not in names:
                 raise ValueError(f"--person-class {person_class} is not a class of {self.weights}; "
