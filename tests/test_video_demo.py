@@ -174,6 +174,23 @@ def test_video_demo_with_ground_truth_boxes_writes_every_output(tiny: dict, tmp_
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no partial file left
 
 
+def test_weights_come_from_the_checkpoint_the_resume_path_or_the_pretrain_file(tiny: dict, tmp_path: Path) -> None:
+    from tools.video_actions import ActionModel
+
+    saved = torch.load(tiny["checkpoint"], weights_only=True)["state_dict"]
+    zoo = tmp_path / "zoo.pth"  # ACAR-Net's model-zoo layout: a plain state dict with DDP's prefix
+    torch.save({f"module.{key}": value for key, value in saved.items()}, zoo)
+    configs = {"resume_path": write_tiny_config(tmp_path / "resume.yaml", tmp_path / "r",
+                                                resume_path=str(tiny["checkpoint"])),
+               "pretrain": write_tiny_config(tmp_path / "pretrain.yaml", tmp_path / "p", pretrain={"path": str(zoo)})}
+    for name, config in configs.items():
+        model = ActionModel(config, None, torch.device("cpu"))
+        loaded = model.model.state_dict()
+        assert all(torch.equal(loaded[key], value) for key, value in saved.items()), name
+    with pytest.raises(ValueError, match="no weights for the action model.*--random-weights"):
+        ActionModel(tiny["config"], None, torch.device("cpu"))
+
+
 def test_random_weights_run_everything_untrained_and_say_so_on_every_frame(tiny: dict, tmp_path: Path) -> None:
     out = tmp_path / "untrained.mp4"
     assert main(["--video", str(tiny["video"]), "--out", str(out), "--random-weights", "--config",
