@@ -92,3 +92,28 @@ def _check_outputs_agree(out: Path, report: dict, n_frames: int) -> None:
         assert image.format == "PNG" and image.size[1] > 200
     assert 3 <= report["timeline_rows"] <= 3 * 4
     assert report["keyframes_count"] == CROSS_SECONDS
+
+
+def test_any_size_and_frame_rate_with_given_ids_in_pixels_and_frames(tmp_path: Path, crossing: dict) -> None:
+    """A 340x256 clip at 28 fps (a real clip's shape): given boxes in pixels at the clip's own frames."""
+    video, plan = write_crossing_clip(tmp_path, width=340, height=256, fps=28)
+    boxes = true_boxes(plan) * np.array([340, 256, 340, 256])
+    lines = ["frame,x1,y1,x2,y2,track_id"]
+    for index in range(0, plan.n_frames, 7):
+        lines += [f"{index}," + ",".join(f"{v:.1f}" for v in boxes[index][person]) + f",{person + 11}"
+                  for person in range(3)]
+    given = tmp_path / "given.csv"
+    given.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "real_shape.mp4"
+    report = run_video_demo(DemoInputs(video=video, config=crossing["config"], boxes=given), out,
+                            DemoSettings(random_weights=True, device="cpu", progress=False))
+    assert report["video_size"] == [340, 256] and report["video_fps"] == pytest.approx(28.0)
+    assert report["frames"] == report["model_frames"] == CROSS_SECONDS * 25 and report["tracker"] is None
+    assert report["size"][1] == 360  # enlarged so that labels read
+    assert {track["track_id"] for track in report["tracks"]} == {11, 12, 13}
+    for keyframe in report["keyframes"][1:]:
+        truth = true_boxes(plan)[int(round(keyframe["time"] * 28))]
+        for person in keyframe["people"]:
+            # Observed every 0.25 s, interpolated in between: within a few percent of the truth.
+            assert iou(np.array(person["box"]), truth[person["track_id"] - 11]) > 0.8
+    _check_outputs_agree(out, report, CROSS_SECONDS * 25)
