@@ -17,7 +17,6 @@ from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, genera
                                 resolve_config)
 from detect.infer import detect_to_proposals
 from formats.atomic import write_text_atomic
-from formats.official_csv import read_official_csv
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.demo import STAGE_NAMES
