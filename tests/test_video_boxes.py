@@ -63,6 +63,8 @@ def test_a_frame_column_must_hold_whole_frames_and_headers_must_agree_with_the_f
         read_boxes_csv(_csv(tmp_path, "2.5,10,10,50,50\n"), SIZE, FPS, "frame")
     with pytest.raises(FormatError, match="line 1: the header says 'frame' but the boxes were declared as seconds"):
         read_boxes_csv(_csv(tmp_path, "frame,x1,y1,x2,y2\n3,10,10,50,50\n"), SIZE, FPS, "seconds")
+    with pytest.raises(FormatError, match="line 1: boxes at frames need the video's frame rate"):
+        read_boxes_csv(_csv(tmp_path, "3,10,10,50,50\n"), SIZE, None, "frame")
     with pytest.raises(FormatError, match="no box in the file"):
         read_boxes_csv(_csv(tmp_path, "time_s,x1,y1,x2,y2\n"), SIZE, FPS)
     with pytest.raises(FileNotFoundError, match="boxes csv not found"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.ffmpeg_io import decode_frames, video_rate
+from datasets.ffmpeg_io import decode_frames
 from datasets.synthetic import HALF_WINDOW
 from tools.video_actions import ActionModel, KeyframeClip, keyframe_clip
 from tools.video_boxes import GivenBox
@@ -69,7 +69,7 @@ class Analysis:
 
     Attributes:
         video_size: ``(width, height)`` of the video in pixels.
-        video_fps: its own frame rate.
+        video_fps: its own frame rate (None when ffmpeg's listing does not give it).
         frames: frames decoded at 25 fps.
         keyframes: one per second, in time order.
         tracks: every track's observations.
@@ -79,7 +79,7 @@ class Analysis:
     """
 
     video_size: tuple[int, int]
-    video_fps: float
+    video_fps: float | None
     frames: int
     keyframes: list[KeyframePeople]
     tracks: TrackStore
@@ -164,13 +164,9 @@ class _Classifier:
         self.batch = []
 
 
-def _estimated_frames(video: Path) -> tuple[float, int | None]:
-    fps, seconds = video_rate(video)
-    return fps, None if seconds is None else int(round(seconds * FRAME_RATE))
-
-
 def analyse_video(video: Path, model: ActionModel, feed: BoxFeed, tracker: PersonTracker | None, hold: int,
-                  max_gap: int, video_size: tuple[int, int], progress: bool = True) -> Analysis:
+                  max_gap: int, video_size: tuple[int, int], rate: tuple[float | None, float | None] = (None, None),
+                  progress: bool = True) -> Analysis:
     """First pass: people, tracks and actions of a video, decoded once in a sliding window.
 
     Frames come from ffmpeg at 25 fps and 320x180 (the filters and pixels of ``tools.extract_frames``),
@@ -186,12 +182,14 @@ def analyse_video(video: Path, model: ActionModel, feed: BoxFeed, tracker: Perso
         tracker: assigns track ids to boxes that have none (None when the feed carries ids).
         hold, max_gap: the track rule (``TrackStore``), in frames.
         video_size: ``(width, height)`` of the video.
+        rate: its own frame rate and duration (s) when known (the duration sizes the progress bar).
         progress: show a progress bar over the decoded frames.
 
     Returns:
         The analysis (every keyframe, every track, the time per phase).
     """
-    fps, estimate = _estimated_frames(video)
+    fps, seconds = rate
+    estimate = None if seconds is None else int(round(seconds * FRAME_RATE))
     tracks = TrackStore(hold=hold, max_gap=max_gap)
     analysis = Analysis(video_size=video_size, video_fps=fps, frames=0, keyframes=[], tracks=tracks,
                         names=model.names)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datasets.ffmpeg_io import decode_frames, encode_mp4, video_rate, video_size
+from datasets.ffmpeg_io import FFmpegError, decode_frames, encode_mp4, video_rate, video_size
 from formats.atomic import write_text_atomic
 from tools.video_actions import ActionModel
 from tools.video_analyse import Analysis, BoxFeed, analyse_video
@@ -66,8 +66,19 @@ def check_inputs(inputs: DemoInputs, settings: DemoSettings) -> None:
             raise FileNotFoundError(f"{name} not found: {path}")
 
 
+def _rate(video: Path) -> tuple[float | None, float | None]:
+    """The video's own frame rate and duration, or ``(None, None)`` when ffmpeg's listing lacks them:
+    they size the progress bar and convert given frame numbers, nothing else needs them."""
+    try:
+        return video_rate(video)
+    except FFmpegError as error:
+        LOGGER.warning("%s: no frame rate in ffmpeg's listing (%s); frames are still decoded at 25 fps",
+                       video, error.stderr_tail.splitlines()[-1] if error.stderr_tail else "no detail")
+        return None, None
+
+
 def _given_boxes(inputs: DemoInputs, settings: DemoSettings, size: tuple[int, int],
-                 fps: float) -> list[GivenBox] | None:
+                 fps: float | None) -> list[GivenBox] | None:
     if inputs.boxes is not None:
         return read_boxes_csv(inputs.boxes, size, fps, settings.boxes_time, settings.boxes_normalised)
     if inputs.boxes_pkl is not None:
@@ -99,8 +110,8 @@ def run_video_demo(inputs: DemoInputs, out: str | Path, settings: DemoSettings =
     started = time.perf_counter()
     paths = output_paths(out)
     size = video_size(inputs.video)
-    fps, _ = video_rate(inputs.video)
-    given = _given_boxes(inputs, settings, size, fps)
+    rate = _rate(inputs.video)
+    given = _given_boxes(inputs, settings, size, rate[0])
     device = choose_device(settings.device)
     model = ActionModel(inputs.config, inputs.checkpoint, device, settings.random_weights, settings.seed,
                         settings.label_map)
@@ -113,7 +124,7 @@ def run_video_demo(inputs: DemoInputs, out: str | Path, settings: DemoSettings =
     untrained = [name for name, flag in (("action model", model.untrained),
                                          ("detector", detector is not None and detector.untrained)) if flag]
     hold, gap = (int(round(seconds * FRAME_RATE)) for seconds in (settings.hold_seconds, settings.max_gap_seconds))
-    analysis = analyse_video(inputs.video, model, feed, tracker, hold, gap, size, settings.progress)
+    analysis = analyse_video(inputs.video, model, feed, tracker, hold, gap, size, rate, settings.progress)
     if detector is not None and detector.untrained and not analysis.tracks.ids():
         LOGGER.warning("the untrained detector found nobody, as expected (its scores stay near 1e-4): give "
                        "--detector yolov8n.pt or --boxes to see tracks with the untrained action model")
@@ -148,7 +159,7 @@ def _report(inputs: DemoInputs, settings: DemoSettings, paths: dict[str, Path], 
         "settings": {"conf": settings.conf, "imgsz": settings.imgsz, "detect_every": settings.detect_every,
                      "hold_seconds": settings.hold_seconds, "max_gap_seconds": settings.max_gap_seconds,
                      "top_k": settings.top_k, "seed": settings.seed if untrained else None},
-        "video_size": list(analysis.video_size), "video_fps": round(analysis.video_fps, 3),
+        "video_size": list(analysis.video_size), "video_fps": None if analysis.video_fps is None else round(analysis.video_fps, 3),
         "model_frames": analysis.frames, "keyframes_count": len(records),
         "boxes": sum(len(record["people"]) for record in records), "observations": analysis.observations,
         "tracks_count": len(tracks), "classes": list(analysis.names),

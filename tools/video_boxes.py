@@ -49,7 +49,8 @@ def _time_unit(first: list[str], line: int, path: Path, wanted: str | None) -> t
     return wanted or "seconds", False
 
 
-def _parse_row(row: list[str], line: int, path: Path, unit: str, fps: float) -> tuple[float, list[float], int | None]:
+def _parse_row(row: list[str], line: int, path: Path, unit: str,
+               fps: float | None) -> tuple[float, list[float], int | None]:
     if len(row) not in (5, 6):
         raise FormatError(path, f"expected 5 or 6 columns (time_s or frame, x1, y1, x2, y2[, track_id]), "
                                 f"found {len(row)}", line)
@@ -86,7 +87,7 @@ def _normalise(box: list[float], line: int, path: Path, normalised: bool, size: 
             min(max(x2 / width, 0.0), 1.0), min(max(y2 / height, 0.0), 1.0))
 
 
-def read_boxes_csv(path: str | Path, size: tuple[int, int], fps: float, time_unit: str | None = None,
+def read_boxes_csv(path: str | Path, size: tuple[int, int], fps: float | None, time_unit: str | None = None,
                    normalised: bool = False) -> list[GivenBox]:
     """Read given person boxes, one per line: ``time_s or frame, x1, y1, x2, y2[, track_id]``.
 
@@ -96,7 +97,8 @@ def read_boxes_csv(path: str | Path, size: tuple[int, int], fps: float, time_uni
     Args:
         path: the csv.
         size: ``(width, height)`` of the video in pixels (pixel boxes are divided by it).
-        fps: the video's own frame rate (``frame`` values are 0-based frames at this rate).
+        fps: the video's own frame rate (``frame`` values are 0-based frames at this rate); None
+            when unknown, and then frames are refused.
         time_unit: ``seconds`` or ``frame``; None = from the header, else seconds.
         normalised: the boxes are in [0, 1] of the frame (else pixels).
 
@@ -116,6 +118,9 @@ def read_boxes_csv(path: str | Path, size: tuple[int, int], fps: float, time_uni
     if not rows:
         raise FormatError(path, "no box in the file")
     unit, header = _time_unit(rows[0][1], rows[0][0], path, time_unit)
+    if unit == "frame" and fps is None:
+        raise FormatError(path, "boxes at frames need the video's frame rate, which ffmpeg does not list for this "
+                                "video; give times in seconds", rows[0][0])
     boxes = []
     for number, row in rows[1:] if header else rows:
         time, box, track_id = _parse_row([cell.strip() for cell in row], number, path, unit, fps)
