@@ -231,3 +231,17 @@ def test_video_demo_with_a_one_epoch_detector(tiny: dict, tmp_path: Path) -> Non
     assert report["observations"] > 0 and report["tracker"] == "bytetrack"
     scored = [p["detector_score"] for k in report["keyframes"] for p in k["people"] if p["box_source"] == "observed"]
     assert all(score >= 0.001 for score in scored)
+
+
+def test_a_detector_without_a_person_class_is_told_to_name_it(tmp_path: Path) -> None:
+    from detect.offline import prepare_ultralytics
+    from tools.video_detect import PersonDetector
+
+    weights = tmp_path / "unnamed.pt"  # 80 classes named '0'..'79', as a detector trained without names
+    prepare_ultralytics().YOLO("yolov8n.yaml").save(str(weights))
+    with pytest.raises(ValueError, match=r"unnamed\.pt has no class named 'person' .*say which class is the person "
+                                         r"with --person-class N"):
+        PersonDetector(weights, None, 0.3, None, "cpu")
+    assert PersonDetector(weights, 5, 0.3, None, "cpu").person == 5
+    with pytest.raises(ValueError, match=r"--person-class 99 is not a class of .*unnamed\.pt"):
+        PersonDetector(weights, 99, 0.3, None, "cpu")
