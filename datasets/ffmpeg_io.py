@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -214,14 +215,18 @@ def video_size(video: str | Path) -> tuple[int, int]:
     return width, height
 
 
-def decode_frames(video: str | Path, fps: int | None = None,
-                  pixel_format: str = "bgr24") -> tuple[tuple[int, int], Iterator[np.ndarray]]:
-    """Decode a video at its size, optionally resampled to ``fps`` by ffmpeg's fps filter.
+def decode_frames(video: str | Path, fps: int | None = None, pixel_format: str = "bgr24",
+                  size: tuple[int, int] | None = None) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
+    """Decode a video, optionally resampled to ``fps`` and scaled to ``size`` by ffmpeg's filters.
+
+    The filters are those of the frame extraction (``extract_images``: fps, then scale), so frames
+    decoded at 25 fps and 320x180 hold the pixels of the extracted PNG frames.
 
     Args:
         video: the video file.
         fps: output frame rate (frames duplicated or dropped, as the frame extraction); None = as stored.
         pixel_format: ``bgr24`` (OpenCV order) or ``rgb24``.
+        size: ``(width, height)`` in pixels to scale to (not cropped); None = the video's own size.
 
     Returns:
         ``((width, height), frames)``; ``frames`` yields ``[H, W, 3]`` uint8 arrays and stops ffmpeg
@@ -231,10 +236,12 @@ def decode_frames(video: str | Path, fps: int | None = None,
         FFmpegError: ffmpeg cannot read the video (from this call, or while iterating).
         FileNotFoundError: no ffmpeg binary.
     """
-    width, height = video_size(video)
+    width, height = video_size(video) if size is None else size
     stream = ffmpeg.input(str(video))
     if fps is not None:
         stream = stream.filter("fps", fps=fps)
+    if size is not None:
+        stream = stream.filter("scale", *size)
     command = ffmpeg_command(stream.output("pipe:", format="rawvideo", pix_fmt=pixel_format))
     frame_bytes = width * height * 3
 
@@ -254,3 +261,31 @@ def decode_frames(video: str | Path, fps: int | None = None,
                 raise FFmpegError("reading", video, returncode, _read(stderr))
 
     return (width, height), frames()
+
+
+_RATE = re.compile(r"Stream #[^\n]*Video:[^\n]*?(\d+(?:\.\d+)?) (fps|tbr)")
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def video_rate(video: str | Path) -> tuple[float, float | None]:
+    """Frame rate and duration of a video's first video stream, from ffmpeg's listing of the file.
+
+    The ffmpeg binary comes without ffprobe; ``ffmpeg -i FILE`` with no output lists the streams on
+    stderr (and exits 1, which is expected here).
+
+    Returns:
+        ``(frames per second, duration in seconds or None when the container does not say)``.
+
+    Raises:
+        FFmpegError: the file cannot be opened or has no video stream with a frame rate.
+    """
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(video)]
+    listing = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             check=False).stderr.decode(errors="replace")
+    rate = _RATE.search(listing)
+    if rate is None or float(rate.group(1)) <= 0:
+        raise FFmpegError("reading", video, 0, listing, reason="no video stream with a frame rate")
+    duration = _DURATION.search(listing)
+    seconds = None if duration is None else (int(duration.group(1)) * 3600 + int(duration.group(2)) * 60
+                                             + float(duration.group(3)))
+    return float(rate.group(1)), seconds

@@ -24,8 +24,8 @@ ALLOWED = {
     "benchmarks": {"formats", "config", "evaluation", "datasets", "models", "engine", "detect", "tools"},
 }
 NO_TORCH = {"formats", "config", "evaluation"}
-# Only the detector stage (and the video demo, which runs it) may import ultralytics.
-ULTRALYTICS_OK = ("detect/", "tools/video_demo.py", "benchmarks/detect_infer.py")
+# Only the detector stage (and the video demo's detection and tracking module) may import ultralytics.
+ULTRALYTICS_OK = ("detect/", "tools/video_detect.py", "benchmarks/detect_infer.py")
 
 
 def _imported_roots(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from datasets import ffmpeg_io
-from datasets.ffmpeg_io import FFmpegError, decode_frames, encode_mp4, video_size
+from datasets.ffmpeg_io import FFmpegError, decode_frames, encode_mp4, video_rate, video_size
 
 
 def _decode(path: Path) -> list[np.ndarray]:
@@ -88,3 +88,15 @@ def test_a_missing_ffmpeg_binary_is_named(monkeypatch: pytest.MonkeyPatch, tmp_p
     with pytest.raises(FileNotFoundError, match=r"no ffmpeg binary: none on PATH, and the imageio-ffmpeg package"):
         encode_mp4([np.zeros((36, 64, 3), dtype=np.uint8)], (64, 36), tmp_path / "clip.mp4", fps=25)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scaled_decoding_and_the_rate_of_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    encode_mp4([np.full((36, 64, 3), 90, dtype=np.uint8)] * 14, (64, 36), path, fps=28, threads=1)
+    rate, seconds = video_rate(path)
+    assert rate == pytest.approx(28.0) and seconds == pytest.approx(0.5, abs=0.05)
+    size, frames = decode_frames(path, fps=25, size=(32, 18))
+    frames = list(frames)
+    assert size == (32, 18) and frames[0].shape == (18, 32, 3) and len(frames) in (12, 13)
+    with pytest.raises(FFmpegError, match=r"reading .*missing\.mp4:\nno video stream with a frame rate"):
+        video_rate(tmp_path / "missing.mp4")

@@ -17,7 +17,6 @@ from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, genera
                                 resolve_config)
 from detect.infer import detect_to_proposals
 from formats.atomic import write_text_atomic
-from formats.official_csv import read_official_csv
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.demo import STAGE_NAMES
@@ -26,8 +25,11 @@ from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
 from tools.extract_frames import extract_frames
 from tools.gt_csv import seconds_exclusions_path, write_evaluator_ground_truth
 from tools.prepare_synthetic import MERGED_PKL_NAMES
-from tools.video_annotate import run_video_demo
-from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DemoInputs
+from tools.demo_video import choose_demo_video
+from tools.video_annotate import output_paths, run_video_demo
+from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DEMO_VIDEO_CHOICE
+from tools.video_options import DemoInputs, DemoSettings
+from tools.video_report import summary_lines
 
 # One logger for the whole demo, whichever of its modules logs.
 LOGGER = logging.getLogger("tools.demo")
@@ -345,26 +347,36 @@ def stage_protocols(ctx: DemoContext) -> dict:
 
 
 def stage_video_demo(ctx: DemoContext) -> dict:
-    """Annotate the first val video with the trained detector and action model (``tools/video_demo.py``)."""
+    """Track and annotate the val video that shows the pipeline best (``tools/demo_video.py``) with the
+    trained detector and action model: mp4, json, csv and timeline (``tools/video_demo.py``)."""
     config, checkpoint = _trained_action(ctx)
     detector = _detector_figures(ctx)
-    video_id = read_official_csv(ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv")[0].video
-    inputs = DemoInputs(video=ctx.data / "videos" / f"{video_id}.mp4", config=config, checkpoint=checkpoint,
+    choice = choose_demo_video(ctx.annotations / f"chaos_{SPLITS['val']}_1fps.csv", Path(detector["proposals"]),
+                               ctx.data / "videos")
+    write_text_atomic(ctx.out / DEMO_VIDEO_CHOICE, json.dumps(choice, indent=2) + "\n")
+    inputs = DemoInputs(video=Path(choice["video"]), config=config, checkpoint=checkpoint,
                         detector=Path(detector["weights"]))
-    out = ctx.out / "video_demo" / f"{video_id}_annotated.mp4"
+    settings = DemoSettings(conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], progress=False)
+    out = ctx.out / "video_demo" / f"{choice['video_id']}_annotated.mp4"
+    paths = output_paths(out)
     marker = out.parent / "demo_inputs.json"
     wanted = {**{str(path): _digest(path) for path in (inputs.video, config, checkpoint, inputs.detector)},
-              "conf": ctx.detector["conf"], "imgsz": ctx.detector["imgsz"]}
-    skipped = _read_marker(marker) == wanted and out.is_file() and out.with_suffix(".json").is_file()
+              "settings": asdict(settings) | {"label_map": None}}
+    skipped = _read_marker(marker) == wanted and all(path.is_file() for path in paths.values())
     if skipped:
-        report = json.loads(out.with_suffix(".json").read_text())
+        report = json.loads(paths["json"].read_text())
     else:
         with torch_threads_kept():
-            report = run_video_demo(inputs, out, conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"])
+            report = run_video_demo(inputs, out, settings)
         write_text_atomic(marker, json.dumps(wanted, indent=2) + "\n")
-    return {"video": str(out), "frames": report["frames"], "size": "x".join(map(str, report["size"])),
-            "keyframes": report["keyframes_count"], "boxes": report["boxes"],
-            "report": str(out.with_suffix(".json")), "skipped": skipped}
+    for line in summary_lines(report):
+        LOGGER.info("%s", line)
+    return {"video": str(out), "timeline": report["timeline"], "json": report["json"], "csv": report["csv"],
+            "chosen": {key: choice[key] for key in ("video_id", "people", "actions", "recall")},
+            "frames": report["frames"], "size": "x".join(map(str, report["size"])),
+            "keyframes": report["keyframes_count"], "boxes": report["boxes"], "tracks": report["tracks_count"],
+            "keyframes_per_second": report["keyframes_per_second"], "timings_s": report["timings_s"],
+            "report": report["json"], "skipped": skipped}
 
 
 # In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
