@@ -11,8 +11,8 @@ BOX_A, BOX_B, BOX_C = (0.1, 0.1, 0.3, 0.9), (0.5, 0.1, 0.7, 0.9), (0.75, 0.2, 0.
 
 
 def _row(video: str, person: int, label: int, box: tuple) -> OfficialRow:
-    return OfficialRow(video=video, keyframe=26, box=box, label=label, person_id=person, start_frame=1,
-                       end_frame=58, time=1.0, extra=("640", "360"))
+    return OfficialRow(video=video, keyframe=25, box=box, label=label, person_id=person, start_frame=1,
+                       end_frame=58, time=1.0, window_seconds=(0.04, 2.32))
 
 
 def test_the_busiest_video_the_detector_reads_wins(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_the_busiest_video_the_detector_reads_wins(tmp_path: Path) -> None:
     csv = tmp_path / "chaos_test_1fps.csv"
     write_official_csv(csv, rows)
     found = {"FIRST": [BOX_A], "CROWD": [BOX_A, BOX_B], "MISSED": []}  # the detector misses MISSED's people
-    elements = [{"video": video, "time": 1, "start_frame": 1, "n_frames": 57, "mid_frame": 26,
+    elements = [{"video": video, "time": 1, "start_frame": 1, "n_frames": 57, "mid_frame": 25,
                  "format_str": f"{video}_%06d.png", "frame_rate": 25,
                  "labels": [{"bounding_box": list(box), "label": [0], "person_id": [0], "score": 0.9} for box in boxes]}
                 for video, boxes in found.items()]
