@@ -28,7 +28,7 @@ from datasets.ava import AVADataset, collate_batch
 from datasets.sampler import RankSliceSampler
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
-from engine.attention_kernels import vit_sdpa_backend
+from engine.attention_kernels import describe_sdpa_kernel, vit_sdpa_backend
 from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
 from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
 from engine.context import AutocastFactory, EvalData, IterationHook, Learner, RunContext, RunData, TrainData
@@ -199,8 +199,9 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
     vit = getattr(model.backbone, "submodule", None)
     if vit is not None and is_main:
         with autocast():
-            logger.info("ViT attention: scaled_dot_product_attention, %s kernel",
-                        vit_sdpa_backend(vit, batch_size=1, device=info.device))
+            kernel = vit_sdpa_backend(vit, batch_size=1, device=info.device)
+        logger.info("ViT attention on %s: scaled_dot_product_attention runs %s", info.device.type,
+                    describe_sdpa_kernel(kernel, info.device.type))
     ctx = RunContext(info, autocast, create_tensorboard_writer(result_path, is_main), cfg.print_freq)
     summary.tensorboard = str(result_path / "tb") if is_main else None
     val = _val_data(cfg, info)
