@@ -37,7 +37,7 @@ from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_ev
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
 from engine.run_dir import write_summary
 from engine.scheduler import build_optimizer, build_scheduler
-from engine.scoring import score_epoch
+from engine.scoring import describe_boxes, score_epoch
 from engine.train_loop import train_one_epoch
 from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
@@ -245,6 +245,8 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
     # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
     data = attach_vit_cache(cfg, model, ctx, RunData(train, val))
 
+    boxes = describe_boxes(cfg.val.annotation_path, val.dataset.elements) if is_main else None
+
     def evaluate(epoch: int, step: int) -> None:
         predict_path = result_path / f"predict_epoch{epoch}.csv"
         # Reported = reproducible: evaluate with the buffers the checkpoint holds (rank 0's), unless
@@ -254,7 +256,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
                                       with_label=cfg.val.with_label, element_ranks=element_ranks)
         dist_utils.restore_buffers(model, own)
         if figures is not None:
-            figures.update(score_epoch(cfg, predict_path, epoch, ctx.writer, step, figures.get("val_loss")))
+            figures.update(score_epoch(cfg, predict_path, epoch, ctx.writer, step, figures.get("val_loss"), boxes))
             summary.evaluations.append({"epoch": epoch, **figures})
         dist_utils.barrier()
 
