@@ -53,15 +53,21 @@ class DemoRecord:
         return cls(stages=dict(stages), timings_s={name: timings.get(name) for name in stages})
 
     def finish_stage(self, name: str, figures: dict, seconds: float) -> None:
-        """Record a stage this run finished, and log it: ``done in N s``, or ``skipped`` with the earlier time."""
+        """Record a stage this run finished, and log it: ``done in N s``, or ``skipped`` with the earlier time.
+
+        A skipped stage keeps the figures and the time of the run that produced its outputs.
+        """
         earlier = self.timings_s.get(name) if name in self.stages else None
         self.this_run_s[name] = seconds
-        self.stages[name] = figures
         if figures.get("skipped") is True:
+            # The outputs are the earlier run's, and so are their figures (a skipped extraction
+            # extracted 0 videos this time); keys the earlier record lacks come from this run.
+            self.stages[name] = {**figures, **self.stages.get(name, {}), "skipped": True}
             self.timings_s[name] = earlier
             then = "no record of its time" if earlier is None else f"{format_seconds(earlier)} then"
             LOGGER.info("stage %s skipped: its outputs are from an earlier run (%s)", name, then)
         else:
+            self.stages[name] = figures
             self.timings_s[name] = seconds
             LOGGER.info("stage %s done in %s", name, format_seconds(seconds))
 
