@@ -20,17 +20,18 @@ $(STAMP): requirements.txt
 	@if [ -f $(STAMP) ] && cmp -s requirements.txt $(STAMP); then \
 		touch $(STAMP); \
 	else \
-		echo "Setting up $(VENV) from requirements.txt (first time: a few minutes, ~6 GB)"; \
+		echo "Setting up $(VENV) from requirements.txt (first time: a few minutes, ~6 GB; pip names each package as it goes)"; \
 		[ -x $(PY) ] || $(PYTHON_BOOT) -m venv $(VENV); \
-		$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt && \
-		cp requirements.txt $(STAMP); \
+		$(PY) -m pip install --disable-pip-version-check -r requirements.txt && \
+		cp requirements.txt $(STAMP) && echo "$(VENV) ready"; \
 	fi
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt
 	@if [ -f $(TEST_STAMP) ] && cat requirements.txt requirements-test.txt | cmp -s - $(TEST_STAMP); then \
 		touch $(TEST_STAMP); \
 	else \
-		$(PY) -m pip install --disable-pip-version-check -q -r requirements-test.txt && \
+		echo "Adding the test pins (requirements-test.txt) to $(VENV)"; \
+		$(PY) -m pip install --disable-pip-version-check -r requirements-test.txt && \
 		cat requirements.txt requirements-test.txt > $(TEST_STAMP); \
 	fi
 

@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(args.json, result)
     if args.plot is not None:
-        save_plot(args.plot, result)
+        save_plot(args.plot, result, title=f"{Path(args.detections).name} vs {Path(args.groundtruth).name}")
     print(format_summary(result))
     return 0
 

@@ -22,6 +22,29 @@ SDPA_BACKEND_NAMES: dict[SDPBackend, str] = {
     SDPBackend.MATH: "math",
     SDPBackend.OVERRIDEABLE: "overrideable",
 }
+# The operator each kernel is on each device type, and what it is, for the run's log: "flash" on a
+# CPU is torch's fused CPU kernel, not the CUDA FlashAttention the bare word makes a reader expect.
+SDPA_OPERATORS: dict[tuple[str, str], tuple[str, str]] = {
+    ("cpu", "flash"): ("aten::_scaled_dot_product_flash_attention_for_cpu", "torch's fused CPU attention"),
+    ("cuda", "flash"): ("aten::_scaled_dot_product_flash_attention", "FlashAttention, CUDA"),
+    ("cuda", "efficient"): ("aten::_scaled_dot_product_efficient_attention", "memory-efficient attention, CUDA"),
+    ("cuda", "cudnn"): ("aten::_scaled_dot_product_cudnn_attention", "cuDNN attention"),
+}
+
+
+def describe_sdpa_kernel(backend: str, device_type: str) -> str:
+    """What ``F.scaled_dot_product_attention`` runs for ``backend`` (a `sdpa_backend` name) on a device type.
+
+    Returns:
+        e.g. ``"aten::_scaled_dot_product_flash_attention_for_cpu (torch's fused CPU attention)"`` for
+        ``('flash', 'cpu')``; the math path is named as such (it is no fused kernel).
+    """
+    if backend == "math":
+        return "the unfused math path (matmul, softmax, matmul)"
+    operator = SDPA_OPERATORS.get((device_type, backend))
+    if operator is None:
+        return f"the {backend!r} kernel on {device_type}"
+    return f"{operator[0]} ({operator[1]})"
 
 
 def _attention_inputs(vit: VisionTransformer, batch_size: int, device: torch.device | None,

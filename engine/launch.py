@@ -93,6 +93,11 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
     check_layout(nproc_per_node, nnodes, node_rank, master_port)
     nproc_per_node = resolve_nproc(nproc_per_node)
     port = master_port or dist_utils.find_free_port()
+    # The workers' first lines come after importing torch and building the model (seconds to a
+    # minute): say what is starting, so the wait is not silent.
+    logger.info("%s checked: starting %d worker process(es) on this node (%s), result_path %s",
+                cfg.config_file, nproc_per_node,
+                "in this process" if nproc_per_node == 1 and nnodes == 1 else "spawned", cfg.result_path)
     with _result_path_lock(cfg, node_rank == 0):
         if nproc_per_node == 1 and nnodes == 1:
             info = dataclasses.replace(dist_utils.spawn_info(0, 1, 1, 0, master_addr, port),

@@ -11,16 +11,12 @@ from typing import Protocol
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from formats.cli import LOG_FORMAT
-
-# Attribute set on the handlers ``setup_logging`` installs, so that a second call replaces those
-# and leaves the handlers of the user (or of pytest) on the root logger alone.
-_OWNED = "_engine_logs_handler"
+from formats.cli import LOG_FORMAT, OWNED_HANDLER, remove_owned_handlers
 
 
 def _install(root: logging.Logger, handler: logging.Handler, fmt: str, datefmt: str | None = None) -> None:
     handler.setFormatter(logging.Formatter(fmt, datefmt=datefmt))
-    setattr(handler, _OWNED, True)
+    setattr(handler, OWNED_HANDLER, True)
     root.addHandler(handler)
 
 
@@ -29,14 +25,12 @@ def setup_logging(result_path: str | Path | None, is_main: bool, rank: int = 0) 
 
     Rank 0 logs INFO to the console and to ``result_path/log.txt``; other ranks log warnings and
     errors only, tagged with their rank, so a multi-process run prints one stream of progress.
-    Calling it again replaces the handlers an earlier call installed; handlers installed by anyone
-    else stay.
+    It replaces the handlers an earlier call, or the command line's ``formats.cli.setup_logging``
+    in this process, installed (a one-process ``main.py`` runs its worker in the launcher's
+    process); handlers installed by anyone else stay.
     """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, _OWNED, False):
-            root.removeHandler(handler)
-            handler.close()
+    remove_owned_handlers(root)
     root.setLevel(logging.INFO if is_main else logging.WARNING)
     fmt = LOG_FORMAT if is_main else f"[rank {rank}] {LOG_FORMAT}"
     _install(root, logging.StreamHandler(sys.stderr), fmt, datefmt="%H:%M:%S")

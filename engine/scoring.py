@@ -63,13 +63,38 @@ def map_protocol(cfg: Config) -> MapProtocol | None:
     return MapProtocol(ACAR_SINGLE, (DEFAULT_CAPACITY, DEFAULT_CAPACITY), spec.exclusions, spec.ties)
 
 
+def describe_boxes(annotation_path: str | Path, elements: list[dict]) -> str:
+    """What an evaluation's boxes are, for its plot title and log line: kind, file and layout.
+
+    Proposal pkls (detector boxes) carry ``label [0]`` and ``person_id [0]`` on every box, or the
+    detector's ``score``; ground-truth pkls label their boxes. A per-row file (the original's layout)
+    repeats a keyframe once per csv row; a merged one has one element per keyframe.
+
+    Args:
+        annotation_path: the val pkl (``val.annotation_path``).
+        elements: its elements.
+
+    Returns:
+        e.g. ``"detector boxes of cw_test_yolov8.pkl (per-row file: 4455 elements for 1182 keyframes)"``.
+    """
+    entries = [entry for element in elements for entry in element.get("labels", [])]
+    detector = bool(entries) and all(
+        "score" in entry or (list(entry.get("label", [])) == [0] and list(entry.get("person_id", [])) == [0])
+        for entry in entries)
+    keyframes = len({(element["video"], element["time"]) for element in elements})
+    layout = ("merged file: one element per keyframe" if keyframes == len(elements)
+              else f"per-row file: {len(elements)} elements for {keyframes} keyframes")
+    kind = "detector boxes" if detector else "ground-truth boxes"
+    return f"{kind} of {Path(annotation_path).name} ({layout})"
+
+
 def cap_records_path(result_path: str | Path, epoch: int) -> Path:
     """The original's sweep record file, ``cap_mAP_records_multi{epoch}.txt``."""
     return Path(result_path) / f"cap_mAP_records_multi{epoch}.txt"
 
 
 def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer: ScalarWriter, step: int,
-                val_loss: float | None = None) -> dict:
+                val_loss: float | None = None, boxes: str | None = None) -> dict:
     """Evaluate ``predict_path`` against ``val.eval_mAP`` (rank 0 only) and record the result.
 
     The rule is ``map_protocol(cfg)``. A sweep writes ``cap_mAP_records_multi{epoch}.txt`` with the
@@ -80,7 +105,8 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer: ScalarWrite
     ``val.log`` and the TensorBoard scalar ``val/mAP``. A ``val_loss`` (``val.with_label``) goes to
     ``val.log``'s ``loss`` column and the scalar ``val/loss``, with or without ``eval_mAP``. The
     scalars are written at ``step``, the global training step of the weights evaluated
-    (``engine.context.global_step``), the x-axis of the training scalars too.
+    (``engine.context.global_step``), the x-axis of the training scalars too. ``boxes``
+    (``describe_boxes``) titles the plot and the log line.
 
     Returns:
         The figures for the run summary (empty when the config has no ``val.eval_mAP``).
@@ -90,7 +116,7 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer: ScalarWrite
     if val_loss is not None:
         row["loss"] = val_loss
         writer.add_scalar("val/loss", val_loss, step)
-    figures = _score_map(cfg, predict_path, epoch, result_path)
+    figures = _score_map(cfg, predict_path, epoch, result_path, boxes)
     if figures:
         row["mAP"] = figures["mAP"]
         writer.add_scalar("val/mAP", figures["mAP"], step)
@@ -113,7 +139,7 @@ def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> Evaluat
                           capacity=protocol.capacities[0], ties=protocol.ties)
 
 
-def _score_map(cfg: Config, predict_path: Path, epoch: int, result_path: Path) -> dict:
+def _score_map(cfg: Config, predict_path: Path, epoch: int, result_path: Path, boxes: str | None) -> dict:
     protocol = map_protocol(cfg)
     if protocol is None:
         return {}
@@ -131,11 +157,12 @@ def _score_map(cfg: Config, predict_path: Path, epoch: int, result_path: Path) -
     plot_path = result_path / f"map_epoch{epoch}.png"
     payload = {**result.to_json(), "protocol": asdict(protocol)}
     write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    save_plot(plot_path, result)
+    subject = f"{predict_path.name}: {boxes or 'boxes of ' + Path(cfg.val.annotation_path).name}"
+    save_plot(plot_path, result, title=subject)
     figures.update(eval_json=str(json_path), plot=str(plot_path))
     low, high = protocol.capacities
     rule = f"SFMViT sweep K = {low}..{high}" if protocol.sweep else f"ACAR-Net single run at capacity {low}"
-    logger.info("epoch %d evaluation (%s, ties %s; exclusions %s: %d ground-truth and %d detection rows "
-                "removed):\n%s", epoch, rule, protocol.ties, protocol.exclusions or "none",
+    logger.info("epoch %d evaluation of %s (%s, %s ties; exclusions %s: %d ground-truth and %d detection rows "
+                "removed):\n%s", epoch, subject, rule, protocol.ties, protocol.exclusions or "none",
                 figures["gt_rows_excluded"], figures["detection_rows_excluded"], format_summary(result))
     return figures

@@ -10,7 +10,8 @@
   with ``failures=``; ``calc_mAP.py`` and ``tools.video_demo`` report a bad input file with 1, as
   before this convention, because their callers and tests rely on it.
 - ``--debug`` (where the command line has it) or ``SFMVIT_DEBUG=1`` lets the traceback through.
-- Logging: one format for every command line, INFO unless the command line asks for less.
+- Logging: one format for every command line, INFO unless the command line asks for less; one
+  console handler per process, whoever sets it up (``OWNED_HANDLER``), so every line is printed once.
 
 It lives in formats/, the bottom layer, because every layer with a ``__main__`` may import it
 (``datasets.frame_store`` may not import tools/ or engine/), and it imports the standard library only,
@@ -31,6 +32,10 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 DEBUG_ENV = "SFMVIT_DEBUG"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
+# Attribute set on the handlers this module and ``engine.logs`` install. Each setup removes the marked
+# handlers before adding its own: ``main.py`` with one process runs the worker in the launcher's
+# process, and two console handlers there printed every line of the run twice.
+OWNED_HANDLER = "_sfmvit_log_handler"
 
 Argv = Sequence[str] | None
 
@@ -51,9 +56,30 @@ def debug_requested(args: argparse.Namespace | None = None) -> bool:
     return bool(getattr(args, "debug", False) or os.environ.get(DEBUG_ENV))
 
 
+def remove_owned_handlers(root: logging.Logger) -> None:
+    """Remove and close the handlers an earlier setup of ours installed; everyone else's stay."""
+    for handler in list(root.handlers):
+        if getattr(handler, OWNED_HANDLER, False):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    """The log format of every command line (time, level, logger, message) on stderr."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
+    """The log format of every command line (time, level, logger, message) on stderr.
+
+    As ``logging.basicConfig``, it leaves a root logger alone that already has handlers of someone
+    else (pytest's, an embedding program's); unlike it, a second call replaces the handler of the
+    first instead of keeping it beside a later one.
+    """
+    root = logging.getLogger()
+    remove_owned_handlers(root)
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=LOG_DATE_FORMAT))
+    setattr(handler, OWNED_HANDLER, True)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def run_main(parse: Callable[[Argv], argparse.Namespace], body: Callable[[argparse.Namespace], int], argv: Argv,

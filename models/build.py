@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 
 from config import BackboneConfig, ConfigError, LossConfig, ModelConfig, SubbackboneConfig
-from models.backbones import build_backbone
+from models.backbones import build_backbone, describe_backbone
 from models.heads import HEADS, HeadWrapper
 from models.losses import LOSSES
 from models.model import AVAModel
@@ -151,9 +151,13 @@ def build_model(model: ModelConfig, loss: LossConfig) -> AVAModel:
     criterion = LOSSES[loss.type](**loss.kwargs)
     sub = model.backbone.subbackbone or SubbackboneConfig()  # the schema's defaults without the section
     built = AVAModel(backbone, neck, head, criterion, freeze_bn=model.freeze_bn, vit_eval_mode=sub.eval_mode)
-    logger.info(
-        "model: %s backbone %s, %s neck, %s head (%d classes), %s loss; %d parameters (%d trainable)",
-        model.backbone.arch, channels, model.neck.type, model.head.type, built.num_classes, loss.type,
+    # One line per model a run uses: the launcher's checks build the same model on the meta device
+    # (no memory, no weights), which would repeat it.
+    on_meta = any(parameter.is_meta for parameter in built.parameters())
+    logger.log(
+        logging.DEBUG if on_meta else logging.INFO,
+        "model: backbone %s; %s neck, %s head (%d classes), %s loss; %d parameters (%d trainable)",
+        describe_backbone(model.backbone, backbone), model.neck.type, model.head.type, built.num_classes, loss.type,
         sum(p.numel() for p in built.parameters()),
         sum(p.numel() for p in built.parameters() if p.requires_grad),
     )

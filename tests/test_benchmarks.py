@@ -14,7 +14,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from benchmarks import data_path, eval_throughput, train_step, vit_forward
 from benchmarks.common import ratio_line, vit_forward_flops
 from tools.prepare_synthetic import prepare_synthetic_dataset
-from engine.attention_kernels import sdpa_backend, sdpa_eligible_backends, vit_sdpa_backend
+from engine.attention_kernels import describe_sdpa_kernel, sdpa_backend, sdpa_eligible_backends, vit_sdpa_backend
 from engine.precision import cast_frozen_vit
 from models.backbones.vit import vit_giant_patch14_224, vit_small_patch16_224
 
@@ -110,6 +110,21 @@ def test_sdpa_backend_reports_what_runs_on_cpu() -> None:
         vit(torch.zeros(1, 3, 4, 32, 32))
     names = {event.key for event in profiled.key_averages()}
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+
+
+def test_the_logged_kernel_is_the_operator_that_runs_on_the_device() -> None:
+    # A CPU run's line names torch's CPU operator, never the bare "flash" of the CUDA FlashAttention.
+    vit = _tiny_vit()
+    described = describe_sdpa_kernel(vit_sdpa_backend(vit), "cpu")
+    assert described.startswith("aten::_scaled_dot_product_flash_attention_for_cpu ") and "CPU" in described
+    profiled = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+    with profiled, torch.no_grad():
+        vit(torch.zeros(1, 3, 4, 32, 32))
+    assert described.split(" ")[0] in {event.key for event in profiled.key_averages()}
+    with sdpa_kernel([SDPBackend.MATH]):
+        assert "math" in describe_sdpa_kernel(vit_sdpa_backend(vit), "cpu")
+    assert describe_sdpa_kernel("flash", "cuda").startswith("aten::_scaled_dot_product_flash_attention (")
+    assert "CPU" not in describe_sdpa_kernel("efficient", "cuda")
 
 
 def test_sdpa_backend_without_the_private_chooser(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,10 +19,13 @@ from tqdm.contrib.logging import _TqdmLoggingHandler
 from datasets.sampler import RankSliceSampler
 from engine.context import Learner, RunContext, TrainData, global_step
 from engine.distributed import DistInfo
-from engine.logs import _OWNED, batch_progress, create_tensorboard_writer, setup_logging
+from engine.logs import batch_progress, create_tensorboard_writer, setup_logging
 from engine.runner import RunSummary, _train_epochs
 from engine.scheduler import StepLRScheduler
 from engine.train_loop import train_one_epoch
+from formats.cli import OWNED_HANDLER
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _TinyModel(nn.Module):
@@ -122,7 +126,7 @@ def test_batch_progress_redirects_console_logging_and_restores_it(tmp_path: Path
 
 def _remove_own_handlers() -> None:
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
+    for handler in [h for h in root.handlers if getattr(h, OWNED_HANDLER, False)]:
         root.removeHandler(handler)
         handler.close()
 
@@ -135,9 +139,9 @@ def test_setup_logging_keeps_handlers_it_did_not_install(tmp_path: Path,
     root.addHandler(user)
     try:
         setup_logging(tmp_path / "a", is_main=True)
-        first = [h for h in root.handlers if getattr(h, _OWNED, False)]
+        first = [h for h in root.handlers if getattr(h, OWNED_HANDLER, False)]
         setup_logging(tmp_path / "b", is_main=True)  # a second run in the same process
-        second = [h for h in root.handlers if getattr(h, _OWNED, False)]
+        second = [h for h in root.handlers if getattr(h, OWNED_HANDLER, False)]
         assert user in root.handlers and caplog.handler in root.handlers
         assert len(first) == len(second) == 2 and not set(first) & set(second)
         assert all(h not in root.handlers for h in first)
@@ -150,6 +154,34 @@ def test_setup_logging_keeps_handlers_it_did_not_install(tmp_path: Path,
         root.removeHandler(user)
         _remove_own_handlers()
         root.setLevel(level)
+
+
+# What main.py does in one process: the command line's logging setup, then the worker's, in the same
+# process (formats.cli.run_main, engine.launch.run, engine.runner._run). Run in a fresh interpreter:
+# pytest's own handlers on the root logger would hide a second console handler.
+_ONE_PROCESS_LAYOUT = """
+import logging
+from formats.cli import setup_logging as setup_cli
+from engine.logs import setup_logging as setup_run
+setup_cli()
+logging.getLogger("tests.cli").info("launcher line")
+setup_cli()
+setup_run({result!r}, is_main=True)
+logging.getLogger("tests.run").info("worker line")
+setup_run({result!r}, is_main=True)
+logging.getLogger("tests.run").info("second run line")
+"""
+
+
+def test_every_line_is_printed_once_when_the_worker_runs_in_the_launchers_process(tmp_path: Path) -> None:
+    code = _ONE_PROCESS_LAYOUT.format(result=str(tmp_path / "run"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    for message in ("launcher line", "worker line", "second run line"):
+        assert sum(message in line for line in lines) == 1, done.stderr
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert log.count("worker line") == 1 and log.count("second run line") == 1
 
 
 class _Rows(torch.utils.data.Dataset):

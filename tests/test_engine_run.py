@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,25 @@ def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = write_tiny_config(result / "train.yaml", result / "run")
     proc = _main(config, dataset, "--nproc_per_node", "2", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (result / "stderr.txt").write_text(proc.stderr)
     return result / "run"
+
+
+# A line of the run's log: time, level, logger (other ranks add their tag).
+_LOG_LINE = re.compile(r"^(\[rank \d+\] )?\d\d:\d\d:\d\d [A-Z]+ [\w.]+: ")
+
+
+def _assert_each_log_line_once(stderr: str) -> None:
+    """No log line printed twice, and the model described once (not once per check that builds it)."""
+    lines = [line for line in stderr.splitlines() if _LOG_LINE.match(line)]
+    repeated = {line: count for line, count in Counter(lines).items() if count > 1}
+    assert lines and not repeated, repeated
+    assert sum(" models.build: model: " in line for line in lines) == 1, stderr
+    assert sum(" engine.runner: ViT attention on cpu: " in line for line in lines) == 1, stderr
+
+
+def test_two_process_run_prints_each_log_line_once(trained: Path) -> None:
+    _assert_each_log_line_once((trained.parent / "stderr.txt").read_text())
 
 
 def test_two_process_training_writes_checkpoints_logs_and_predictions(trained: Path, dataset: Path) -> None:
@@ -151,6 +171,8 @@ def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: P
                                resume_path=str(tmp_path / "released.pth.tar"))
     proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One process: the worker runs in the launcher's process, whose logging was set up first.
+    _assert_each_log_line_once(proc.stderr)
     assert (tmp_path / "out" / "predict_epoch7.csv").is_file()
     assert _evaluated_step(tmp_path / "out") == [0]  # the original's format does not record the step
     assert (tmp_path / "out" / "cap_mAP_records_multi7.txt").is_file()

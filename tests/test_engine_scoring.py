@@ -145,3 +145,30 @@ def test_scalars_are_written_at_the_step_given(tmp_path: Path) -> None:
     # The epoch names the files; the x-axis is the global step, the training scalars' axis.
     assert steps == [("val/loss", 120), ("val/mAP", 120)]
     assert (tmp_path / "out" / "eval_epoch3.json").is_file()
+
+
+def _element(video: str, time: int, labels: list[dict]) -> dict:
+    return {"video": video, "time": time, "labels": labels}
+
+
+def test_describe_boxes_tells_ground_truth_from_detector_and_merged_from_per_row() -> None:
+    person = {"bounding_box": [0.1, 0.1, 0.5, 0.9], "label": [0], "person_id": [0]}
+    labelled = {"bounding_box": [0.1, 0.1, 0.5, 0.9], "label": [3, 11], "person_id": [7]}
+    scored = {**labelled, "label": [0], "person_id": [0], "score": 0.8}
+    merged_gt = [_element("A", 902, [labelled]), _element("A", 903, [labelled, person])]
+    per_row_det = [_element("A", 902, [person]), _element("A", 902, [person]), _element("A", 903, [scored])]
+    assert scoring.describe_boxes("x/gt.pkl", merged_gt) == \
+        "ground-truth boxes of gt.pkl (merged file: one element per keyframe)"
+    assert scoring.describe_boxes("det.pkl", per_row_det) == \
+        "detector boxes of det.pkl (per-row file: 3 elements for 2 keyframes)"
+
+
+def test_the_plot_and_the_log_say_which_boxes_were_scored(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    titles = []
+    monkeypatch.setattr(scoring, "save_plot", lambda path, result, title=None: titles.append(title))
+    caplog.set_level(logging.INFO, logger="engine.scoring")
+    boxes = "detector boxes of det.pkl (merged file: one element per keyframe)"
+    score_epoch(_config(tmp_path, (1, 5)), EVAL_DATA / "predict.csv", 2, _Writer(), 20, boxes=boxes)
+    assert titles == [f"predict.csv: {boxes}"]
+    assert f"epoch 2 evaluation of predict.csv: {boxes} (SFMViT sweep K = 1..4, original ties;" in caplog.text

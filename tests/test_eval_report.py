@@ -15,6 +15,7 @@ from evaluation import (
     sweep_capacity,
     write_json,
 )
+from evaluation.plot import draw_evaluation
 from tests.test_eval_frame_map import _gt, _preds
 
 NAMES = {1: "stand", 2: "walk", 3: "run"}
@@ -62,3 +63,21 @@ def test_all_rows_filtered_gives_zeros(tmp_path: Path) -> None:
     save_plot(tmp_path / "sweep.png", swept)
     assert (tmp_path / "single.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["single.png", "sweep.png"]
+
+
+def test_plot_says_what_it_shows_and_class_names_are_legible() -> None:
+    names = {cid: f"class number {cid} with a long name" for cid in range(1, 51)}
+    per_class = {cid: cid / 100 for cid in names}
+    sweep = SweepSummary(best_capacity=3, best_mAP=0.5, mAP_by_capacity={1: 0.25, 2: 0.4, 3: 0.5})
+    result = _result(per_class=per_class, class_names=names, sweep=sweep, capacity=3, ties="stable")
+    figure = draw_evaluation(result, title="predict.csv: detector boxes of p.pkl (merged file)")
+    assert figure.get_suptitle() == "predict.csv: detector boxes of p.pkl (merged file)"
+    sweep_axis, bars = figure.axes
+    assert sweep_axis.get_title() == "frame-mAP@0.5 vs capacity K = 1..3 (stable ties)"
+    labels = bars.get_yticklabels()
+    # Horizontal names, one per class, best class first, at a size readable at 100 dpi.
+    assert len(labels) == 50 and labels[0].get_text() == "class number 50 with a long name (50)"
+    assert all(label.get_rotation() == 0 and label.get_fontsize() >= 8 for label in labels)
+    # Each bar gets at least the height of its label's line (9 pt = 0.125 in).
+    height_in = figure.get_size_inches()[1] * bars.get_position().height
+    assert height_in / 50 >= 9 / 72

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,24 @@ def test_tiny_evaluation_with_two_views(tiny_model: AVAModel) -> None:
     assert torch.allclose(single["logits"], double["logits"], atol=1e-5)
     assert single["box_index"] == [0, 1, 0] and single["element_index"] == [4, 4, 5]
     assert single["mid_times"] == ["902", "902", "17"]
+
+
+def test_only_the_model_a_run_uses_logs_its_line(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    # The launcher's checks (model_variant, check_model_values) build the same backbone and model on
+    # the meta device several times; a run's log must describe its model once, not once per check.
+    from config import load_config
+    from engine.config_builders import validate_builders
+    from engine.preflight import check_model_values
+    from tests.engine_fixtures import write_tiny_config
+
+    cfg = load_config(write_tiny_config(tmp_path / "tiny.yaml", tmp_path / "run"))
+    caplog.set_level(logging.DEBUG, logger="models")
+    validate_builders(cfg)
+    check_model_values(cfg)
+    assert not [record for record in caplog.records if record.levelno >= logging.INFO], caplog.text
+    caplog.clear()
+    build_model(cfg.model, cfg.loss)
+    lines = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("model: backbone slowfast50 (slow, fast channels (512, 256)) + frozen "
+                               "vit_small_patch16_224 (2 blocks, width 96")

@@ -3,6 +3,7 @@ refuses frames of different sizes within one video."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -25,13 +26,18 @@ def test_the_command_line_decodes_every_frame_by_default(tmp_path: Path, capsys)
     assert "SAMPLED" not in capsys.readouterr().out
 
 
-def test_a_sampled_check_says_so(tmp_path: Path) -> None:
+def test_a_sampled_check_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pkl, frames = _dataset(tmp_path)
+    caplog.set_level(logging.INFO, logger="tools.check_data")
     report = check_dataset(pkl, frames, decode="sampled", temporal_size=8, temporal_step=2, progress=False)
     assert report.decoded == 3
     assert "SAMPLED: decoded 3 of the 8 existing frames" in report.summary()
+    # The one line a pipeline's log keeps says so too.
+    assert "8 frames read by the clips, sampled 3 of 8 decoded (first, middle and last per video): OK" in caplog.text
     report = check_dataset(pkl, frames, decode="none", temporal_size=8, temporal_step=2, progress=False)
-    assert "NOT DECODED" in report.summary()
+    assert "NOT DECODED" in report.summary() and "none decoded (existence checked only): OK" in caplog.text
+    check_dataset(pkl, frames, decode="all", temporal_size=8, temporal_step=2, progress=False)
+    assert "8 frames read by the clips, all 8 decoded: OK" in caplog.text
 
 
 @pytest.mark.parametrize("workers", [1, 4])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,13 +20,15 @@ from tests.engine_fixtures import write_tiny_config
 from detect.train import EpochReports
 from tools.demo import DATA_STAGES, DemoContext, format_summary, headline_figures, run_demo
 from tools.demo_detector import log_detector_epoch
+from tools.demo_record import format_seconds
 
 
 def _context(out: Path, seed: int = 0) -> DemoContext:
     return DemoContext(out=out, seed=seed, preset="tiny", workers=1)
 
 
-def test_demo_prepares_the_dataset_end_to_end_and_skips_on_rerun(tmp_path: Path) -> None:
+def test_demo_prepares_the_dataset_end_to_end_and_skips_on_rerun(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "demo"
     result = run_demo(_context(out), only=DATA_STAGES)
     assert list(result["timings_s"]) == list(DATA_STAGES)
@@ -37,16 +40,39 @@ def test_demo_prepares_the_dataset_end_to_end_and_skips_on_rerun(tmp_path: Path)
     assert not (data / "cw_data_test1fps.pkl").exists() and not (data / "cw_data_train1fps_woXGXJVBCQ.pkl").exists()
     ground_truth = read_ground_truth_csv(data / "chaos_test_t_+1.csv")
     assert len(ground_truth.video) == result["stages"]["annotations"]["ground_truth_rows"] > 0
-    assert result["stages"]["check"]["ok"] is True
+    check = result["stages"]["check"]
+    # Every frame the action config's clips read is decoded, not a sample.
+    assert check["ok"] is True and check["frames_decoded"] == check["frames_read"] > 0
+    assert check["val"]["decode_mode"] == "all"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["stages"]) == {"generate", "extract_frames", "annotations", "check"}
     assert summary["stages"]["generate"]["videos"] == 2 and summary["stages"]["generate"]["skipped"] is False
+    assert Path(summary["data"]).is_absolute()
     table = format_summary(result, out / "summary.json")
     assert "fighting" in table and "extract_frames" in table
 
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="tools.demo")
     again = run_demo(_context(out), only=DATA_STAGES)
     assert again["stages"]["generate"]["skipped"] is True
-    assert again["stages"]["extract_frames"]["extracted"] == 0
+    said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("stage ")]
+    assert said[:2] == ["stage generate ...",
+                        f"stage generate skipped: its outputs are from an earlier run "
+                        f"({format_seconds(summary['timings_s']['generate'])} then)"]
+    assert not any(line.startswith(("stage generate done", "stage extract_frames done")) for line in said)
+    assert again["stages"]["extract_frames"]["skipped"] is True
+    # The re-run keeps the time of the run that produced the skipped stages' outputs.
+    rerun = json.loads((out / "summary.json").read_text())
+    for name in ("generate", "extract_frames"):
+        assert rerun["timings_s"][name] == summary["timings_s"][name]
+    # ... and its figures: the extraction that made the frames, not the re-run's "0 extracted".
+    assert rerun["stages"]["extract_frames"]["extracted"] == 2 and rerun["stages"]["extract_frames"]["skipped"]
+    assert rerun["skipped_this_run"] == ["generate", "extract_frames"]
+    assert rerun["total_s"] >= summary["timings_s"]["generate"] + summary["timings_s"]["extract_frames"]
+    assert set(rerun["this_run_s"]) == set(DATA_STAGES)
+    # A partial run leaves the other stages' record in place.
+    run_demo(_context(out), only=["check"])
+    assert set(json.loads((out / "summary.json").read_text())["stages"]) == set(DATA_STAGES)
 
     # Another seed regenerates, and the old frames go with the old videos.
     other = run_demo(_context(out, seed=1), only=DATA_STAGES)
@@ -70,22 +96,64 @@ def test_unknown_stage_is_rejected(tmp_path: Path) -> None:
         run_demo(_context(tmp_path), only=["trainn"])
 
 
-def test_summary_shows_both_maps_side_by_side_and_the_headline_keys(tmp_path: Path) -> None:
-    stages = {
-        "detector": {"epochs": 12, "imgsz": 256, "conf": 0.3, "recall": 0.8125, "precision": 0.9, "ap": 0.75,
-                     "weights": "w.pt", "proposals": "p.pkl"},
-        "action": {"map_gt_boxes": 0.4228, "best_capacity_gt": 7, "checkpoint": "c", "predict_csv": "a.csv",
-                   "plot": "a.png", "tensorboard": "tb"},
-        "action_detector_boxes": {"map_detector_boxes": 0.2662, "best_capacity_detector": 9, "predict_csv": "d.csv"},
-        "video_demo": {"video": "v.mp4", "frames": 150, "size": "640x360", "boxes": 12},
+def _finished_stages() -> dict[str, dict]:
+    """Figures of every stage after the action, as the stages return them (full precision)."""
+    pair = {"original": {"mAP": 0.377417, "best_capacity": 250, "ties": "original", "tie_band_low": 0.3671,
+                         "tie_band_high": 0.3827},
+            "merged_stable": {"mAP": 0.5283076460471841, "best_capacity": 179, "ties": "stable",
+                              "tie_band_low": 0.5278, "tie_band_high": 0.5309}}
+    return {
+        "action": {"map_gt_boxes": 0.5283076460471841, "best_capacity_gt": 179, "ties": "stable",
+                   "tie_band": [0.5278, 0.5309], "sweep": [1, 299], "epochs": 16, "train_seconds": 1130.04,
+                   "skipped": False, "checkpoint": "/r/action/ckpt_16.pth.tar", "predict_csv": "/r/action/p.csv",
+                   "plot": "/r/action/m.png", "tensorboard": "/r/action/tb"},
+        "detector": {"epochs": 19, "imgsz": 160, "conf": 0.3, "recall": 0.74125, "precision": 0.628, "ap": 0.649,
+                     "weights": "/r/detector/best.pt", "proposals": "/r/p.pkl", "quality_plot": "/r/q.png",
+                     "skipped": False},
+        "action_detector_boxes": {"map_detector_boxes": 0.21874, "best_capacity_detector": 104, "ties": "stable",
+                                  "tie_band": [0.2179, 0.2201], "sweep": [1, 299], "skipped": True,
+                                  "predict_csv": "/r/action_detector/p.csv", "plot": "/r/action_detector/m.png"},
+        "protocols": {"gt": pair, "detector": {**pair, "original": {**pair["original"], "mAP": 0.0685}},
+                      "map_gt_boxes_original": 0.377417, "skipped": False},
+        "video_demo": {"video": "/r/v.mp4", "frames": 150, "size": "640x360", "boxes": 12, "skipped": False},
     }
-    table = format_summary({"stages": stages, "timings_s": {name: 1.0 for name in stages}}, tmp_path / "s.json")
-    assert "ground-truth boxes 42.28% (capacity 7)   |   detector boxes 26.62% (capacity 9)" in table
-    assert "val recall@0.5 81.2%" in table and "annotated video: v.mp4" in table
-    assert headline_figures(stages) == {"map_gt_boxes": 0.4228, "map_detector_boxes": 0.2662,
-                                        "detector_recall": 0.8125, "detector_ap": 0.75, "video_demo": "v.mp4"}
+
+
+def test_summary_prints_the_headline_first_and_labels_every_other_figure(tmp_path: Path) -> None:
+    stages = _finished_stages()
+    timings = {name: 50.0 for name in stages} | {"action_detector_boxes": 24.2}
+    table = format_summary({"stages": stages, "timings_s": timings,
+                            "this_run_s": {name: 1.0 for name in stages if name != "video_demo"}},
+                           tmp_path / "s.json")
+    lines = table.splitlines()
+    assert re.search(r"\d+\.\d+%", table).group() == "52.83%"  # the first figure printed is the headline
+    first = lines.index("headline: val frame-mAP@0.5 of the action model, merged files, stable ties:")
+    assert lines[first + 1] == "  ground-truth boxes 52.83%   |   detector boxes 21.87%"
+    assert "the original's protocol: same model, per-row files, original ties, same sweep:" in lines
+    assert "  ground-truth boxes 37.74%   |   detector boxes 6.85%" in lines
+    assert "  (sweep K = 1..299, no exclusions: best K 179 and 104; tie band 52.78..53.09% and 21.79..22.01%)" in lines
+    assert "val recall@0.5 74.1%" in table and "/r/v.mp4 (150 frames 640x360, 12 boxes)" in table
+    # The stage table: figures rounded for people, never cut inside one, the skipped stage said so with
+    # the time of the run that produced its outputs.
+    assert "0.528307" not in table and "map_gt_boxes=52.83%" in table and re.search(r"train_seconds=1130\b(?!\.)", table)
+    assert "recall=74.1%" in table and "conf=0.3," in table  # as in the detector's result line
+    row = next(line for line in lines if line.lstrip().startswith("action_detector_boxes"))
+    assert row.split()[1:4] == ["24", "s", "skipped"]
+    assert next(line for line in lines if line.lstrip().startswith("video_demo")).split()[1:4] == ["50", "s", "-"]
+    assert "  total                 3 min 44 s  this run took 4.0 s, 1 of 4 stage(s) skipped" in lines
+    assert all(len(line) <= 100 for line in lines[:lines.index("outputs:")]), table
     only_gt = format_summary({"stages": {"action": stages["action"]}, "timings_s": {}}, tmp_path / "s.json")
     assert "detector boxes not run" in only_gt
+
+
+def test_headline_keys_are_the_printed_headline(tmp_path: Path) -> None:
+    figures = headline_figures(_finished_stages())
+    assert figures["map_gt_boxes"] == 0.5283076460471841 and figures["map_detector_boxes"] == 0.21874
+    assert figures["headline_rule"] == "merged files, stable ties"
+    assert figures["tie_band_gt"] == [0.5278, 0.5309]
+    assert figures["map_gt_boxes_original"] == 0.377417 and figures["map_detector_boxes_original"] == 0.0685
+    assert figures["tie_band_detector_original"] == [0.3671, 0.3827]
+    assert figures["detector_recall"] == 0.74125 and figures["video_demo"] == "/r/v.mp4"
 
 
 def _fake_action_stage(out: Path) -> None:

@@ -17,7 +17,7 @@ DEFAULT_OUT = "runs/demo"
 # In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
 STAGE_NAMES = ("generate", "extract_frames", "annotations", "check", "action", "detector",
                "action_detector_boxes", "protocols", "video_demo")
-_LAZY = {"format_summary": "tools.demo_report", "_result_lines": "tools.demo_report"}
+_LAZY = {"format_summary": "tools.demo_report", "headline_figures": "tools.demo_record"}
 
 
 def __getattr__(name: str) -> object:
@@ -90,8 +90,9 @@ def _run(args: argparse.Namespace) -> int:
                                               **_overrides(args)))
         print(format_ava_summary(summary))
         return 0
+    from tools.demo_record import SUMMARY_NAME
     from tools.demo_report import format_summary
-    from tools.demo_stages import SUMMARY_NAME, DemoContext, run_demo
+    from tools.demo_stages import DemoContext, run_demo
 
     ctx = DemoContext(out=Path(args.out), seed=args.seed, preset=args.preset, overrides=_overrides(args),
                       workers=args.workers)

@@ -48,20 +48,3 @@ def score_protocols(label_map: Path, ground_truth: Path, cap_range: tuple[int, i
     original = run_evaluation(label_map, ground_truth, per_row_predict, cap_range=cap_range, ties="original")
     merged = run_evaluation(label_map, ground_truth, merged_predict, cap_range=cap_range, ties="stable")
     return {"original": _figures(original), "merged_stable": _figures(merged)}
-
-
-def format_protocol_lines(figures: dict) -> list[str]:
-    """Summary lines: per box source, the original-protocol mAP with its tie band beside the merged/stable one."""
-    lines = ["protocols (same model; sweep K = cap_min..cap_max-1, no exclusions, as the original):"]
-    for source in ("gt", "detector"):
-        pair = figures.get(source)
-        if not pair:
-            continue
-        original, merged = pair["original"], pair["merged_stable"]
-        lines.append(
-            f"  {'ground-truth' if source == 'gt' else 'detector'} boxes: original protocol (per-row files, exact "
-            f"ties) {100 * original['mAP']:.2f}% at K={original['best_capacity']}, tie band "
-            f"{100 * original['tie_band_low']:.2f}..{100 * original['tie_band_high']:.2f}%  |  merged files, stable "
-            f"ties {100 * merged['mAP']:.2f}% at K={merged['best_capacity']} (band "
-            f"{100 * merged['tie_band_low']:.2f}..{100 * merged['tie_band_high']:.2f}%)")
-    return lines

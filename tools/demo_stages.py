@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from config import load_config
 from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, read_manifest,
                                 resolve_config)
 from detect.infer import detect_to_proposals
@@ -22,6 +23,7 @@ from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.demo import STAGE_NAMES
 from tools.demo_detector import DETECTOR_SETTINGS, torch_threads_kept, train_and_score_detector
 from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
+from tools.demo_record import DemoRecord, write_summary
 from tools.extract_frames import extract_frames
 from tools.gt_csv import seconds_exclusions_path, write_evaluator_ground_truth
 from tools.prepare_synthetic import MERGED_PKL_NAMES
@@ -34,7 +36,6 @@ from tools.video_report import summary_lines
 # One logger for the whole demo, whichever of its modules logs.
 LOGGER = logging.getLogger("tools.demo")
 
-SUMMARY_NAME = "summary.json"
 # What the demo itself puts in <out>/data; anything else there means the folder is not ours to wipe.
 DATA_ENTRIES = {"videos", "frames", "AR_ava_format", MANIFEST_NAME}
 # The demo trains and evaluates on MERGED pkls (one element per keyframe, ``tools.csv_to_pkl
@@ -45,6 +46,10 @@ PKL_NAMES = MERGED_PKL_NAMES
 GROUND_TRUTH_NAME = "chaos_test_t_+1.csv"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACTION_CONFIG = REPO_ROOT / "configs" / "tiny_cpu_synthetic.yaml"
+# The demo's pkls are merged (one element per keyframe): main.py scores them with the stable rule,
+# the headline's (README, summary.json's map_gt_boxes). Its default, the original evaluator's order,
+# is for the original's per-row files (the protocols stage).
+MERGED_TIES = "stable"
 # Merged proposals (one element per keyframe, ``detect.infer --merge``), evaluated against the merged
 # val pkl; the original's ``cw_test_yolov8_on_cw_0.3.pkl`` held one element per ground-truth row.
 PROPOSALS_NAME = "cw_test_yolov8_demo_merged.pkl"
@@ -55,7 +60,8 @@ class DemoContext:
     """What every stage gets: where to work, the dataset options and the figures of earlier stages.
 
     Attributes:
-        out: demo output folder (``runs/demo``).
+        out: demo output folder (``runs/demo``), made absolute: every path the demo, its ``main.py``
+            runs (whose working directory is the dataset) and summary.json name is absolute.
         seed: dataset seed.
         preset: synthetic dataset preset.
         overrides: SyntheticConfig fields replacing the preset's.
@@ -78,6 +84,9 @@ class DemoContext:
     detector: dict = field(default_factory=lambda: json.loads(json.dumps(DETECTOR_SETTINGS)))
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     results: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out).resolve()
 
     @property
     def data(self) -> Path:
@@ -133,6 +142,8 @@ def stage_extract_frames(ctx: DemoContext) -> dict:
     """Extract 320x180 frames at 25 fps of every video (videos already done are skipped)."""
     figures = extract_frames(ctx.data / "videos", ctx.data / "frames", workers=ctx.workers)
     figures.pop("frames_per_video")
+    figures["already_extracted"] = figures.pop("skipped")
+    figures["skipped"] = figures["extracted"] == 0
     return figures
 
 
@@ -154,30 +165,49 @@ def stage_annotations(ctx: DemoContext) -> dict:
     return figures
 
 
+def _clip_window(config: Path, split: str) -> tuple[int | None, int]:
+    """``(TemporalCenterCrop size, step)`` of a split of the action config; ``(None, 1)``: the whole window."""
+    temporal = getattr(load_config(config), split).augmentation.temporal
+    if temporal.type != "TemporalCenterCrop":
+        return None, 1
+    return int(temporal.kwargs["size"]), int(temporal.kwargs.get("step", 1))
+
+
 def stage_check(ctx: DemoContext) -> dict:
-    """Data check of both pkls: well-formed, every frame their clips read exists and decodes."""
+    """Data check of both pkls: well-formed, and every frame the action config's clips read exists and decodes."""
     figures: dict = {}
     for split, name in PKL_NAMES.items():
-        report = check_dataset(ctx.annotations / name, ctx.data / "frames", progress=False)
+        size, step = _clip_window(ctx.action_config, split)
+        report = check_dataset(ctx.annotations / name, ctx.data / "frames", decode="all", temporal_size=size,
+                               temporal_step=step, progress=False, workers=ctx.workers)
         figures[split] = {key: value for key, value in report.to_dict().items()
                           if key in ("elements", "keyframes", "boxes", "videos", "frames_read", "decoded",
-                                     "frame_sizes", "ok")}
+                                     "decode_mode", "frame_sizes", "ok")}
     figures["ok"] = all(figures[split]["ok"] for split in PKL_NAMES)
     figures["frames_read"] = sum(figures[split]["frames_read"] for split in PKL_NAMES)
     figures["frames_decoded"] = sum(figures[split]["decoded"] for split in PKL_NAMES)
     return figures
 
 
-def _action_figures(result: Path, train_seconds: float, skipped: bool) -> dict:
+def _scoring_figures(evaluation: dict) -> dict:
+    """The tie band ``[low, high]`` and the sweep ``[first K, last K]`` of a main.py evaluation (its eval JSON)."""
+    path = evaluation.get("eval_json")
+    payload = json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+    band, protocol = payload.get("tie_band"), payload.get("protocol") or {}
+    return {"tie_band": [band["low"], band["high"]] if band else None, "sweep": protocol.get("capacities")}
+
+
+def _action_figures(result: Path, skipped: bool) -> dict:
     summary = json.loads((result / "run_summary.json").read_text())
     final = summary["evaluations"][-1]
     return {
         "map_gt_boxes": final.get("best_mAP", final["mAP"]),
         "best_capacity_gt": final.get("best_capacity"),
+        "ties": MERGED_TIES,
+        **_scoring_figures(final),
         "epochs": len(summary["epochs"]) or None,
         "train_seconds": round(sum(epoch["seconds"] for epoch in summary["epochs"]), 1),
         "eval_seconds": round(final["seconds"], 1),
-        "run_seconds": round(train_seconds, 1),
         "skipped": skipped,
         "checkpoint": summary["checkpoints"][-1] if summary["checkpoints"] else None,
         "predict_csv": final["predict_csv"],
@@ -195,20 +225,22 @@ def stage_action(ctx: DemoContext) -> dict:
     """
     result = ctx.out / "action"
     config_text = ctx.action_config.read_text()
-    done_marker = result / "demo_config.yaml"
-    if (result / "run_summary.json").is_file() and done_marker.is_file() and done_marker.read_text() == config_text:
-        return _action_figures(result, 0.0, skipped=True)
+    done_marker, rule_marker = result / "demo_config.yaml", result / "demo_ties.txt"
+    if ((result / "run_summary.json").is_file() and done_marker.is_file() and done_marker.read_text() == config_text
+            and rule_marker.is_file() and rule_marker.read_text() == MERGED_TIES):
+        return _action_figures(result, skipped=True)
     if result.exists():
         shutil.rmtree(result)
     command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(ctx.action_config),
-               "--nproc_per_node", str(ctx.nproc), "--set", f"result_path={result.resolve()}"]
+               "--nproc_per_node", str(ctx.nproc), "--set", f"result_path={result}",
+               "--set", f"val.eval_mAP.ties={MERGED_TIES}"]
     LOGGER.info("training the action model: %s (cwd %s)", " ".join(command), ctx.data)
-    started = time.perf_counter()
     completed = subprocess.run(command, cwd=ctx.data, env=ctx.env)
     if completed.returncode != 0:
         raise RuntimeError(f"main.py exited with code {completed.returncode}; see {result / 'log.txt'}")
+    write_text_atomic(rule_marker, MERGED_TIES)
     write_text_atomic(done_marker, config_text)
-    return _action_figures(result, time.perf_counter() - started, skipped=False)
+    return _action_figures(result, skipped=False)
 
 
 def _digest(path: Path) -> str:
@@ -270,23 +302,28 @@ def _detector_figures(ctx: DemoContext) -> dict:
     return figures
 
 
-def _evaluate_checkpoint(ctx: DemoContext, annotation: Path, result: Path) -> tuple[dict, bool]:
+def _evaluate_checkpoint(ctx: DemoContext, annotation: Path, result: Path, ties: str) -> tuple[dict, bool]:
     """``main.py`` in evaluation mode with the trained action model on ``annotation`` (a val pkl).
 
+    Args:
+        ties: the evaluator's rule for ``main.py``'s own mAP step: ``stable`` for merged files (the
+            headline), ``original`` for per-row files (the original's protocol).
+
     Returns:
-        ``(the run's last evaluation record, skipped)``; skipped when config, checkpoint and pkl are
-        unchanged since the last run into ``result``.
+        ``(the run's last evaluation record, skipped)``; skipped when config, checkpoint, pkl and
+        tie rule are unchanged since the last run into ``result``.
     """
     config, checkpoint = _trained_action(ctx)
     marker = result / "demo_inputs.json"
-    inputs = {str(path): _digest(path) for path in (config, checkpoint, annotation)}
+    inputs = {**{str(path): _digest(path) for path in (config, checkpoint, annotation)}, "ties": ties}
     skipped = _read_marker(marker) == inputs and (result / "run_summary.json").is_file()
     if not skipped:
         if result.exists():
             shutil.rmtree(result)
         command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(config.resolve()),
                    "--nproc_per_node", "1", "--set", "evaluate=true", "--set", f"resume_path={checkpoint.resolve()}",
-                   "--set", f"val.annotation_path={annotation.resolve()}", "--set", f"result_path={result.resolve()}"]
+                   "--set", f"val.annotation_path={annotation.resolve()}", "--set", f"result_path={result.resolve()}",
+                   "--set", f"val.eval_mAP.ties={ties}"]
         LOGGER.info("evaluating the action model on %s: %s", annotation.name, " ".join(command))
         if subprocess.run(command, cwd=ctx.data, env=ctx.env).returncode != 0:
             raise RuntimeError(f"main.py evaluation failed; see {result / 'log.txt'}")
@@ -297,8 +334,9 @@ def _evaluate_checkpoint(ctx: DemoContext, annotation: Path, result: Path) -> tu
 def stage_action_detector_boxes(ctx: DemoContext) -> dict:
     """Evaluate the trained action model on the detector's val proposals (``main.py``, evaluation mode)."""
     detector = _detector_figures(ctx)
-    final, skipped = _evaluate_checkpoint(ctx, Path(detector["proposals"]), ctx.out / "action_detector")
+    final, skipped = _evaluate_checkpoint(ctx, Path(detector["proposals"]), ctx.out / "action_detector", MERGED_TIES)
     return {"map_detector_boxes": final.get("best_mAP", final["mAP"]), "best_capacity_detector": final.get("best_capacity"),
+            "ties": MERGED_TIES, **_scoring_figures(final),
             "detector_recall": detector["recall"], "detector_ap": detector["ap"],
             "eval_seconds": round(final["seconds"], 1), "skipped": skipped, "predict_csv": final["predict_csv"],
             "plot": final.get("plot"), "eval_json": final.get("eval_json")}
@@ -325,7 +363,8 @@ def stage_protocols(ctx: DemoContext) -> dict:
     per_row = {source: ctx.annotations / name for source, name in PER_ROW_NAMES.items()}
     convert_csv_to_pkl(val_csv, label_map, per_row["gt"], merge=False)
     proposals = Path(detector["proposals"])
-    if not per_row["detector"].is_file() or per_row["detector"].stat().st_mtime < proposals.stat().st_mtime:
+    inferred = not per_row["detector"].is_file() or per_row["detector"].stat().st_mtime < proposals.stat().st_mtime
+    if inferred:
         with torch_threads_kept():
             detect_to_proposals(detector["weights"], val_csv, ctx.data / "frames", per_row["detector"],
                                 conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
@@ -333,16 +372,21 @@ def stage_protocols(ctx: DemoContext) -> dict:
     merged = {"gt": _last_predict(ctx.out / "action"), "detector": _last_predict(ctx.out / "action_detector")}
     cap_range = sweep_range(config)
     figures: dict = {"cap_range": list(cap_range)}
+    evaluated = []
     for source in ("gt", "detector"):
-        final, _ = _evaluate_checkpoint(ctx, per_row[source], ctx.out / f"protocol_{source}")
+        final, skipped = _evaluate_checkpoint(ctx, per_row[source], ctx.out / f"protocol_{source}", "original")
+        evaluated.append(skipped)
         figures[source] = score_protocols(label_map, ground_truth, cap_range, Path(final["predict_csv"]),
                                           merged[source])
         figures[source]["per_row_predict_csv"] = final["predict_csv"]
-    for source in ("gt", "detector"):
-        for protocol in ("original", "merged_stable"):
-            values = figures[source][protocol]
-            figures[f"map_{source}_{protocol}"] = values["mAP"]
-            figures[f"band_{source}_{protocol}"] = f"{values['tie_band_low']:.4f}..{values['tie_band_high']:.4f}"
+        figures[source]["per_row_plot"] = final.get("plot")
+    for source, key in (("gt", "map_gt_boxes"), ("detector", "map_detector_boxes")):
+        original = figures[source]["original"]
+        figures[f"{key}_original"] = original["mAP"]
+        figures[f"tie_band_{source}_original"] = [original["tie_band_low"], original["tie_band_high"]]
+    # Skipped when the two main.py evaluations and the per-row inference were: the scores are then
+    # recomputed from their files in seconds, and the stage's time is that of the run that made them.
+    figures["skipped"] = all(evaluated) and not inferred
     return figures
 
 
@@ -387,53 +431,24 @@ STAGES: list[tuple[str, Stage]] = list(zip(STAGE_NAMES, (
 DATA_STAGES = ("generate", "extract_frames", "annotations", "check")
 
 
-def headline_figures(stages: dict[str, dict]) -> dict:
-    """The demo's main results, for the top of summary.json: both mAPs, detector recall, the video.
-
-    ``map_gt_boxes`` / ``map_detector_boxes`` are the merged files scored with the stable rule (the
-    ``protocols`` stage; before it has run, main.py's own figure); ``*_original`` are the original's
-    protocol (per-row files, exact ties) with their tie bands.
-    """
-    picks = {"map_gt_boxes": ("action", "map_gt_boxes"), "map_detector_boxes": ("action_detector_boxes", "map_detector_boxes"),
-             "detector_recall": ("detector", "recall"), "detector_ap": ("detector", "ap"), "video_demo": ("video_demo", "video")}
-    figures = {key: stages[stage][name] for key, (stage, name) in picks.items() if name in stages.get(stage, {})}
-    protocols = stages.get("protocols")
-    if protocols:
-        for source, key in (("gt", "map_gt_boxes"), ("detector", "map_detector_boxes")):
-            original = protocols[source]["original"]
-            figures[key] = protocols[source]["merged_stable"]["mAP"]
-            figures[f"{key}_original"] = original["mAP"]
-            figures[f"tie_band_{source}_original"] = [original["tie_band_low"], original["tie_band_high"]]
-    return figures
-
-
-def write_summary(ctx: DemoContext, timings: dict[str, float], error: str | None = None) -> Path:
-    """Write ``<out>/summary.json`` atomically: one section per stage, the timings, and any error."""
-    summary = {
-        "seed": ctx.seed,
-        "preset": ctx.preset,
-        "data": str(ctx.data),
-        "stages": ctx.results,
-        "timings_s": timings,
-        "total_s": round(sum(timings.values()), 2),
-        **headline_figures(ctx.results),
-    }
-    if error is not None:
-        summary["error"] = error
-    path = ctx.out / SUMMARY_NAME
-    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
-    return path
+def _header(ctx: DemoContext) -> dict:
+    return {"seed": ctx.seed, "preset": ctx.preset, "data": str(ctx.data)}
 
 
 def run_demo(ctx: DemoContext, only: Sequence[str] | None = None) -> dict:
     """Run the stages in order, timing each; write the summary after every stage.
+
+    The summary keeps the record of earlier runs into ``ctx.out`` (``tools.demo_record``): a
+    skipped stage keeps the figures and the time of the run that produced its outputs, and a stage
+    this run leaves out keeps its earlier figures.
 
     Args:
         ctx: the demo context (its ``results`` receive each stage's figures).
         only: names of the stages to run (default: all, in STAGES order).
 
     Returns:
-        ``{'stages': {name: figures}, 'timings_s': {name: seconds}}``.
+        ``{'stages': {name: figures}, 'timings_s': {name: seconds of the run that produced the
+        outputs}, 'this_run_s': {name: seconds of this run}}`` over every stage on record.
 
     Raises:
         ValueError: an unknown stage name.
@@ -444,7 +459,7 @@ def run_demo(ctx: DemoContext, only: Sequence[str] | None = None) -> dict:
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; stages are {names}")
     ctx.out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    record = DemoRecord.read(ctx.out)
     for name, stage in STAGES:
         if only and name not in only:
             continue
@@ -453,10 +468,11 @@ def run_demo(ctx: DemoContext, only: Sequence[str] | None = None) -> dict:
         try:
             ctx.results[name] = stage(ctx)
         except Exception as error:
-            timings[name] = round(time.perf_counter() - started, 2)
-            write_summary(ctx, timings, error=f"stage {name}: {error}")
+            record.this_run_s[name] = round(time.perf_counter() - started, 2)
+            record.stages.pop(name, None)
+            record.timings_s.pop(name, None)
+            write_summary(ctx.out, _header(ctx), record, error=f"stage {name}: {error}")
             raise
-        timings[name] = round(time.perf_counter() - started, 2)
-        LOGGER.info("stage %s done in %.1f s", name, timings[name])
-        write_summary(ctx, timings)
-    return {"stages": ctx.results, "timings_s": timings}
+        record.finish_stage(name, ctx.results[name], round(time.perf_counter() - started, 2))
+        write_summary(ctx.out, _header(ctx), record)
+    return {"stages": record.stages, "timings_s": record.timings_s, "this_run_s": record.this_run_s}

@@ -1,7 +1,6 @@
 """Backbone builder tables and `build_backbone`, which assembles the dual backbone from `model.backbone`."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from config import BackboneConfig, PretrainConfig, SubbackboneConfig
@@ -11,8 +10,6 @@ from models.backbones.slowfast import SlowFast, slowfast50, slowfast101, slowfas
 from models.backbones.vit import SFMVIT_VIT_KWARGS, VIT_BUILDERS, VisionTransformer
 from models.weights import load_slowfast_pretrain, load_vit_checkpoint
 
-logger = logging.getLogger(__name__)
-
 BACKBONES: dict[str, Callable[..., SlowFast]] = {
     "slowfast50": slowfast50,
     "slowfast101": slowfast101,
@@ -21,7 +18,7 @@ BACKBONES: dict[str, Callable[..., SlowFast]] = {
 }
 # ``model.backbone.subbackbone.arch`` -> builder: the size table of models/backbones/vit.py.
 VITS: dict[str, Callable[..., VisionTransformer]] = VIT_BUILDERS
-__all__ = ["BACKBONES", "VITS", "DualBackbone", "SlowFastBackbone", "build_backbone"]
+__all__ = ["BACKBONES", "VITS", "DualBackbone", "SlowFastBackbone", "build_backbone", "describe_backbone"]
 
 
 def _load_pretrain(slowfast: SlowFast, pretrain: PretrainConfig) -> None:
@@ -58,16 +55,27 @@ def build_backbone(backbone: BackboneConfig, with_vit: bool = True) -> DualBackb
     """
     slowfast = BACKBONES[backbone.arch](**backbone.kwargs)
     if not with_vit:
-        logger.info("backbone: %s (slow, fast channels %s), no ViT stream", backbone.arch, slowfast.out_channels)
         if backbone.pretrain is not None:
             _load_pretrain(slowfast, backbone.pretrain)
         return SlowFastBackbone(slowfast, learnable=backbone.learnable)
     sub = backbone.subbackbone or SubbackboneConfig()
     vit = VITS[sub.arch](**{**SFMVIT_VIT_KWARGS, **sub.kwargs})
-    logger.info("backbone: %s (slow, fast channels %s) + frozen %s (%d blocks, width %d, grid %s)",
-                backbone.arch, slowfast.out_channels, sub.arch, len(vit.blocks), vit.embed_dim, vit.grid_size)
     if backbone.pretrain is not None:
         _load_pretrain(slowfast, backbone.pretrain)
     if sub.path:
         load_vit_checkpoint(vit, sub.path)
     return DualBackbone(slowfast, vit, learnable=backbone.learnable, vit_eval_mode=sub.eval_mode)
+
+
+def describe_backbone(backbone: BackboneConfig, built: DualBackbone | SlowFastBackbone) -> str:
+    """One phrase for logs: the SlowFast and, when built, the frozen ViT of ``build_backbone``'s result.
+
+    ``build_backbone`` logs nothing itself: the config checks build backbones on the ``meta``
+    device several times per run, and only the model a run uses deserves a line (``build_model``).
+    """
+    text = f"{backbone.arch} (slow, fast channels {tuple(built.module.out_channels)})"
+    vit = getattr(built, "submodule", None)
+    if vit is None:
+        return f"{text}, no ViT stream"
+    sub = backbone.subbackbone or SubbackboneConfig()
+    return f"{text} + frozen {sub.arch} ({len(vit.blocks)} blocks, width {vit.embed_dim}, grid {vit.grid_size})"
