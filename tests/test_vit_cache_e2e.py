@@ -45,8 +45,9 @@ def test_lazy_cache_gives_the_same_predictions_and_require_mode_reuses_it(tmp_pa
     cached = read_predict_csv(tmp_path / "cached" / "predict_epoch2.csv")
     assert plain.video == cached.video and np.array_equal(plain.boxes, cached.boxes)
     assert np.array_equal(plain.class_id, cached.class_id) and len(plain.video) > 0
-    # Scores are printed with 3 decimals; the cached path differs from the full one by float rounding only.
-    assert np.abs(plain.score - cached.score).max() <= 0.001
+    # Scores are printed with 3 decimals; the cached path differs from the full one by float rounding only,
+    # which can flip the last printed digit (0.087 - 0.086 is 0.0010000000000000009 in floats).
+    assert np.abs(plain.score - cached.score).max() <= 0.001 + 1e-9
     log = (tmp_path / "cached" / "log.txt").read_text()
     assert "vit_cache (lazy)" in log and "vit_cache train pass" in log
     store = FeatureStore(cache)
