@@ -5,8 +5,10 @@
 
 By default equal scores are ordered exactly as the original evaluator ordered them (``--ties original``),
 so the mAP of the original's own per-row predict files is comparable with the published figures;
-``--ties stable`` orders them by predict-file row instead. Either way the summary shows the tie band:
-the lowest and highest mAP any order of equal scores could give.
+``--ties stable`` orders them by predict-file row instead. Either way the summary shows the tie band, the
+same interval for both: the lowest and highest mAP over every order of equal scores (which tied rows the
+capacity cut keeps, which tied detection takes a box, where tied true positives rank), exact or, where
+groups of equal scores straddle the cut, guaranteed bounds (docs/protocol.md, section 3).
 """
 from __future__ import annotations
 

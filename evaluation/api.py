@@ -10,9 +10,10 @@ import numpy as np
 
 from evaluation.capacity import sweep_capacities
 from evaluation.exclusions import check_exclusion_units
-from evaluation.frame_map import evaluate_at_capacity, prepare
-from evaluation.original_protocol import BAND_HIGH, BAND_LOW, ORIGINAL, evaluate_original, prepare_original
+from evaluation.frame_map import PreparedData, evaluate_at_capacity, filter_rows, prepare
+from evaluation.original_protocol import evaluate_original, ground_truth_priority, prepare_original
 from evaluation.report import EvaluationResult, SweepSummary, TieBand
+from evaluation.tie_band import BandCurves, band_at, sweep_band
 from formats.eval_csv import GroundTruth, Predictions, read_exclusions, read_ground_truth_csv, read_predict_csv
 from formats.pbtxt import read_label_map
 
@@ -60,6 +61,39 @@ def _check_ties(ties: str) -> None:
         raise ValueError(f"unknown tie protocol {ties!r}; choose one of {', '.join(TIES)}")
 
 
+def compute_tie_band(label_map: dict[int, str], ground_truth: GroundTruth, predictions: Predictions,
+                     excluded: set[tuple[str, int]] | None, data: PreparedData | None,
+                     capacities: tuple[int, int] | int) -> BandCurves:
+    """The tie band of the file (``evaluation.tie_band``; the same for every tie protocol).
+
+    Args:
+        label_map, ground_truth, predictions, excluded: as for ``evaluate_predictions``.
+        data: the ``stable`` preparation when already made (its tie rule plays no part in the band).
+        capacities: one K (< 1: unlimited), or ``(MIN, MAX)``.
+
+    Returns:
+        The band at each capacity.
+    """
+    prepared = prepare(label_map, ground_truth, predictions, excluded) if data is None else data
+
+    def priority() -> np.ndarray:
+        # Asked for only when a detection is at exactly equal IoU from two boxes: the protocols may take
+        # different boxes (file order vs the original's heap order), and the band covers both.
+        rows = filter_rows(label_map, ground_truth, predictions, excluded)
+        return ground_truth_priority(rows, ground_truth)[prepared.gt_row]
+
+    if isinstance(capacities, tuple):
+        return sweep_band(prepared, capacities[0], capacities[1], priority)
+    return band_at(prepared, capacities, priority)
+
+
+def _bands(curves: BandCurves) -> dict[int, TieBand]:
+    return {int(k): TieBand(low=float(curves.low[i]), high=float(curves.high[i]),
+                            low_reached=float(curves.low_reached[i]), high_reached=float(curves.high_reached[i]),
+                            low_exact=bool(curves.low_exact[i]), high_exact=bool(curves.high_exact[i]))
+            for i, k in enumerate(curves.capacities)}
+
+
 def evaluate_predictions(label_map: dict[int, str], ground_truth: GroundTruth, predictions: Predictions,
                          excluded: set[tuple[str, int]] | None = None,
                          capacity: int = DEFAULT_CAPACITY, ties: str = DEFAULT_TIES,
@@ -74,7 +108,8 @@ def evaluate_predictions(label_map: dict[int, str], ground_truth: GroundTruth, p
         capacity: rows kept per keyframe over all classes; < 1 keeps all.
         ties: ``original`` (the original evaluator's exact order of equal scores, the default) or
             ``stable`` (earlier predict-file row first).
-        band: also compute the tie band.
+        band: also compute the tie band (``evaluation.tie_band``: every order of equal scores; it does
+            not depend on ``ties``).
 
     Returns:
         The result; ``per_class`` holds every label-map id (None without ground truth).
@@ -88,22 +123,25 @@ def evaluate_predictions(label_map: dict[int, str], ground_truth: GroundTruth, p
         data = prepare_original(label_map, ground_truth, predictions, excluded)
         prepared = time.perf_counter()
         run = evaluate_original(data, [capacity])
-        mean_ap, per_class = float(run.mean_ap[0, ORIGINAL]), run.average_precision[0, ORIGINAL]
-        tie_band = TieBand(float(run.mean_ap[0, BAND_LOW]), float(run.mean_ap[0, BAND_HIGH])) if band else None
+        mean_ap, per_class = float(run.mean_ap[0]), run.average_precision[0]
         kept, true_positives, class_ids = int(run.num_kept[0]), int(run.num_true_positives[0]), data.class_ids
+        stable_data = None
     else:
-        data = prepare(label_map, ground_truth, predictions, excluded)
+        data = stable_data = prepare(label_map, ground_truth, predictions, excluded)
         prepared = time.perf_counter()
-        single = evaluate_at_capacity(data, capacity, band=band)
+        single = evaluate_at_capacity(data, capacity)
         mean_ap, per_class = single.mean_ap, single.average_precision
-        tie_band = TieBand(*single.band) if band else None
         kept, true_positives, class_ids = single.num_kept, single.num_true_positives, data.class_ids
+    evaluated = time.perf_counter()
+    tie_band = _bands(compute_tie_band(label_map, ground_truth, predictions, excluded, stable_data, capacity))[int(capacity)] \
+        if band else None
     done = time.perf_counter()
     logger.info("frame-mAP %.6f at capacity %d (ties %s)", mean_ap, capacity, ties)
     return EvaluationResult(mAP=mean_ap, capacity=int(capacity), per_class=_per_class(label_map, class_ids, per_class),
                             class_names=dict(sorted(label_map.items())),
                             counts={**data.counts, "kept_rows": kept, "true_positives": true_positives},
-                            timings={"prepare": prepared - start, "evaluate": done - prepared},
+                            timings={"prepare": prepared - start, "evaluate": evaluated - prepared,
+                                     **({"tie_band": done - evaluated} if band else {})},
                             ties=ties, tie_band=tie_band)
 
 
@@ -123,7 +161,7 @@ def sweep_capacity(label_map: dict[int, str], ground_truth: GroundTruth, predict
         excluded: keyframes to drop from both.
         cap_range: ``(MIN, MAX)`` with ``1 <= MIN <= MAX``.
         ties: ``original`` (default) or ``stable``, as in ``evaluate_predictions``.
-        band: also compute the tie band at every K.
+        band: also compute the tie band at every K (one more one-pass sweep; it does not depend on ``ties``).
 
     Returns:
         The result with ``sweep`` set; ``mAP``, ``capacity`` and ``per_class`` are those of the best K
@@ -142,22 +180,24 @@ def sweep_capacity(label_map: dict[int, str], ground_truth: GroundTruth, predict
         data = prepare_original(label_map, ground_truth, predictions, excluded)
         prepared = time.perf_counter()
         run = evaluate_original(data, capacities)
-        curve, per_class = run.mean_ap[:, ORIGINAL], run.average_precision[:, ORIGINAL]
-        low, high = run.mean_ap[:, BAND_LOW], run.mean_ap[:, BAND_HIGH]
+        curve, per_class = run.mean_ap, run.average_precision
         best = int(np.argmax(curve))
         kept, true_positives = int(run.num_kept[best]), int(run.num_true_positives[best])
+        stable_data = None
     else:
-        data = prepare(label_map, ground_truth, predictions, excluded)
+        data = stable_data = prepare(label_map, ground_truth, predictions, excluded)
         prepared = time.perf_counter()
-        curves = sweep_capacities(data, k_min, k_max, band=band)
-        curve, per_class, low, high = curves.mean_ap, curves.average_precision, curves.mean_ap_low, curves.mean_ap_high
+        curves = sweep_capacities(data, k_min, k_max)
+        curve, per_class = curves.mean_ap, curves.average_precision
         best = curves.best_index
         # The best K's counts come from a single run there; its per-class AP from the sweep itself.
         single = evaluate_at_capacity(data, int(capacities[best]))
         kept, true_positives = single.num_kept, single.num_true_positives
     swept = time.perf_counter()
     best_capacity = int(capacities[best])
-    bands = {int(k): TieBand(float(lo), float(hi)) for k, lo, hi in zip(capacities, low, high)} if band else None
+    bands = _bands(compute_tie_band(label_map, ground_truth, predictions, excluded, stable_data, (k_min, k_max))) \
+        if band else None
+    banded = time.perf_counter()
     summary = SweepSummary(best_capacity=best_capacity, best_mAP=float(curve[best]),
                            mAP_by_capacity={int(k): float(v) for k, v in zip(capacities, curve)},
                            band_by_capacity=bands)
@@ -167,7 +207,8 @@ def sweep_capacity(label_map: dict[int, str], ground_truth: GroundTruth, predict
                             per_class=_per_class(label_map, data.class_ids, per_class[best]),
                             class_names=dict(sorted(label_map.items())), sweep=summary,
                             counts={**data.counts, "kept_rows": kept, "true_positives": true_positives},
-                            timings={"prepare": prepared - start, "sweep": swept - prepared},
+                            timings={"prepare": prepared - start, "sweep": swept - prepared,
+                                     **({"tie_band": banded - swept} if band else {})},
                             ties=ties, tie_band=bands[best_capacity] if band else None)
 
 

@@ -35,14 +35,11 @@ class SweepCurves:
         capacities: ``[K]`` int64, MIN..MAX.
         mean_ap: ``[K]`` float64 mAP (mean over classes with ground truth; 0.0 when none).
         average_precision: ``[K, C]`` float64 per-class AP, NaN for classes without ground truth.
-        mean_ap_low, mean_ap_high: ``[K]`` the tie band's bounds when asked for, else None.
     """
 
     capacities: np.ndarray
     mean_ap: np.ndarray
     average_precision: np.ndarray
-    mean_ap_low: np.ndarray | None = None
-    mean_ap_high: np.ndarray | None = None
 
     @property
     def best_index(self) -> int:
@@ -110,15 +107,15 @@ def class_sweep(tp: np.ndarray, min_k: np.ndarray, num_gt: int, k_min: int, k_ma
     return ap[np.searchsorted(thresholds, capacities, side="right") - 1]
 
 
-def sweep_capacities(data: PreparedData, k_min: int, k_max: int, band: bool = False) -> SweepCurves:
+def sweep_capacities(data: PreparedData, k_min: int, k_max: int) -> SweepCurves:
     """Frame-mAP for every capacity in ``k_min..k_max`` (inclusive) in one pass.
+
+    The tie band of every K is ``evaluation.tie_band.sweep_band``'s (it does not depend on the tie rule).
 
     Args:
         data: prepared data (``evaluation.frame_map.prepare``).
         k_min: smallest capacity, >= 1.
         k_max: largest capacity, >= k_min.
-        band: also sweep the tie band (true positives last / first among equal scores); the flags do not
-            depend on K, so each bound is one more pass of the same kind.
 
     Returns:
         The curves; equal (to float rounding) to ``evaluate_at_capacity`` at each K.
@@ -131,25 +128,37 @@ def sweep_capacities(data: PreparedData, k_min: int, k_max: int, band: bool = Fa
     # Rows ranked at or beyond k_max are never kept; matching the rest once gives every K's flags.
     index = np.flatnonzero(data.det_valid & (data.det_rank < k_max))
     tp = match_detections(data, index)
-    capacities = np.arange(k_min, k_max + 1, dtype=np.int64)
-    curves = [_sweep_order(data, index, tp, order_kind, k_min, k_max)
-              for order_kind in ((None, "low", "high") if band else (None,))]
-    means = [np.array([mean_average_precision(row) for row in per_class]) if data.num_gt.any()
-             else np.zeros(len(capacities)) for per_class in curves]
-    return SweepCurves(capacities=capacities, mean_ap=means[0], average_precision=curves[0],
-                       mean_ap_low=means[1] if band else None, mean_ap_high=means[2] if band else None)
-
-
-def _sweep_order(data: PreparedData, index: np.ndarray, tp: np.ndarray, band: str | None,
-                 k_min: int, k_max: int) -> np.ndarray:
-    """``[K, C]`` per-class AP over ``k_min..k_max`` for one ranking order (``ranking_order``'s ``band``)."""
     classes = data.det_class[index]
-    order = ranking_order(data, index, tp, band)
-    bounds = np.searchsorted(classes[order], np.arange(data.num_classes + 1))
-    sorted_tp, sorted_min_k = tp[order], data.det_rank[index][order] + 1
-    per_class = np.full((k_max - k_min + 1, data.num_classes), np.nan)
-    for class_index in np.flatnonzero(data.num_gt > 0):
+    order = ranking_order(data, index)
+    per_class = sweep_classes(classes[order], tp[order], data.det_rank[index][order] + 1, data.num_gt, k_min, k_max)
+    capacities = np.arange(k_min, k_max + 1, dtype=np.int64)
+    return SweepCurves(capacities=capacities, mean_ap=mean_ap_curve(per_class), average_precision=per_class)
+
+
+def sweep_classes(classes: np.ndarray, tp: np.ndarray, min_k: np.ndarray, num_gt: np.ndarray,
+                  k_min: int, k_max: int) -> np.ndarray:
+    """``[K, C]`` per-class AP over ``k_min..k_max`` of detection lists already in ranking order.
+
+    Args:
+        classes: ``[M]`` int64 class index of each detection, ascending (each class's list contiguous).
+        tp: ``[M]`` bool flags, each class's list in its ranking order.
+        min_k: ``[M]`` int64 smallest capacity keeping each detection.
+        num_gt: ``[C]`` ground-truth boxes per class.
+        k_min, k_max: the capacity range.
+
+    Returns:
+        ``[K, C]`` float64, NaN for classes without ground truth.
+    """
+    bounds = np.searchsorted(classes, np.arange(len(num_gt) + 1))
+    per_class = np.full((k_max - k_min + 1, len(num_gt)), np.nan)
+    for class_index in np.flatnonzero(num_gt > 0):
         span = slice(bounds[class_index], bounds[class_index + 1])
-        per_class[:, class_index] = class_sweep(sorted_tp[span], sorted_min_k[span],
-                                                int(data.num_gt[class_index]), k_min, k_max)
+        per_class[:, class_index] = class_sweep(tp[span], min_k[span], int(num_gt[class_index]), k_min, k_max)
     return per_class
+
+
+def mean_ap_curve(per_class: np.ndarray) -> np.ndarray:
+    """``[K]`` mAP (mean over classes with ground truth, 0.0 when none) of a ``[K, C]`` per-class curve."""
+    if not (~np.isnan(per_class)).any():
+        return np.zeros(len(per_class))
+    return np.array([mean_average_precision(row) for row in per_class])

@@ -49,6 +49,7 @@ class PreparedData:
         num_gt: ``[C]`` int64 ground-truth boxes per class.
         gt_group: ``[G]`` int64 ``keyframe * C + class index``, ascending (file order within a group).
         gt_boxes: ``[G, 4]`` ground-truth boxes in ``gt_group`` order.
+        gt_row: ``[G]`` int64 0-based row of each box in the ground-truth file.
         det_key: ``[D]`` int64 keyframe ids; detections are stored in tie-rule order within keyframes.
         det_class: ``[D]`` int64 class indices.
         det_score: ``[D]`` float64 scores.
@@ -65,6 +66,7 @@ class PreparedData:
     num_gt: np.ndarray
     gt_group: np.ndarray
     gt_boxes: np.ndarray
+    gt_row: np.ndarray
     det_key: np.ndarray
     det_class: np.ndarray
     det_score: np.ndarray
@@ -89,14 +91,12 @@ class FrameMapResult:
         mean_ap: mean over classes with ground truth (0.0 when no class has any).
         num_kept: detection rows kept by the cut (including invalid boxes).
         num_true_positives: kept detections matched to a ground-truth box.
-        band: ``(low, high)`` mAP of the tie band when asked for, else None.
     """
 
     average_precision: np.ndarray
     mean_ap: float
     num_kept: int
     num_true_positives: int
-    band: tuple[float, float] | None = None
 
 
 def score_order(group: np.ndarray, tie_rank: np.ndarray) -> np.ndarray:
@@ -233,6 +233,7 @@ def prepare(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
         num_gt=np.bincount(gt_class, minlength=num_classes).astype(np.int64),
         gt_group=gt_group_unsorted[gt_order],
         gt_boxes=gt.boxes[gt_keep][gt_order],
+        gt_row=gt_keep[gt_order].astype(np.int64),
         det_key=det_key,
         det_class=np.searchsorted(class_ids, preds.class_id[det_order]).astype(np.int64),
         det_score=preds.score[det_order],
@@ -243,6 +244,47 @@ def prepare(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
         det_valid=valid_box_mask(det_boxes),
         counts=dict(rows.counts),
     )
+
+
+def best_ground_truth(data: PreparedData, index: np.ndarray,
+                      gt_priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ground-truth box each detection takes: the highest IoU in its (keyframe, class) group.
+
+    Args:
+        data: prepared data.
+        index: ``[M]`` detection indices (into ``data.det_*``).
+        gt_priority: ``[G]`` int64 order of the ground-truth boxes for exact IoU ties (lowest first); None
+            for their order in ``data`` (file order within a group, the ``stable`` rule).
+
+    Returns:
+        ``(best [M] int64, best_iou [M] float64, at_best [M] int64)``: the chosen box (an index into
+        ``data.gt_*``; the first in priority order among boxes of exactly equal IoU), its IoU and how many
+        boxes share that IoU; ``best = -1``, IoU 0 and 0 boxes where the group has no ground truth.
+    """
+    group = data.det_key[index] * data.num_classes + data.det_class[index]
+    gt_start = np.searchsorted(data.gt_group, group, side="left")
+    gt_count = np.searchsorted(data.gt_group, group, side="right") - gt_start
+    best = np.full(len(index), -1, dtype=np.int64)
+    best_iou = np.zeros(len(index))
+    tied = np.zeros(len(index), dtype=np.int64)
+    with_gt = np.flatnonzero(gt_count > 0)
+    if len(with_gt):
+        counts = gt_count[with_gt]
+        first_pair = np.cumsum(counts) - counts
+        pair_det = np.repeat(np.arange(len(with_gt)), counts)
+        pair_gt = np.repeat(gt_start[with_gt] - first_pair, counts) + np.arange(int(counts.sum()))
+        iou = paired_iou(data.det_boxes[index[with_gt[pair_det]]], data.gt_boxes[pair_gt])
+        top = np.maximum.reduceat(iou, first_pair)
+        at_best = np.flatnonzero(iou == np.repeat(top, counts))
+        if gt_priority is not None:
+            # Among the boxes at the best IoU, the one of lowest priority comes first.
+            at_best = at_best[np.lexsort((gt_priority[pair_gt[at_best]], pair_det[at_best]))]
+        # The first pair reaching the maximum (in group order or priority order) is the box taken.
+        first_at_best = at_best[np.r_[True, pair_det[at_best[1:]] != pair_det[at_best[:-1]]]]
+        best[with_gt] = pair_gt[first_at_best]
+        best_iou[with_gt] = top
+        tied[with_gt] = np.bincount(pair_det[at_best], minlength=len(with_gt))
+    return best, best_iou, tied
 
 
 def match_detections(data: PreparedData, index: np.ndarray) -> np.ndarray:
@@ -257,26 +299,12 @@ def match_detections(data: PreparedData, index: np.ndarray) -> np.ndarray:
     """
     group = data.det_key[index] * data.num_classes + data.det_class[index]
     order = score_order(group, data.det_tie_rank[index])
-    sorted_group = group[order]
-    gt_start = np.searchsorted(data.gt_group, sorted_group, side="left")
-    gt_count = np.searchsorted(data.gt_group, sorted_group, side="right") - gt_start
+    best, best_iou, _ = best_ground_truth(data, index[order])
     tp_sorted = np.zeros(len(index), dtype=bool)
-    with_gt = np.flatnonzero(gt_count > 0)
-    if len(with_gt):
-        counts = gt_count[with_gt]
-        first_pair = np.cumsum(counts) - counts
-        pair_det = np.repeat(with_gt, counts)
-        pair_gt = np.repeat(gt_start[with_gt] - first_pair, counts) + np.arange(int(counts.sum()))
-        iou = paired_iou(data.det_boxes[index[order[pair_det]]], data.gt_boxes[pair_gt])
-        best_iou = np.maximum.reduceat(iou, first_pair)
-        # The first pair reaching the maximum is the first such GT box in file order (argmax semantics).
-        at_best = np.flatnonzero(iou == np.repeat(best_iou, counts))
-        first_at_best = at_best[np.r_[True, pair_det[at_best[1:]] != pair_det[at_best[:-1]]]]
-        best_gt = pair_gt[first_at_best]
-        candidate = best_iou >= IOU_THRESHOLD
-        # A box is taken by the first candidate (in score order) that chose it; later ones are FPs.
-        _, first_claim = np.unique(best_gt[candidate], return_index=True)
-        tp_sorted[with_gt[candidate][first_claim]] = True
+    candidate = np.flatnonzero((best >= 0) & (best_iou >= IOU_THRESHOLD))
+    # A box is taken by the first candidate (in score order) that chose it; later ones are FPs.
+    _, first_claim = np.unique(best[candidate], return_index=True)
+    tp_sorted[candidate[first_claim]] = True
     tp = np.empty(len(index), dtype=bool)
     tp[order] = tp_sorted
     return tp
@@ -322,35 +350,23 @@ def mean_average_precision(per_class: np.ndarray) -> float:
     return float(np.mean(present)) if present.size else 0.0
 
 
-def ranking_order(data: PreparedData, index: np.ndarray, tp: np.ndarray, band: str | None = None) -> np.ndarray:
-    """Order of the detections ``index`` by class, then by descending score.
-
-    Args:
-        data: prepared data.
-        index: ``[M]`` detection indices.
-        tp: ``[M]`` their true-positive flags.
-        band: None for the tie rule (earlier row first); ``"low"`` / ``"high"`` to put the true positives of
-            every group of equal scores last / first (the bounds of the tie band).
+def ranking_order(data: PreparedData, index: np.ndarray) -> np.ndarray:
+    """Order of the detections ``index`` by class, then by descending score (tie rule: earlier row first).
 
     Returns:
         ``[M]`` positions into ``index``.
     """
-    classes = data.det_class[index]
-    if band is None:
-        return score_order(classes, data.det_tie_rank[index])
-    tp_key = tp if band == "low" else ~tp
-    return np.lexsort((data.det_tie_rank[index], tp_key, -data.det_score[index], classes))
+    return score_order(data.det_class[index], data.det_tie_rank[index])
 
 
-def class_average_precisions(data: PreparedData, index: np.ndarray, tp: np.ndarray,
-                             band: str | None = None) -> np.ndarray:
-    """Per-class AP of the detections ``index`` with flags ``tp`` (``band`` as in ``ranking_order``).
+def class_average_precisions(data: PreparedData, index: np.ndarray, tp: np.ndarray) -> np.ndarray:
+    """Per-class AP of the detections ``index`` with flags ``tp``, ranked by ``ranking_order``.
 
     Returns:
         ``[C]`` float64; NaN where the class has no ground truth, 0.0 where it has no detection.
     """
     classes = data.det_class[index]
-    order = ranking_order(data, index, tp, band)
+    order = ranking_order(data, index)
     sorted_tp = tp[order]
     bounds = np.searchsorted(classes[order], np.arange(data.num_classes + 1))
     result = np.full(data.num_classes, np.nan)
@@ -360,13 +376,14 @@ def class_average_precisions(data: PreparedData, index: np.ndarray, tp: np.ndarr
     return result
 
 
-def evaluate_at_capacity(data: PreparedData, capacity: int, band: bool = False) -> FrameMapResult:
+def evaluate_at_capacity(data: PreparedData, capacity: int) -> FrameMapResult:
     """Frame-mAP keeping the ``capacity`` highest-scoring rows per keyframe (all if ``capacity < 1``).
+
+    The tie band (every order of equal scores) is ``evaluation.tie_band``'s, not this rule's.
 
     Args:
         data: prepared data.
         capacity: rows kept per keyframe over all classes (tie rule in the module docstring).
-        band: also compute the tie band (``band_low`` / ``band_high``).
 
     Returns:
         Per-class AP, mAP and counts.
@@ -375,7 +392,5 @@ def evaluate_at_capacity(data: PreparedData, capacity: int, band: bool = False) 
     index = np.flatnonzero(kept & data.det_valid)
     tp = match_detections(data, index)
     per_class = class_average_precisions(data, index, tp)
-    bounds = (mean_average_precision(class_average_precisions(data, index, tp, "low")),
-              mean_average_precision(class_average_precisions(data, index, tp, "high"))) if band else None
     return FrameMapResult(average_precision=per_class, mean_ap=mean_average_precision(per_class),
-                          num_kept=int(kept.sum()), num_true_positives=int(tp.sum()), band=bounds)
+                          num_kept=int(kept.sum()), num_true_positives=int(tp.sum()))

@@ -29,9 +29,8 @@ equal IoU.
 The kernels are compiled with numba. A capacity sweep runs the whole path once per K (in parallel over
 K), so its curve is by construction the curve of single runs; what makes it fast is that nothing is
 parsed or allocated per K beyond the kept rows, and keyframes with at most K rows reuse their
-precomputed order. The same pass gives the **tie band**: the AP of each class with the true positives
-of every group of equal scores placed last (low) or first (high), the kept rows and match flags held
-fixed, i.e. the lowest and highest mAP any order of equal scores can give.
+precomputed order. The tie band (every order of equal scores) is not this protocol's: it is a property
+of the file, computed by ``evaluation.tie_band`` for both protocols alike.
 """
 from __future__ import annotations
 
@@ -42,16 +41,13 @@ import numba
 import numpy as np
 
 from evaluation.boxes import valid_box_mask
-from evaluation.frame_map import filter_rows
+from evaluation.frame_map import FilteredRows, filter_rows
 from evaluation.numpy_argsort import numpy_1_21_argsort
 from formats.eval_csv import MISSING_PERSON_ID, GroundTruth, Predictions
 
 logger = logging.getLogger(__name__)
 
 IOU_THRESHOLD = 0.5
-
-# Rows of the per-class AP output: the original's order, then the tie band's two bounds.
-ORIGINAL, BAND_LOW, BAND_HIGH = 0, 1, 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,7 +160,7 @@ def _evaluate_capacity(capacity: int, key_start: np.ndarray, full_order: np.ndar
                        rank: np.ndarray, score: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray,
                        det_valid: np.ndarray, gt_start: np.ndarray, gt_boxes: np.ndarray, class_start: np.ndarray,
                        num_gt: np.ndarray, out_ap: np.ndarray) -> tuple[int, int]:
-    """Fill ``out_ap[3, C]`` (original order, band low, band high); return (kept rows, true positives)."""
+    """Fill ``out_ap[C]`` with the per-class AP in the original's order; return (kept rows, true positives)."""
     num_classes = len(num_gt)
     ranked_score = np.empty(len(score))
     ranked_tp = np.zeros(len(score), dtype=np.bool_)
@@ -202,24 +198,7 @@ def _evaluate_capacity(capacity: int, key_start: np.ndarray, full_order: np.ndar
         values = ranked_score[class_start[cls]:cursor[cls]]
         flags = ranked_tp[class_start[cls]:cursor[cls]]
         order = numpy_1_21_argsort(values)[::-1]
-        ordered = flags[order]
-        out_ap[ORIGINAL, cls] = _voc_ap(ordered, num_gt[cls])
-        low = np.empty(len(order), dtype=np.bool_)
-        high = np.empty(len(order), dtype=np.bool_)
-        start = 0
-        while start < len(order):
-            stop = start
-            hits = 0
-            while stop < len(order) and values[order[stop]] == values[order[start]]:
-                hits += ordered[stop]
-                stop += 1
-            low[start:stop - hits] = False
-            low[stop - hits:stop] = True
-            high[start:start + hits] = True
-            high[start + hits:stop] = False
-            start = stop
-        out_ap[BAND_LOW, cls] = _voc_ap(low, num_gt[cls])
-        out_ap[BAND_HIGH, cls] = _voc_ap(high, num_gt[cls])
+        out_ap[cls] = _voc_ap(flags[order], num_gt[cls])
     return kept, true_positives
 
 
@@ -227,7 +206,7 @@ def _evaluate_capacity(capacity: int, key_start: np.ndarray, full_order: np.ndar
 def _evaluate_capacities(capacities: np.ndarray, key_start: np.ndarray, full_order: np.ndarray, rank: np.ndarray, score: np.ndarray, det_class: np.ndarray,
                          det_boxes: np.ndarray, det_valid: np.ndarray, gt_start: np.ndarray, gt_boxes: np.ndarray,
                          class_start: np.ndarray, num_gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    out = np.full((len(capacities), 3, len(num_gt)), np.nan)
+    out = np.full((len(capacities), len(num_gt)), np.nan)
     kept = np.zeros(len(capacities), dtype=np.int64)
     true_positives = np.zeros(len(capacities), dtype=np.int64)
     for index in numba.prange(len(capacities)):
@@ -279,13 +258,12 @@ class OriginalData:
 
 @dataclass(frozen=True, eq=False)
 class OriginalRun:
-    """AP at one or more capacities under the original's order, with the tie band.
+    """AP at one or more capacities under the original's order.
 
     Attributes:
         capacities: ``[K]`` int64.
-        average_precision: ``[K, 3, C]`` per-class AP (``ORIGINAL``, ``BAND_LOW``, ``BAND_HIGH``), NaN for
-            classes without ground truth.
-        mean_ap: ``[K, 3]`` mAP (the original's ``nanmean`` over ids 1..max id).
+        average_precision: ``[K, C]`` per-class AP, NaN for classes without ground truth.
+        mean_ap: ``[K]`` mAP (the original's ``nanmean`` over ids 1..max id).
         num_kept: ``[K]`` rows kept by the cut.
         num_true_positives: ``[K]``.
     """
@@ -329,6 +307,35 @@ def _group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, key_start, renumbered
 
 
+def _ground_truth_sequence(rows: FilteredRows, gt: GroundTruth) -> np.ndarray:
+    """Positions in ``rows.gt_kept`` of the evaluated ground-truth rows in the original's order.
+
+    Per keyframe, the original's heap with the csv's 8th column as the score (the person id in our files,
+    1.0 where a 7-column file has none); keyframes in first-appearance order.
+    """
+    kept = rows.gt_kept
+    gt_score = np.where(gt.person_id[kept] == MISSING_PERSON_ID, 1.0, gt.person_id[kept].astype(np.float64))
+    gt_boxes = np.asarray(gt.boxes[kept], dtype=np.float64)
+    gt_order, gt_key_start, _ = _group_rows(rows.gt_keys[kept])
+    gt_rank = _dense_tuple_rank(_heap_columns(gt_score[gt_order], gt.class_id[kept][gt_order], gt_boxes[gt_order]))
+    return gt_order[_full_orders(gt_key_start, gt_score[gt_order], gt_rank)]
+
+
+def ground_truth_priority(rows: FilteredRows, gt: GroundTruth) -> np.ndarray:
+    """Where each ground-truth row comes in the original's order (which box is first on an exact IoU tie).
+
+    Args:
+        rows: the filtered rows (``frame_map.filter_rows``) of ``gt`` and the predictions.
+        gt: the ground truth.
+
+    Returns:
+        ``[len(gt)]`` int64: the position of each evaluated row in the original's order, -1 for the others.
+    """
+    priority = np.full(len(gt), -1, dtype=np.int64)
+    priority[rows.gt_kept[_ground_truth_sequence(rows, gt)]] = np.arange(len(rows.gt_kept))
+    return priority
+
+
 def prepare_original(label_map: dict[int, str], gt: GroundTruth, preds: Predictions,
                      excluded: set[tuple[str, int]] | None = None) -> OriginalData:
     """Filter by label map and exclusions and lay the rows out for the original's path.
@@ -361,15 +368,10 @@ def prepare_original(label_map: dict[int, str], gt: GroundTruth, preds: Predicti
     det_class = np.searchsorted(class_ids, det_class_id).astype(np.int64)
     class_start = np.r_[0, np.cumsum(np.bincount(det_class, minlength=num_classes))].astype(np.int64)
 
-    # Ground truth in the original's per-keyframe order (its heap, with column 8 as the score: the
-    # person id in our files, 1.0 where a 7-column file has none).
     kept = rows.gt_kept
     gt_class_id = gt.class_id[kept]
-    gt_score = np.where(gt.person_id[kept] == MISSING_PERSON_ID, 1.0, gt.person_id[kept].astype(np.float64))
     gt_boxes_all = np.asarray(gt.boxes[kept], dtype=np.float64)
-    gt_order, gt_key_start, _ = _group_rows(rows.gt_keys[kept])
-    gt_rank = _dense_tuple_rank(_heap_columns(gt_score[gt_order], gt_class_id[gt_order], gt_boxes_all[gt_order]))
-    sequence = gt_order[_full_orders(gt_key_start, gt_score[gt_order], gt_rank)]
+    sequence = _ground_truth_sequence(rows, gt)
     # Only ground truth at keyframes with detections can match; group it by (detection keyframe, class).
     det_key_codes = rows.det_keys[source][key_start[:-1]]
     position_of_code = {int(code): index for index, code in enumerate(det_key_codes)}
@@ -407,7 +409,7 @@ def evaluate_original(data: OriginalData, capacities: np.ndarray | list[int]) ->
         capacities: the K values.
 
     Returns:
-        Per-class AP, mAP, kept rows and true positives at each K, with the tie band.
+        Per-class AP, mAP, kept rows and true positives at each K.
     """
     capacities = np.asarray(capacities, dtype=np.int64)
     per_class, kept, true_positives = _evaluate_capacities(
@@ -415,8 +417,7 @@ def evaluate_original(data: OriginalData, capacities: np.ndarray | list[int]) ->
         data.det_boxes, data.det_valid, data.gt_start, data.gt_boxes, data.class_start, data.num_gt)
     # Classes that have ground truth but no kept detection score 0 (the kernel leaves NaN only without GT).
     has_gt = data.num_gt > 0
-    per_class[:, :, ~has_gt] = np.nan
-    mean = np.array([[_original_mean(data.class_ids, per_class[k, which]) for which in range(3)]
-                     for k in range(len(capacities))]).reshape(len(capacities), 3)
+    per_class[:, ~has_gt] = np.nan
+    mean = np.array([_original_mean(data.class_ids, per_class[k]) for k in range(len(capacities))], dtype=np.float64)
     return OriginalRun(capacities=capacities, average_precision=per_class, mean_ap=mean, num_kept=kept,
                        num_true_positives=true_positives)

@@ -76,7 +76,7 @@ def _draw_sweep(axis, result: EvaluationResult) -> None:
         bands = [sweep.band_by_capacity[k] for k in capacities]
         axis.fill_between(capacities, [100 * b.low for b in bands], [100 * b.high for b in bands],
                           color="tab:blue", alpha=0.18, linewidth=0,
-                          label="tie band (true positives last / first among equal scores)")
+                          label="tie band (every order of equal scores; guaranteed bounds)")
     axis.plot(capacities, values, linewidth=1.2, label=f"mAP ({result.ties} ties)")
     axis.scatter([sweep.best_capacity], [100 * sweep.best_mAP], color="tab:red", zorder=3,
                  label=f"best K = {sweep.best_capacity}: {100 * sweep.best_mAP:.2f}%")

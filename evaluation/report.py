@@ -16,17 +16,37 @@ TIE_RULES = {
 }
 
 
+# What the tie band is (docs/protocol.md section 3), for the JSON.
+TIE_BAND_MEANING = (
+    "lowest and highest mAP over every order of equal scores: which tied rows the capacity cut keeps, which "
+    "tied detection takes a ground-truth box, where tied true positives rank; one cut per keyframe for all "
+    "classes. A property of the file, the same for --ties original and stable. low/high are guaranteed bounds "
+    "(every order's mAP lies between them); low_reached/high_reached are the mAPs of orders that exist, so the "
+    "true extremes lie in [low, low_reached] and [high_reached, high]; low_exact/high_exact: the bound is "
+    "reached, i.e. exact (always when no group of equal scores straddles the cut)")
+
+
 @dataclass(frozen=True)
 class TieBand:
-    """The lowest and highest mAP any order of equal scores can give (kept rows and match flags fixed).
+    """The lowest and highest mAP over every order of equal scores (``evaluation.tie_band``).
 
     Attributes:
-        low: mAP with the true positives of every group of equal scores ranked last.
-        high: mAP with them ranked first.
+        low, high: guaranteed bounds: no order of equal scores gives less than ``low`` or more than ``high``.
+        low_reached, high_reached: mAPs of orders that exist (None: not computed; then the bounds are exact).
+        low_exact, high_exact: the bound is reached by an order, i.e. it is the true extreme.
     """
 
     low: float
     high: float
+    low_reached: float | None = None
+    high_reached: float | None = None
+    low_exact: bool = True
+    high_exact: bool = True
+
+    @property
+    def exact(self) -> bool:
+        """Both ends are the true extremes."""
+        return self.low_exact and self.high_exact
 
 
 @dataclass(frozen=True)
@@ -91,9 +111,20 @@ class EvaluationResult:
                 bands = self.sweep.band_by_capacity
                 payload["sweep"]["mAP_low_by_capacity"] = {str(k): _finite(b.low) for k, b in bands.items()}
                 payload["sweep"]["mAP_high_by_capacity"] = {str(k): _finite(b.high) for k, b in bands.items()}
+                payload["sweep"]["mAP_low_reached_by_capacity"] = {
+                    str(k): _finite(b.low if b.low_reached is None else b.low_reached) for k, b in bands.items()}
+                payload["sweep"]["mAP_high_reached_by_capacity"] = {
+                    str(k): _finite(b.high if b.high_reached is None else b.high_reached) for k, b in bands.items()}
+                payload["sweep"]["tie_band_exact_capacities"] = sum(band.exact for band in bands.values())
         if self.tie_band is not None:
-            payload["tie_band"] = {"low": _finite(self.tie_band.low), "high": _finite(self.tie_band.high),
-                                   "capacity": int(self.capacity)}
+            band = self.tie_band
+            payload["tie_band"] = {
+                "low": _finite(band.low), "high": _finite(band.high), "capacity": int(self.capacity),
+                "exact": band.exact, "low_exact": band.low_exact, "high_exact": band.high_exact,
+                "low_reached": _finite(band.low if band.low_reached is None else band.low_reached),
+                "high_reached": _finite(band.high if band.high_reached is None else band.high_reached),
+                "meaning": TIE_BAND_MEANING,
+            }
         payload["counts"] = {key: int(value) for key, value in self.counts.items()}
         payload["timings_s"] = {key: round(float(value), 6) for key, value in self.timings.items()}
         payload["ties"] = self.ties
@@ -131,15 +162,27 @@ def _ranked_classes(result: EvaluationResult) -> list[tuple[int, float]]:
     return sorted(scored, key=lambda item: (-item[1], item[0]))
 
 
+def describe_band(band: TieBand) -> str:
+    """One line: the band, what it covers and whether its ends are exact or guaranteed bounds."""
+    text = (f"{100 * band.low:.2f}% .. {100 * band.high:.2f}% (width {100 * (band.high - band.low):.2f} points) "
+            "over every order of equal scores (cut, matching and ranking; the same whatever --ties)")
+    if band.exact:
+        return text + "; exact"
+    ends = []
+    if not band.low_exact:
+        ends.append(f"lowest in {100 * band.low:.3f}..{100 * band.low_reached:.3f}%")
+    if not band.high_exact:
+        ends.append(f"highest in {100 * band.high_reached:.3f}..{100 * band.high:.3f}%")
+    return text + "; guaranteed bounds, " + ", ".join(ends) + " (ties straddle the cut)"
+
+
 def format_summary(result: EvaluationResult, top: int = 5) -> str:
     """A readable multi-line summary: mAP, best capacity, best and worst classes, counts, time."""
     capacity = "unlimited" if result.capacity < 1 else str(result.capacity)
     lines = [f"frame-mAP@0.5IoU: {100 * result.mAP:.2f}% ({result.mAP:.6f}) at capacity {capacity} "
              f"(ties: {result.ties})"]
     if result.tie_band is not None:
-        band = result.tie_band
-        lines.append(f"tie band at capacity {capacity}: {100 * band.low:.2f}% .. {100 * band.high:.2f}% "
-                     f"(true positives last / first among equal scores; width {100 * (band.high - band.low):.2f} points)")
+        lines.append(f"tie band at capacity {capacity}: {describe_band(result.tie_band)}")
     if result.sweep is not None:
         ks = list(result.sweep.mAP_by_capacity)
         worst_k = min(ks, key=lambda k: (result.sweep.mAP_by_capacity[k], k))

@@ -1,0 +1,300 @@
+"""The tie band: the lowest and highest frame-mAP that any order of equal scores can give.
+
+What "any order" covers. An evaluator meets equal scores at three steps, and each may break the tie its
+own way: (1) the capacity cut, which keeps the K highest-scoring rows of a keyframe over all classes, so
+when the K-th and the (K+1)-th rows have one score it decides which of those tied rows are kept; (2) the
+greedy matching, which takes a (keyframe, class)'s detections in score order, so among tied detections
+that want the same ground-truth box it decides which one is the true positive; (3) the per-class
+ranking, which decides where the true positives of a group of equal scores land in the precision/recall
+curve. The band is the lowest and highest mAP over every choice at every step, one choice per step for
+all classes at once (one cut per keyframe, as the classes of a keyframe share its K slots). That family
+holds every single order of the file (``--ties stable`` on any permutation of the rows), the original
+evaluator's order (``--ties original``, which cuts and matches in its heap's order but ranks with
+numpy's introsort: different orders at different steps) and any other. It is computed from the file
+alone, so it is the same interval whatever ``--ties`` says. Ground-truth boxes at exactly the same IoU
+from a detection are taken in file order by ``stable`` and in the original's heap order by
+``original``; when that changes a match anywhere, the band covers both (the hull of the two).
+
+Why it is a bound. Call a group of rows of one keyframe with one score a *level*. At capacity K the
+levels above the cut are kept whole, those below dropped, and at most one level per keyframe is cut
+(it straddles K). For a fixed cut, a detection's box (its best-IoU ground truth) does not depend on
+any order, each box goes to a detection of the highest level that wants it, and so the number of true
+and false positives of each (class, score) is fixed: the matching order only decides which of the
+tied rows is the true positive. The ranking then puts the true positives of each (class, score) anywhere
+among its rows; AP grows when a true positive moves up past a false positive, when a true positive is
+added and when a false positive is removed, at any rank. So for a fixed cut the extremes are "true
+positives first" (high) and "true positives last" (low), attained together for all classes. What is
+left is the cut. For each class separately the extremes of a straddling level are known in closed form:
+``q`` of the level's ``m`` rows are kept, ``N`` of them counting rows of the class, ``u`` distinct free
+boxes wanted by them (free: no row of a higher level of the keyframe wants the box), ``P`` of them
+wanting no free box. Best for the class: keep one row per free box first, which gives ``min(u, q)``
+true positives and, at once, the fewest false positives any cut can give it (``max(0, q - (m - N) - u)``:
+only when the other rows cannot fill the slots). Worst: the fewest true positives any cut can give
+(the class keeps at least ``q - (m - N)`` of its rows; its ``P`` rows first, then whole groups of rows
+wanting one box, largest first, each group one true positive) together with the most false positives
+any cut can give (the same sequence, as if the class had all ``q`` slots); these two need not come from
+one cut even for one class. Taking these per-class extremes at every straddling level, for every class
+at once, gives an interval that contains every order's mAP: **high** and **low**. It may be wider than
+the true extremes, because the classes of a keyframe compete for its ``q`` slots.
+
+How close it is. Two concrete orders, each a cut of every straddling level by a fixed priority, then true
+positives first (high) or last (low), give mAPs that orders really reach: **high_reached** and
+**low_reached**. For the high end the priority keeps one row per free box first (rarest class first),
+then rows that count for no class (invalid boxes, classes without ground truth), then the other rows,
+the least harmful first (harm: the class's true positives below the row, per ground-truth box); for the
+low end, rows wanting no free box first (most harmful first), then rows that count for no class, then
+whole groups of rows wanting one box, largest first. The true extremes lie between:
+``low <= true lowest <= low_reached`` and ``high_reached <= true highest <= high``. Where reached and
+bound agree to ``EXACT_TOLERANCE`` the end is exact; both are whenever no level straddles the cut
+(capacity 0, a cut between two scores of every keyframe).
+
+All of it is a one-pass sweep over K like ``evaluation.capacity``: each end is a list of (class, flag,
+smallest K keeping it) in ranking order, and a row's membership only grows with K.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluation.capacity import mean_ap_curve, sweep_classes
+from evaluation.frame_map import IOU_THRESHOLD, PreparedData, best_ground_truth
+
+# Reached and bound values closer than this are the same number (float rounding of the AP sums).
+EXACT_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class BandCurves:
+    """The tie band at every capacity of a range.
+
+    Attributes:
+        capacities: ``[K]`` int64 (0 = unlimited for a single run).
+        low, high: ``[K]`` mAP bounds: no order of equal scores gives less than ``low`` or more than ``high``.
+        low_reached, high_reached: ``[K]`` mAP of two orders that exist; the true lowest and highest mAP
+            lie in ``[low, low_reached]`` and ``[high_reached, high]``.
+        ground_truth_orders: 1, or 2 where the two protocols' orders of ground-truth boxes at equal IoU
+            change a match and the band is the hull of both.
+    """
+
+    capacities: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    low_reached: np.ndarray
+    high_reached: np.ndarray
+    ground_truth_orders: int = 1
+
+    @property
+    def low_exact(self) -> np.ndarray:
+        """``[K]`` bool: ``low`` is the true lowest mAP (an order reaches it)."""
+        return self.low_reached - self.low <= EXACT_TOLERANCE
+
+    @property
+    def high_exact(self) -> np.ndarray:
+        """``[K]`` bool: ``high`` is the true highest mAP (an order reaches it)."""
+        return self.high - self.high_reached <= EXACT_TOLERANCE
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """Per-row structure of the file that no order of equal scores changes.
+
+    All arrays are ``[D]`` over ``data.det_*`` (keyframe-major, score descending within a keyframe).
+    ``above``: rows of the keyframe with a higher score; ``level_size``: rows of the keyframe with this
+    score (all rows, also invalid boxes and classes without ground truth: they take slots too);
+    ``counting``: valid box of a class with ground truth; ``free``: the row wants a box (IoU >= 0.5) that
+    no row of a higher level of its keyframe wants; ``box``: that box (-1 otherwise); ``first``: one row
+    per free box (the one that takes it in the concrete orders); ``group``: rows wanting the same free box
+    (at this level), 0 for the others; ``harm``: how many of its class's true positives rank below the
+    row, per ground-truth box (the concrete orders' guess of what a false positive here costs).
+    """
+
+    level: np.ndarray
+    above: np.ndarray
+    level_size: np.ndarray
+    counting: np.ndarray
+    free: np.ndarray
+    box: np.ndarray
+    first: np.ndarray
+    group: np.ndarray
+    harm: np.ndarray
+
+
+def _row_structure(data: PreparedData, claims: np.ndarray) -> _Rows:
+    """The levels and the free boxes, given each counting row's box (``claims``, -1 for none)."""
+    count = len(data.det_key)
+    key, score = data.det_key, data.det_score
+    new_level = np.r_[True, (key[1:] != key[:-1]) | (score[1:] != score[:-1])] if count else np.zeros(0, bool)
+    level = np.cumsum(new_level) - 1
+    level_start = np.flatnonzero(new_level)
+    sizes = np.diff(np.r_[level_start, count])
+    above = data.det_rank[level_start][level]
+    level_size = sizes[level]
+    counting = data.det_valid & (data.num_gt[data.det_class] > 0)
+
+    wanting = np.flatnonzero(claims >= 0)
+    top = np.full(len(data.gt_group), -np.inf)
+    np.maximum.at(top, claims[wanting], score[wanting])
+    free = np.zeros(count, dtype=bool)
+    free[wanting] = score[wanting] == top[claims[wanting]]
+    free_rows = np.flatnonzero(free)
+    group_size = np.bincount(claims[free_rows], minlength=len(data.gt_group))
+    group = np.zeros(count, dtype=np.int64)
+    group[free_rows] = group_size[claims[free_rows]]
+    first = np.zeros(count, dtype=bool)
+    _, first_of_box = np.unique(claims[free_rows], return_index=True)
+    first[free_rows[first_of_box]] = True
+
+    # harm: true positives (one per free box) of the row's class at a strictly lower score, / its boxes.
+    _, score_rank = np.unique(score, return_inverse=True)
+    num_scores = int(score_rank.max()) + 1 if count else 1
+    tp_key = np.sort(data.det_class[first] * num_scores + score_rank[first])
+    below = np.searchsorted(tp_key, data.det_class * num_scores + score_rank, side="left") - \
+        np.searchsorted(tp_key, data.det_class * num_scores, side="left")
+    harm = below / np.maximum(data.num_gt[data.det_class], 1)
+    return _Rows(level=level, above=above, level_size=level_size, counting=counting, free=free, box=claims,
+                 first=first, group=group, harm=harm)
+
+
+def _claims(data: PreparedData, counting: np.ndarray, best: np.ndarray, best_iou: np.ndarray) -> np.ndarray:
+    """``[D]`` the box each counting row would take (IoU >= 0.5), -1 for none and for non-counting rows."""
+    claims = np.full(len(data.det_key), -1, dtype=np.int64)
+    claims[counting] = np.where(best_iou >= IOU_THRESHOLD, best, -1)
+    return claims
+
+
+def _positions(keys: list[np.ndarray], cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort rows by ``cell`` then ``keys`` (lexsort order, last key first); return (order, 1-based rank in cell)."""
+    order = np.lexsort(keys + [cell])
+    sorted_cell = cell[order]
+    starts = np.flatnonzero(np.r_[True, sorted_cell[1:] != sorted_cell[:-1]]) if len(order) else order
+    run = np.diff(np.r_[starts, len(order)])
+    return order, np.arange(1, len(order) + 1) - np.repeat(starts, run)
+
+
+def _class_curve(data: PreparedData, rows: np.ndarray, flags: np.ndarray, min_k: np.ndarray,
+                 true_positives_first: bool, k_min: int, k_max: int) -> np.ndarray:
+    """``[K]`` mAP of the items (``rows``, ``flags``, ``min_k``) ranked by score, TPs first or last on ties."""
+    classes = data.det_class[rows]
+    tie = ~flags if true_positives_first else flags
+    # One int64 key (faster than a lexsort): class, descending score, the flag's side, then the row.
+    _, score_rank = np.unique(-data.det_score[rows], return_inverse=True)
+    key = ((classes * (int(score_rank.max(initial=0)) + 1) + score_rank) * 2 + tie) * (len(data.det_key) + 1) + rows
+    order = np.argsort(key)
+    per_class = sweep_classes(classes[order], flags[order], min_k[order], data.num_gt, k_min, k_max)
+    return mean_ap_curve(per_class)
+
+
+def _bounds(data: PreparedData, rows_info: _Rows, k_min: int, k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` ``[K]``: the per-class extremes of every straddling level, all classes at once."""
+    rows = np.flatnonzero(rows_info.counting)
+    cell = rows_info.level[rows] * data.num_classes + data.det_class[rows]
+    first = rows_info.first[rows]
+    _, cell_of_row, per_cell = np.unique(cell, return_inverse=True, return_counts=True)
+    above = rows_info.above[rows]
+    # Rows of the level that are not this class's counting rows: the slots another choice could fill.
+    others = rows_info.level_size[rows] - per_cell[cell_of_row]
+
+    # High: the class keeps one row per free box first (true positives from K = above + 1 on), its other
+    # rows only when the cut leaves no other class's row to keep (from K = above + others + position).
+    order, position = _positions([rows, ~first], cell)
+    high_flags = first[order]
+    high_min_k = above[order] + position + np.where(high_flags, 0, others[order])
+    high = _class_curve(data, rows[order], high_flags, high_min_k, True, k_min, k_max)
+
+    # Low: rows wanting no free box first, then boxes wanted by the most rows, one box at a time; its false
+    # positives as if the class had every slot (from K = above + position), its true positives as if it
+    # had only the slots the other classes' rows cannot fill (from K = above + others + position).
+    free = rows_info.free[rows]
+    order, position = _positions([rows, ~first, rows_info.box[rows], -rows_info.group[rows], free], cell)
+    low_flags = first[order]
+    low_min_k = above[order] + position + np.where(low_flags, others[order], 0)
+    low = _class_curve(data, rows[order], low_flags, low_min_k, False, k_min, k_max)
+    return low, high
+
+
+def _reached(data: PreparedData, rows_info: _Rows, k_min: int, k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(low_reached, high_reached)`` ``[K]``: mAP of two concrete orders (a cut, a matching, a ranking)."""
+    everything = np.arange(len(data.det_key))
+    counting, first, free = rows_info.counting, rows_info.first, rows_info.free
+    rarity = 1.0 / np.maximum(data.num_gt[data.det_class], 1)
+    # High: per level, one row per free box (rarest class first), then rows that count for no class, then
+    # the other rows, least harmful first.
+    tier = np.where(first, 0, np.where(counting, 2, 1))
+    cost = np.where(first, -rarity, np.where(counting, rows_info.harm, 0.0))
+    order, position = _positions([everything, cost, tier], rows_info.level)
+    high_min_k = np.empty(len(everything), dtype=np.int64)
+    high_min_k[order] = rows_info.above[order] + position
+    # Low: rows that want no free box (most harmful first), then rows that count for no class, then the
+    # boxes wanted by the most rows, the box's first row before the others.
+    tier = np.where(~counting, 1, np.where(free, 2, 0))
+    cost = np.where(counting & ~free, -rows_info.harm, 0.0)
+    order, position = _positions([everything, ~first, rows_info.box, -rows_info.group, cost, tier],
+                                 rows_info.level)
+    low_min_k = np.empty(len(everything), dtype=np.int64)
+    low_min_k[order] = rows_info.above[order] + position
+    rows = np.flatnonzero(counting)
+    low = _class_curve(data, rows, first[rows], low_min_k[rows], False, k_min, k_max)
+    high = _class_curve(data, rows, first[rows], high_min_k[rows], True, k_min, k_max)
+    return low, high
+
+
+def sweep_band(data: PreparedData, k_min: int, k_max: int,
+               gt_priority: np.ndarray | Callable[[], np.ndarray] | None = None) -> BandCurves:
+    """The tie band at every capacity in ``k_min..k_max`` (inclusive), in one pass.
+
+    Args:
+        data: prepared data (``evaluation.frame_map.prepare``; its tie rule plays no part).
+        k_min, k_max: the capacity range, ``1 <= k_min <= k_max``.
+        gt_priority: ``[G]`` another order of the ground-truth boxes for exact IoU ties (the original
+            protocol's, ``original_protocol.ground_truth_priority`` taken at ``data.gt_row``), or a function
+            returning it, called only when some detection has two boxes at exactly its best IoU (>= 0.5);
+            where the other order changes a match, the band is the hull over both orders.
+
+    Returns:
+        The band curves.
+
+    Raises:
+        ValueError: an invalid range.
+    """
+    if k_min < 1 or k_max < k_min:
+        raise ValueError(f"capacity range must satisfy 1 <= MIN <= MAX, got {k_min}..{k_max}")
+    counting = np.flatnonzero(data.det_valid & (data.num_gt[data.det_class] > 0))
+    best, best_iou, tied = best_ground_truth(data, counting)
+    claim_sets = [_claims(data, counting, best, best_iou)]
+    if gt_priority is not None and ((best_iou >= IOU_THRESHOLD) & (tied > 1)).any():
+        priority = gt_priority() if callable(gt_priority) else gt_priority
+        alternative = _claims(data, counting, *best_ground_truth(data, counting, priority)[:2])
+        if not np.array_equal(alternative, claim_sets[0]):
+            claim_sets.append(alternative)
+    ends = []
+    for claims in claim_sets:
+        rows_info = _row_structure(data, claims)
+        low, high = _bounds(data, rows_info, k_min, k_max)
+        # A level straddles K when above < K < above + size. If none does anywhere in the range, the cut is
+        # fixed and the bounds are reached (the orders with true positives last / first).
+        straddles = (rows_info.level_size > 1) & (rows_info.above + 1 <= k_max) & \
+            (rows_info.above + rows_info.level_size - 1 >= k_min)
+        low_reached, high_reached = _reached(data, rows_info, k_min, k_max) if straddles.any() else (low, high)
+        ends.append((low, high, low_reached, high_reached))
+    low = np.min([end[0] for end in ends], axis=0)
+    high = np.max([end[1] for end in ends], axis=0)
+    low_reached = np.min([end[2] for end in ends], axis=0)
+    high_reached = np.max([end[3] for end in ends], axis=0)
+    # A reached value is an order's mAP, so it lies inside the bounds; only rounding could put it outside.
+    return BandCurves(capacities=np.arange(k_min, k_max + 1, dtype=np.int64),
+                      low=np.minimum(low, low_reached), high=np.maximum(high, high_reached),
+                      low_reached=low_reached, high_reached=high_reached, ground_truth_orders=len(claim_sets))
+
+
+def band_at(data: PreparedData, capacity: int,
+            gt_priority: np.ndarray | Callable[[], np.ndarray] | None = None) -> BandCurves:
+    """The tie band at one capacity (``< 1``: unlimited, where no level is cut and the band is exact)."""
+    if capacity >= 1:
+        return sweep_band(data, capacity, capacity, gt_priority)
+    everything = int(data.det_rank.max()) + 1 if len(data.det_rank) else 1
+    band = sweep_band(data, everything, everything, gt_priority)
+    return BandCurves(capacities=np.array([capacity], dtype=np.int64), low=band.low, high=band.high,
+                      low_reached=band.low_reached, high_reached=band.high_reached,
+                      ground_truth_orders=band.ground_truth_orders)
