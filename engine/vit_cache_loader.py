@@ -36,7 +36,8 @@ from datasets.transforms import (
 )
 from engine.context import RunContext, RunData
 from engine.feature_cache import FeatureStore, new_writer_name
-from models.vit_cache import VitStats, compute_vit_stats, vit_fingerprint
+from models.vit_cache import compute_vit_stats, vit_fingerprint
+from structures.vit_stats import VitStats
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from models.heads import HeadWrapper
 from models.losses import AvaCriterion
 from models.necks import NO_AUG, BasicNeck, NeckOutput
-from models.vit_cache import VitStats
+from structures.vit_stats import VitStats
 
 
 class AVAModel(nn.Module):

@@ -13,7 +13,8 @@ from torch import nn
 from config import LossConfig, ModelConfig, section
 from models.build import build_model
 from models.model import AVAModel
-from models.vit_cache import VitStats, adapt_cached_vit, compute_vit_stats, vit_fingerprint
+from models.vit_cache import adapt_cached_vit, compute_vit_stats, vit_fingerprint
+from structures.vit_stats import VitStats
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "configs" / "tiny_cpu_synthetic.yaml").read_text())
