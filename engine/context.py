@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from datasets.sampler import RankSliceSampler
 from engine.distributed import DistInfo
 from engine.logs import NullWriter, ScalarWriter
 from engine.scheduler import WarmupScheduler
+from structures.batch import EvalBatch, TrainBatch
 
 AutocastFactory = Callable[[], AbstractContextManager]
 """Returns the mixed-precision context of a forward pass (``contextlib.nullcontext`` when amp is off)."""
@@ -29,10 +30,14 @@ IterationHook = Callable[[int, int], None]
 """Called with ``(epoch, iteration)`` after each optimiser step (tests simulate a crash with it)."""
 
 
-class BatchLoader(Protocol):
+BatchT = TypeVar("BatchT", TrainBatch, EvalBatch)
+BatchT_co = TypeVar("BatchT_co", TrainBatch, EvalBatch, covariant=True)
+
+
+class BatchLoader(Protocol[BatchT_co]):
     """What the loops iterate over: a DataLoader, a ``CachedLoader`` or a list of collated batches."""
 
-    def __iter__(self) -> Iterator[dict]: ...
+    def __iter__(self) -> Iterator[BatchT_co]: ...
 
     def __len__(self) -> int: ...
 
@@ -71,6 +76,10 @@ class RunContext:
     def world_size(self) -> int:
         return self.dist.world_size
 
+    def to_device(self, batch: BatchT) -> BatchT:
+        """``batch`` on this process's device (on CUDA the copy from pinned memory does not block)."""
+        return batch.to(self.device, non_blocking=self.device.type == "cuda")
+
 
 @dataclass(frozen=True)
 class TrainData:
@@ -78,7 +87,7 @@ class TrainData:
 
     dataset: AVADataset
     sampler: RankSliceSampler
-    loader: BatchLoader
+    loader: BatchLoader[TrainBatch]
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,7 @@ class EvalData:
     """The evaluation split: its dataset and this rank's loader (``ChunkedBatchSampler`` batches)."""
 
     dataset: AVADataset
-    loader: BatchLoader
+    loader: BatchLoader[EvalBatch]
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ class Learner:
     """What an optimiser step changes.
 
     Attributes:
-        model: the model called as ``model(batch)`` (DDP-wrapped while training).
+        model: the model called as ``model(batch) -> TrainOutput`` (DDP-wrapped while training).
         loss_fn: ``(logits [N, C], targets [N, C]) -> scalar``, the model's ``loss``.
         optimizer: the optimiser.
         scheduler: the original's per-iteration learning-rate schedule.

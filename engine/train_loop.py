@@ -12,6 +12,8 @@ from torch import nn
 from engine.context import BatchLoader, IterationHook, Learner, RunContext, global_step
 from engine.distributed import all_reduce_sum
 from engine.logs import TabLogger, batch_progress
+from models.model import TrainOutput
+from structures.batch import TrainBatch
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +28,6 @@ class EpochStats:
     iterations: int
     skipped: int
     seconds: float
-
-
-def move_batch(batch: dict, device: torch.device) -> dict:
-    """Clips to ``device`` (a tensor in training, a list of per-view tensors in evaluation)."""
-    clips = batch["clips"]
-    non_blocking = device.type == "cuda"
-    if isinstance(clips, torch.Tensor):
-        moved = clips.to(device, non_blocking=non_blocking)
-    else:
-        moved = [view.to(device, non_blocking=non_blocking) for view in clips]
-    return {**batch, "clips": moved}
 
 
 def _zero_loss(model: nn.Module, device: torch.device) -> torch.Tensor:
@@ -70,7 +61,7 @@ class _RoiWeightedMean:
         return self.loss_sum / max(self.rois_sum, 1.0)
 
 
-def train_step(ctx: RunContext, learner: Learner, batch: dict, step: int) -> StepResult | None:
+def train_step(ctx: RunContext, learner: Learner, batch: TrainBatch, step: int) -> StepResult | None:
     """One iteration of the original's ``train_epoch``; None when no rank has a RoI (skipped, quirk 23).
 
     ``scheduler.step(step)`` comes before the forward; the loss of a rank is
@@ -79,14 +70,14 @@ def train_step(ctx: RunContext, learner: Learner, batch: dict, step: int) -> Ste
     """
     learner.scheduler.step(step)
     with ctx.autocast():
-        outputs = learner.model(move_batch(batch, ctx.device))
-    num_rois = int(outputs["num_rois"])
+        outputs: TrainOutput = learner.model(ctx.to_device(batch))
+    num_rois = outputs.num_rois
     total_rois = float(all_reduce_sum(torch.tensor([float(num_rois)], device=ctx.device)).item())
     if total_rois == 0:
         return None
     learner.optimizer.zero_grad()
     if num_rois > 0:
-        loss = learner.loss_fn(outputs["logits"].float(), outputs["targets"]) * num_rois / total_rois * ctx.world_size
+        loss = learner.loss_fn(outputs.logits.float(), outputs.targets) * num_rois / total_rois * ctx.world_size
     else:
         loss = _zero_loss(learner.model, ctx.device)
     loss.backward()
@@ -94,7 +85,7 @@ def train_step(ctx: RunContext, learner: Learner, batch: dict, step: int) -> Ste
     return StepResult(float(all_reduce_sum(loss.detach()).item()), total_rois)
 
 
-def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader, epoch: int,
+def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader[TrainBatch], epoch: int,
                     batch_logger: TabLogger | None = None, on_iteration: IterationHook | None = None) -> EpochStats:
     """Train for one epoch exactly as the original's ``train_epoch`` (``train_step`` per iteration).
 

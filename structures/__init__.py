@@ -1,1 +1,1 @@
-"""Data types shared by packages that may not import each other: the cached ViT statistics (no other project import)."""
+"""Data types that datasets/ make and models/ read: batches, cached ViT statistics (no other project import)."""

@@ -1,7 +1,7 @@
 """Statistics of the frozen ViT's features that stand in for them in the ACAR head (``models/vit_cache.py``).
 
-They travel from the ViT-cache loader (``engine/vit_cache_loader.py``) to the model, and are
-stored by ``engine/feature_cache.py``.
+They travel in batches (``structures.batch.ClipView.vit_stats``) from the ViT-cache loader
+(``engine/vit_cache_loader.py``) to the model, and are stored by ``engine/feature_cache.py``.
 """
 from __future__ import annotations
 
