@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import torch
-from torch import nn
 
 from datasets.ava import AVADataset
 from datasets.sampler import RankSliceSampler
@@ -92,10 +91,26 @@ class TrainData:
 
 @dataclass(frozen=True)
 class EvalData:
-    """The evaluation split: its dataset and this rank's loader (``ChunkedBatchSampler`` batches)."""
+    """The evaluation split: its dataset, this rank's loader, and how predict.csv lists and names it.
+
+    Attributes:
+        dataset: the val split.
+        loader: this rank's batches (``ChunkedBatchSampler``).
+        element_ranks: the file position of each element (``val.predict_order: original``), or
+            None for element order (``engine.eval_loop.gather_predictions``).
+        boxes: what the boxes are, for the plot title and the log (``engine.scoring.describe_boxes``;
+            rank 0 only).
+    """
 
     dataset: AVADataset
     loader: BatchLoader[EvalBatch]
+    element_ranks: list[int] | None = None
+    boxes: str | None = None
+
+    @property
+    def class_ids(self) -> list[int]:
+        """The pkl's class ids in output order: output c is predict.csv's ``class_ids[c]``."""
+        return [int(c["id"]) for c in self.dataset.classes]
 
 
 @dataclass(frozen=True)
@@ -108,16 +123,14 @@ class RunData:
 
 @dataclass(frozen=True)
 class Learner:
-    """What an optimiser step changes.
+    """How an optimiser step changes the weights of the model it is given.
 
     Attributes:
-        model: the model called as ``model(batch) -> TrainOutput`` (DDP-wrapped while training).
         loss_fn: ``(logits [N, C], targets [N, C]) -> scalar``, the model's ``loss``.
-        optimizer: the optimiser.
+        optimizer: the optimiser over the model's parameters.
         scheduler: the original's per-iteration learning-rate schedule.
     """
 
-    model: nn.Module
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     optimizer: torch.optim.Optimizer
     scheduler: WarmupScheduler

@@ -61,16 +61,23 @@ class _RoiWeightedMean:
         return self.loss_sum / max(self.rois_sum, 1.0)
 
 
-def train_step(ctx: RunContext, learner: Learner, batch: TrainBatch, step: int) -> StepResult | None:
+def train_step(ctx: RunContext, model: nn.Module, learner: Learner, batch: TrainBatch, step: int) -> StepResult | None:
     """One iteration of the original's ``train_epoch``; None when no rank has a RoI (skipped, quirk 23).
 
     ``scheduler.step(step)`` comes before the forward; the loss of a rank is
     ``BCE x n_rank / n_total x world_size`` so that DDP's gradient averaging yields the mean over
     every RoI of every rank.
+
+    Args:
+        ctx: the run's device, ranks and autocast.
+        model: called as ``model(batch) -> TrainOutput`` (the DDP-wrapped ``AVAModel`` in a run).
+        learner: its loss, optimiser and schedule.
+        batch: this rank's batch (moved to ``ctx.device`` here).
+        step: the global step of this iteration (``engine.context.global_step``).
     """
     learner.scheduler.step(step)
     with ctx.autocast():
-        outputs: TrainOutput = learner.model(ctx.to_device(batch))
+        outputs: TrainOutput = model(ctx.to_device(batch))
     num_rois = outputs.num_rois
     total_rois = float(all_reduce_sum(torch.tensor([float(num_rois)], device=ctx.device)).item())
     if total_rois == 0:
@@ -79,13 +86,13 @@ def train_step(ctx: RunContext, learner: Learner, batch: TrainBatch, step: int) 
     if num_rois > 0:
         loss = learner.loss_fn(outputs.logits.float(), outputs.targets) * num_rois / total_rois * ctx.world_size
     else:
-        loss = _zero_loss(learner.model, ctx.device)
+        loss = _zero_loss(model, ctx.device)
     loss.backward()
     learner.optimizer.step()
     return StepResult(float(all_reduce_sum(loss.detach()).item()), total_rois)
 
 
-def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader[TrainBatch], epoch: int,
+def train_one_epoch(ctx: RunContext, model: nn.Module, learner: Learner, loader: BatchLoader[TrainBatch], epoch: int,
                     batch_logger: TabLogger | None = None, on_iteration: IterationHook | None = None) -> EpochStats:
     """Train for one epoch exactly as the original's ``train_epoch`` (``train_step`` per iteration).
 
@@ -94,7 +101,8 @@ def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader[Train
 
     Args:
         ctx: the run's device, ranks, autocast, writer and print frequency.
-        learner: the (DDP-wrapped) model, its loss, the optimiser and the scheduler.
+        model: the model the steps call (DDP-wrapped in a run; see ``train_step``).
+        learner: its loss, the optimiser and the scheduler.
         loader: yields collated training batches; its length is E, the iterations per epoch.
         epoch: 1-based epoch number.
         batch_logger: ``train_batch.log`` writer (rank 0) or None.
@@ -105,14 +113,14 @@ def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader[Train
         over iterations weighted by RoIs: world_size x the global mean BCE, as the original logs it
         (quirk 8, kept so logs compare with the original's).
     """
-    learner.model.train()
+    model.train()
     start = time.perf_counter()
     iters_per_epoch = len(loader)
     epoch_mean, window = _RoiWeightedMean(), _RoiWeightedMean()
     skipped = 0
     with batch_progress(loader, f"train epoch {epoch}", ctx.is_main) as progress:
         for i, batch in enumerate(progress):
-            result = train_step(ctx, learner, batch, global_step(epoch, i, iters_per_epoch))
+            result = train_step(ctx, model, learner, batch, global_step(epoch, i, iters_per_epoch))
             if result is None:
                 skipped += 1
                 continue

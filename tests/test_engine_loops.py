@@ -17,12 +17,13 @@ from torch import nn
 from tqdm.contrib.logging import _TqdmLoggingHandler
 
 from datasets.sampler import RankSliceSampler
-from engine.context import Learner, RunContext, TrainData, global_step
+from engine.context import EvalData, Learner, RunContext, RunData, TrainData, global_step
 from engine.distributed import DistInfo
+from engine.hooks import default_hooks
 from engine.logs import batch_progress, create_tensorboard_writer, setup_logging
-from engine.runner import RunSummary, _train_epochs
 from engine.scheduler import StepLRScheduler
 from engine.train_loop import train_one_epoch
+from engine.trainer import StartPoint, Trainer
 from formats.cli import OWNED_HANDLER
 from models.model import TrainOutput
 from structures.batch import ClipView, Keyframes, TrainBatch
@@ -64,7 +65,7 @@ def _batches(count: int) -> list[TrainBatch]:
 
 def _learner(model: nn.Module) -> Learner:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return Learner(model, nn.functional.binary_cross_entropy_with_logits, optimizer,
+    return Learner(nn.functional.binary_cross_entropy_with_logits, optimizer,
                    StepLRScheduler(optimizer, base_lr=0.1, warmup_lr=0.1, warmup_steps=0, milestones=[], lr_mults=[]))
 
 
@@ -83,10 +84,11 @@ def test_global_step_is_the_iterations_done() -> None:
 def test_training_scalars_are_written_at_the_global_step(tmp_path: Path) -> None:
     writer = create_tensorboard_writer(tmp_path, is_main=True)
     ctx = RunContext(DistInfo(), writer=writer, print_freq=2)
-    learner = _learner(_TinyModel())
+    model = _TinyModel()
+    learner = _learner(model)
     loader = _batches(5)
     for epoch in (1, 2):
-        stats = train_one_epoch(ctx, learner, loader, epoch)
+        stats = train_one_epoch(ctx, model, learner, loader, epoch)
         assert stats.iterations == 5 and stats.skipped == 0
     writer.close()
     scalars = _scalars(tmp_path / "tb")
@@ -98,7 +100,8 @@ def test_training_scalars_are_written_at_the_global_step(tmp_path: Path) -> None
 
 def test_on_iteration_gets_the_epoch_and_the_iteration() -> None:
     seen = []
-    train_one_epoch(RunContext(DistInfo()), _learner(_TinyModel()), _batches(3), 4,
+    model = _TinyModel()
+    train_one_epoch(RunContext(DistInfo()), model, _learner(model), _batches(3), 4,
                     on_iteration=lambda epoch, i: seen.append((epoch, i)))
     assert seen == [(4, 0), (4, 1), (4, 2)]
 
@@ -116,7 +119,8 @@ def test_logging_inside_the_training_loop_goes_through_tqdm(tmp_path: Path) -> N
         inside.append([type(h) for h in _console_handlers()])
 
     try:
-        train_one_epoch(RunContext(DistInfo()), _learner(_TinyModel(record)), _batches(2), 1)
+        model = _TinyModel(record)
+        train_one_epoch(RunContext(DistInfo()), model, _learner(model), _batches(2), 1)
         after = [type(h) for h in _console_handlers()]
     finally:
         _remove_own_handlers()
@@ -215,6 +219,15 @@ def _collate(rows: list[tuple[torch.Tensor, bool]]) -> TrainBatch:
     return _batch(torch.stack([clip for clip, _ in rows]), [positive for _, positive in rows])
 
 
+class _RecordingTrainer(Trainer):
+    """A Trainer whose evaluation only records the epoch and step of the weights it would evaluate."""
+
+    evaluated: list[tuple[int, int]]
+
+    def evaluate(self) -> None:
+        self.evaluated.append((self.epoch, self.step))
+
+
 def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the_epoch(tmp_path: Path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
@@ -222,13 +235,17 @@ def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the
         sampler = RankSliceSampler(len(dataset), 1, 0, round_down=True)
         loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler, drop_last=True,
                                              collate_fn=_collate, generator=torch.Generator())
-        cfg = SimpleNamespace(result_path=str(tmp_path / "run"), manual_seed=1,
+        cfg = SimpleNamespace(result_path=str(tmp_path / "run"), manual_seed=1, evaluate=False,
                               train=SimpleNamespace(n_epochs=2, save_freq=2, val_freq=1))
         writer = create_tensorboard_writer(tmp_path / "run", is_main=True)
         evaluated: list[tuple[int, int]] = []
-        _train_epochs(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), _learner(_TinyModel()),
-                      TrainData(dataset, sampler, loader), 1, RunSummary("train", 1, "gloo", "cpu"),
-                      lambda epoch, step: evaluated.append((epoch, step)), None)
+        model = _TinyModel()
+        data = RunData(TrainData(dataset, sampler, loader), EvalData(dataset, []))
+        trainer = _RecordingTrainer(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), model, data,
+                                    _learner(model), StartPoint())
+        trainer.evaluated = evaluated
+        trainer.register_hooks(default_hooks(cfg.train))
+        trainer.train()
         writer.close()
     finally:
         dist.destroy_process_group()
