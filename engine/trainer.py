@@ -94,12 +94,16 @@ def wrap_ddp(model: AVAModel, ctx: RunContext) -> DistributedDataParallel:
 class Trainer:
     """One process's run: its model and data, the learner and DDP wrapper while training, its record.
 
-    Attributes:
+    Args:
         cfg: the run's config.
         ctx: device, ranks, autocast, TensorBoard writer, print frequency.
-        model: the plain model (evaluation runs it; training runs it through ``ddp``).
+        model: the plain model, every weight loaded (evaluation runs it; training runs it through ``ddp``).
         data: the splits (``data.train`` is None when the run only evaluates).
-        learner: loss, optimiser and schedule (None when the run only evaluates).
+        learner: loss, optimiser and schedule, their state loaded (None when the run only evaluates).
+        start: the weights' epoch, global step and checkpoint.
+
+    Attributes:
+        cfg, ctx, model, data, learner: the arguments; result_path: ``cfg.result_path``.
         ddp: the DDP wrapper of ``model``, made when training starts.
         epoch: the epoch of the current weights (during ``train_epoch``: the epoch being trained).
         iteration: the 0-based index, within ``epoch``, of the last optimiser step.
