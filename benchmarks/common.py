@@ -17,6 +17,7 @@ import torch
 
 from config import LossConfig, ModelConfig, SubbackboneConfig, read_yaml, section
 from models.backbones.vit import SFMVIT_VIT_KWARGS
+from structures.batch import ClipView, EvalBatch, Keyframes, TrainBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET_CONFIGS = {
@@ -264,8 +265,8 @@ def clip_geometry(model_cfg: ModelConfig) -> tuple[int, int]:
 
 
 def synthetic_batch(batch: int, frames: int, size: int, boxes: int, num_classes: int, seed: int,
-                    views: int | None = None) -> dict:
-    """A collated batch in the datasets -> models contract, with random clips, boxes and labels.
+                    views: int | None = None) -> TrainBatch | EvalBatch:
+    """A collated batch as ``datasets.ava.collate_batch`` makes it, with random clips, boxes and labels.
 
     Args:
         batch: clips B.
@@ -277,8 +278,7 @@ def synthetic_batch(batch: int, frames: int, size: int, boxes: int, num_classes:
             when odd, so the views differ as test-time flips do).
 
     Returns:
-        ``clips`` ``[B, 3, T, size, size]`` float32 (or a list of V), ``aug_info``, ``labels``,
-        ``filenames``, ``mid_times``, ``element_index``.
+        A ``TrainBatch`` of clips ``[B, 3, T, size, size]`` float32, or an ``EvalBatch`` of V such views.
     """
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -299,8 +299,8 @@ def synthetic_batch(batch: int, frames: int, size: int, boxes: int, num_classes:
     def infos(flip: bool) -> list[dict]:
         return [{"crop_box": [0.0, 0.0, 1.0, 1.0], "flip": flip, "pad_ratio": [1.0, 1.0]} for _ in range(batch)]
 
-    common = {"labels": labels, "filenames": [f"video{b}" for b in range(batch)],
-              "mid_times": [str(900 + b) for b in range(batch)], "element_index": list(range(batch))}
+    keyframes = Keyframes(labels, [f"video{b}" for b in range(batch)], [str(900 + b) for b in range(batch)],
+                          list(range(batch)))
     if views is None:
-        return {"clips": clips(), "aug_info": infos(False), **common}
-    return {"clips": [clips() for _ in range(views)], "aug_info": [infos(v % 2 == 1) for v in range(views)], **common}
+        return TrainBatch(ClipView(clips(), infos(False)), keyframes)
+    return EvalBatch([ClipView(clips(), infos(v % 2 == 1)) for v in range(views)], keyframes)

@@ -6,7 +6,7 @@ Throughput (default):
         [--batch B] [--views V] [--boxes K] [--amp auto|off|bf16] [--device auto] [--threads N]
         [--warmup W] [--repeats R] [--seed 0]
 
-Times ``AVAModel.forward(batch, evaluate=True)`` plus the score activation on a synthetic batch of
+Times ``AVAModel.predict(batch)`` plus the score activation on a synthetic batch of
 V views per keyframe (odd views flipped, as test-time flips), model in eval mode, for:
 - baseline: float32, eager attention (the original);
 - ours: SDPA attention, plus with ``--amp bf16`` (``auto``: on a GPU) bf16 autocast and the frozen
@@ -56,11 +56,11 @@ from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.context import RunContext  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
-from engine.train_loop import move_batch  # noqa: E402
 from formats.cli import run_main  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
+from structures.batch import EvalBatch  # noqa: E402
 
 DRIFT_TARGET = 0.01
 
@@ -90,11 +90,11 @@ def _bf16(device: torch.device) -> Callable[[], contextlib.AbstractContextManage
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _evaluate_fn(model: AVAModel, batch: dict, autocast) -> Callable[[], torch.Tensor]:
+def _evaluate_fn(model: AVAModel, batch: EvalBatch, autocast) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
         with torch.no_grad(), autocast():
-            out = model(batch, evaluate=True)
-        return model.activation(out["logits"].float())
+            out = model.predict(batch)
+        return model.activation(out.logits.float())
 
     return run
 
@@ -113,8 +113,8 @@ def run_throughput(args: argparse.Namespace, device: torch.device) -> int:
     print(f"eval_throughput on {describe_device(device)}")
     print(f"model: preset {args.preset}{depth_note}; {batch_size} keyframe(s) per batch x {args.views} view(s) of "
           f"[3, {frames}, {size}, {size}], {args.boxes} boxes per keyframe")
-    batch = move_batch(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed,
-                                       views=args.views), device)
+    batch = synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed,
+                            views=args.views).to(device)
     vit.set_attn_impl("eager")
     baseline = time_calls(_evaluate_fn(model, batch, contextlib.nullcontext), device, warmup, repeats)
     vit.set_attn_impl("sdpa")

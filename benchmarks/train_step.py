@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,10 +40,10 @@ from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, de
                                setup_runtime, synthetic_batch, time_calls,
                                timing_ratio_line)
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
-from engine.train_loop import move_batch  # noqa: E402
 from formats.cli import run_main  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.model import AVAModel  # noqa: E402
+from structures.batch import TrainBatch  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,7 +68,7 @@ def _cache_support() -> tuple[Callable | None, str]:
     return compute_vit_stats, ""
 
 
-def make_step(model: AVAModel, optimizer: torch.optim.Optimizer, batch: dict,
+def make_step(model: AVAModel, optimizer: torch.optim.Optimizer, batch: TrainBatch,
               autocast: Callable[[], contextlib.AbstractContextManager]) -> Callable[[], float]:
     """One training iteration as ``engine.train_loop`` runs it (loss in float32, outside autocast)."""
 
@@ -75,7 +76,7 @@ def make_step(model: AVAModel, optimizer: torch.optim.Optimizer, batch: dict,
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             outputs = model(batch)
-        loss = model.loss(outputs["logits"].float(), outputs["targets"])
+        loss = model.loss(outputs.logits.float(), outputs.targets)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
@@ -83,15 +84,15 @@ def make_step(model: AVAModel, optimizer: torch.optim.Optimizer, batch: dict,
     return step
 
 
-def _cached_batch(model: AVAModel, batch: dict, autocast, compute_vit_stats: Callable) -> dict:
+def _cached_batch(model: AVAModel, batch: TrainBatch, autocast, compute_vit_stats: Callable) -> TrainBatch:
     """The batch with the ViT's statistics attached, as a cache hit would deliver them."""
     vit = model.backbone.submodule
     was_training = vit.training
     vit.eval()  # the cache holds eval-mode features (drop-path off)
     with torch.no_grad(), autocast():
-        stats = compute_vit_stats(vit(batch["clips"]))
+        stats = compute_vit_stats(vit(batch.view.clips))
     vit.train(was_training)
-    return {**batch, "vit_stats": stats}
+    return dataclasses.replace(batch, view=batch.view.with_vit_stats(stats))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"model: preset {args.preset} ({PRESET_CONFIGS[args.preset].name}){depth_note}, "
           f"ViT width {vit.embed_dim}; batch [{batch_size}, 3, {frames}, {size}, {size}], {args.boxes} boxes per clip, "
           f"{tokens} ViT tokens per iteration; ViT in train mode (drop-path on, quirk 6)")
-    batch = move_batch(synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed), device)
+    batch = synthetic_batch(batch_size, frames, size, args.boxes, model.num_classes, args.seed).to(device)
     initial = copy.deepcopy(model.state_dict())
     bf16 = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)  # noqa: E731
 

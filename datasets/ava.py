@@ -1,4 +1,4 @@
-"""AVA-style keyframe dataset over an annotation / proposal pkl and extracted PNG frames, and its collate.
+"""AVA-style keyframe dataset over an annotation / proposal pkl and extracted PNG frames, and its collate into batches.
 
 One item = one pkl element (read as given: a keyframe repeated in the pkl is an item per copy,
 docs/numerics.md quirk 18). Its clip is made of the frames chosen by the temporal transform, each loaded
@@ -23,6 +23,7 @@ from datasets.frame_store import FrameStore, store_resize_for
 from datasets.transforms import Compose
 from formats.annotation_pkl import frame_path, load_annotation_pkl
 from formats.errors import FormatError
+from structures.batch import ClipView, EvalBatch, Keyframes, TrainBatch
 
 logger = logging.getLogger(__name__)
 
@@ -186,37 +187,33 @@ def pad_and_stack(clips: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[lis
     return torch.stack(padded), ratios
 
 
-def _with_pad(infos: Sequence[dict], ratios: list[list[float]]) -> list[dict]:
-    return [{**info, "pad_ratio": ratio} for info, ratio in zip(infos, ratios)]
+def _view(clips: Sequence[torch.Tensor], infos: Sequence[dict]) -> ClipView:
+    """One view of the batch: its clips padded and stacked, ``pad_ratio`` set in each ``aug_info``."""
+    stacked, ratios = pad_and_stack(clips)
+    return ClipView(stacked, [{**info, "pad_ratio": ratio} for info, ratio in zip(infos, ratios)])
 
 
-def collate_batch(samples: Sequence[dict]) -> dict:
-    """Collate dataset items into the batch contract (datasets -> models).
+def collate_batch(samples: Sequence[dict]) -> TrainBatch | EvalBatch:
+    """Collate dataset items into the batch the model takes (``structures/batch.py``).
 
     Args:
-        samples: items of :class:`AVADataset` (all training items, or all evaluation items).
+        samples: items of :class:`AVADataset`, all training items or all evaluation items.
 
     Returns:
-        ``clips``: ``[B, 3, T, H, W]`` float32 (training) or a list over V views of such tensors;
-        ``aug_info``: B dicts (training) or V lists of B dicts, ``pad_ratio`` set;
-        ``labels``, ``filenames``, ``mid_times``, ``element_index``: lists of B.
+        A ``TrainBatch`` (one view of ``[B, 3, T, H, W]`` clips) for training items, an
+        ``EvalBatch`` (V such views) for evaluation items; the keyframes in sample order.
     """
     if not samples:
         raise ValueError("cannot collate an empty batch")
+    keyframes = Keyframes(
+        labels=[sample["labels"] for sample in samples],
+        filenames=[sample["filename"] for sample in samples],
+        mid_times=[sample["mid_time"] for sample in samples],
+        element_index=[sample["element_index"] for sample in samples],
+    )
     if isinstance(samples[0]["clip"], torch.Tensor):
-        clips, ratios = pad_and_stack([sample["clip"] for sample in samples])
-        aug_info: list = _with_pad([sample["aug_info"] for sample in samples], ratios)
-    else:
-        clips, aug_info = [], []
-        for view in range(len(samples[0]["clip"])):
-            view_clips, ratios = pad_and_stack([sample["clip"][view] for sample in samples])
-            clips.append(view_clips)
-            aug_info.append(_with_pad([sample["aug_info"][view] for sample in samples], ratios))
-    return {
-        "clips": clips,
-        "aug_info": aug_info,
-        "labels": [sample["labels"] for sample in samples],
-        "filenames": [sample["filename"] for sample in samples],
-        "mid_times": [sample["mid_time"] for sample in samples],
-        "element_index": [sample["element_index"] for sample in samples],
-    }
+        view = _view([sample["clip"] for sample in samples], [sample["aug_info"] for sample in samples])
+        return TrainBatch(view, keyframes)
+    views = [_view([sample["clip"][v] for sample in samples], [sample["aug_info"][v] for sample in samples])
+             for v in range(len(samples[0]["clip"]))]
+    return EvalBatch(views, keyframes)

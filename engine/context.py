@@ -11,16 +11,16 @@ import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
-from torch import nn
 
 from datasets.ava import AVADataset
 from datasets.sampler import RankSliceSampler
 from engine.distributed import DistInfo
 from engine.logs import NullWriter, ScalarWriter
 from engine.scheduler import WarmupScheduler
+from structures.batch import EvalBatch, TrainBatch
 
 AutocastFactory = Callable[[], AbstractContextManager]
 """Returns the mixed-precision context of a forward pass (``contextlib.nullcontext`` when amp is off)."""
@@ -29,10 +29,14 @@ IterationHook = Callable[[int, int], None]
 """Called with ``(epoch, iteration)`` after each optimiser step (tests simulate a crash with it)."""
 
 
-class BatchLoader(Protocol):
+BatchT = TypeVar("BatchT", TrainBatch, EvalBatch)
+BatchT_co = TypeVar("BatchT_co", TrainBatch, EvalBatch, covariant=True)
+
+
+class BatchLoader(Protocol[BatchT_co]):
     """What the loops iterate over: a DataLoader, a ``CachedLoader`` or a list of collated batches."""
 
-    def __iter__(self) -> Iterator[dict]: ...
+    def __iter__(self) -> Iterator[BatchT_co]: ...
 
     def __len__(self) -> int: ...
 
@@ -71,6 +75,10 @@ class RunContext:
     def world_size(self) -> int:
         return self.dist.world_size
 
+    def to_device(self, batch: BatchT) -> BatchT:
+        """``batch`` on this process's device (on CUDA the copy from pinned memory does not block)."""
+        return batch.to(self.device, non_blocking=self.device.type == "cuda")
+
 
 @dataclass(frozen=True)
 class TrainData:
@@ -78,15 +86,31 @@ class TrainData:
 
     dataset: AVADataset
     sampler: RankSliceSampler
-    loader: BatchLoader
+    loader: BatchLoader[TrainBatch]
 
 
 @dataclass(frozen=True)
 class EvalData:
-    """The evaluation split: its dataset and this rank's loader (``ChunkedBatchSampler`` batches)."""
+    """The evaluation split: its dataset, this rank's loader, and how predict.csv lists and names it.
+
+    Attributes:
+        dataset: the val split.
+        loader: this rank's batches (``ChunkedBatchSampler``).
+        element_ranks: the file position of each element (``val.predict_order: original``), or
+            None for element order (``engine.eval_loop.gather_predictions``).
+        boxes: what the boxes are, for the plot title and the log (``engine.scoring.describe_boxes``;
+            rank 0 only).
+    """
 
     dataset: AVADataset
-    loader: BatchLoader
+    loader: BatchLoader[EvalBatch]
+    element_ranks: list[int] | None = None
+    boxes: str | None = None
+
+    @property
+    def class_ids(self) -> list[int]:
+        """The pkl's class ids in output order: output c is predict.csv's ``class_ids[c]``."""
+        return [int(c["id"]) for c in self.dataset.classes]
 
 
 @dataclass(frozen=True)
@@ -99,16 +123,14 @@ class RunData:
 
 @dataclass(frozen=True)
 class Learner:
-    """What an optimiser step changes.
+    """How an optimiser step changes the weights of the model it is given.
 
     Attributes:
-        model: the model called as ``model(batch)`` (DDP-wrapped while training).
         loss_fn: ``(logits [N, C], targets [N, C]) -> scalar``, the model's ``loss``.
-        optimizer: the optimiser.
+        optimizer: the optimiser over the model's parameters.
         scheduler: the original's per-iteration learning-rate schedule.
     """
 
-    model: nn.Module
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     optimizer: torch.optim.Optimizer
     scheduler: WarmupScheduler

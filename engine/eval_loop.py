@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Sampler
 
 from datasets.sampler import RankSliceSampler
 from engine.context import BatchLoader, RunContext
 from engine.distributed import gather_objects_to_main
 from engine.logs import batch_progress
-from engine.train_loop import move_batch
 from formats.atomic import atomic_open
 from formats.eval_csv import format_predict_row
+from models.model import AVAModel
+from structures.batch import EvalBatch
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ class BoxScores:
     loss: float | None = None
 
 
-def predict_boxes(ctx: RunContext, model: nn.Module, loader: BatchLoader, with_label: bool = False) -> list[BoxScores]:
-    """Run the evaluation forward over this rank's batches (``ctx``'s device and autocast) and return the scored boxes.
+def predict_boxes(ctx: RunContext, model: AVAModel, loader: BatchLoader[EvalBatch],
+                  with_label: bool = False) -> list[BoxScores]:
+    """Run ``model.predict`` over this rank's batches (``ctx``'s device and autocast) and return the scored boxes.
 
     Scores are the activation of the logits averaged over views (quirk 20, kept): softmax over the
     first 13 classes, sigmoid elsewhere (quirk 3, kept). With ``with_label`` each box also gets the
@@ -84,17 +85,16 @@ def predict_boxes(ctx: RunContext, model: nn.Module, loader: BatchLoader, with_l
     with torch.no_grad(), batch_progress(loader, "evaluate", ctx.is_main) as progress:
         for batch in progress:
             with ctx.autocast():
-                out = model(move_batch(batch, ctx.device), evaluate=True)
-            if len(out["filenames"]) == 0:
+                out = model.predict(ctx.to_device(batch))
+            if len(out) == 0:
                 continue
-            logits = out["logits"].float()
+            logits = out.logits.float()
             probs = model.activation(logits).cpu().numpy().astype(np.float32, copy=False)
-            losses = model.box_losses(logits, out["targets"]).tolist() if with_label else [None] * len(probs)
+            losses = model.box_losses(logits, out.targets).tolist() if with_label else [None] * len(probs)
             for k in range(probs.shape[0]):
-                box = tuple(float(v) for v in out["bboxes"][k])
-                results.append(BoxScores(int(out["element_index"][k]), int(out["box_index"][k]),
-                                         str(out["filenames"][k]), str(out["mid_times"][k]), box, probs[k],
-                                         losses[k]))
+                box = tuple(float(v) for v in out.bboxes[k])
+                results.append(BoxScores(int(out.element_index[k]), int(out.box_index[k]), str(out.filenames[k]),
+                                         str(out.mid_times[k]), box, probs[k], losses[k]))
     return results
 
 
@@ -164,7 +164,7 @@ def write_predictions(path: str | Path, boxes: list[BoxScores], class_ids: list[
     return rows
 
 
-def run_evaluation_pass(ctx: RunContext, model: nn.Module, loader: BatchLoader, predict_path: Path,
+def run_evaluation_pass(ctx: RunContext, model: AVAModel, loader: BatchLoader[EvalBatch], predict_path: Path,
                         class_ids: list[int], with_label: bool = False,
                         element_ranks: Sequence[int] | None = None) -> dict | None:
     """Predict, gather and write ``predict_path`` (rank 0). Returns rank 0's figures, None elsewhere.

@@ -6,7 +6,7 @@ Layout of a cache folder (any number of ranks and runs may share it):
     <writer>-<seq>.idx.json      the shard's index: key -> (offset, nbytes, crc32), layout, metadata
     <writer>-<seq>.pack.partial  a shard being written (ignored by readers)
 
-A record holds one clip's ``VitStats`` (``models/vit_cache.py``): the temporal mean map
+A record holds one clip's ``VitStats`` (``structures/vit_stats.py``): the temporal mean map
 ``[C, H, W]`` as little-endian float32, then the channel sums and sums of squares ``[C]`` as float64.
 A writer appends to its ``.partial`` file, then seals it: fsync, rename to ``.pack``, write the
 index atomically. Readers merge every index they find; a pack without an index (a writer killed
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from formats.atomic import write_text_atomic
-from models.vit_cache import VitStats
+from structures.vit_stats import VitStats
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,8 @@
-"""One process of a run: build everything from the config, resume, train/evaluate, checkpoint, summarise.
+"""One process of a run: build the model, data and learner from the config, resume, then hand them to a Trainer.
 
-Mirrors the original's ``main()`` order of events (process group, seed, model, data, optimiser,
+``_run`` reads top to bottom as the run's order of events; the ``Trainer`` (``engine/trainer.py``)
+then trains, checkpoints and evaluates (its hooks, ``engine/hooks.py``) or only evaluates. It
+mirrors the original's ``main()`` order of events (process group, seed, model, data, optimiser,
 ``pretrain``, resume) with these differences: it runs on CPU (gloo) as well as GPUs, evaluation
 gathers results through torch.distributed instead of a shared folder, checkpoints are atomic and
 carry every rank's RNG state, and a run can resume automatically from its latest checkpoint.
@@ -13,14 +15,10 @@ import logging
 import os
 import random
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from config import Config, to_dict
@@ -29,38 +27,21 @@ from datasets.sampler import RankSliceSampler
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.attention_kernels import describe_sdpa_kernel, vit_sdpa_backend
-from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
-from engine.checkpoint import resolve_resume_path, restore_rng, save_checkpoint
+from engine.checkpoint import load_checkpoint, load_latest_readable_checkpoint, resolve_resume_path, restore_rng
 from engine.context import AutocastFactory, EvalData, IterationHook, Learner, RunContext, RunData, TrainData
-from engine.context import global_step
-from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_evaluation_pass
-from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
-from engine.run_dir import write_summary
+from engine.eval_loop import ChunkedBatchSampler, original_element_ranks
+from engine.hooks import default_hooks
+from engine.logs import create_tensorboard_writer, setup_logging
 from engine.scheduler import build_optimizer, build_scheduler
-from engine.scoring import describe_boxes, score_epoch
-from engine.train_loop import train_one_epoch
+from engine.scoring import describe_boxes
+from engine.trainer import RunSummary, StartPoint, Trainer
 from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
 from formats.atomic import write_text_atomic
 from models.build import build_model
+from models.model import AVAModel
 from models.weights import load_model_pretrain, load_state_dict_strict, trusted_checkpoints
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSummary:
-    """Rank 0's record of a run, written to ``result_path/run_summary.json``."""
-
-    mode: str
-    world_size: int
-    backend: str
-    device: str
-    epochs: list[dict] = field(default_factory=list)
-    evaluations: list[dict] = field(default_factory=list)
-    checkpoints: list[str] = field(default_factory=list)
-    resumed_from: str | None = None
-    tensorboard: str | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -111,6 +92,9 @@ def _train_data(cfg: Config, info: dist_utils.DistInfo) -> TrainData:
     loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
                         collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
                         generator=torch.Generator())
+    if len(loader) == 0:
+        raise ValueError(f"{cfg.config_file}: train.batch_size {train.batch_size} x {info.world_size} "
+                         f"process(es) exceeds the {len(dataset)} training elements; no batch to run")
     return TrainData(dataset, sampler, loader)
 
 
@@ -125,7 +109,16 @@ def _val_data(cfg: Config, info: dist_utils.DistInfo) -> EvalData:
     # from an uninterrupted one that validated in between.
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=val.workers, collate_fn=collate_batch,
                         pin_memory=info.device.type == "cuda", generator=torch.Generator().manual_seed(0))
-    return EvalData(dataset, loader)
+    # val.predict_order: original writes the rows in the original's sampler order (engine/eval_loop.py).
+    element_ranks = original_element_ranks(len(dataset)) if val.predict_order == "original" else None
+    boxes = describe_boxes(val.annotation_path, dataset.elements) if info.is_main else None
+    return EvalData(dataset, loader, element_ranks, boxes)
+
+
+def _learner(cfg: Config, model: AVAModel, iters_per_epoch: int) -> Learner:
+    optimizer = build_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.scheduler.base_lr)
+    return Learner(model.loss, optimizer,
+                   build_scheduler(cfg.train.scheduler, optimizer, iters_per_epoch, cfg.train.n_epochs))
 
 
 def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
@@ -151,9 +144,37 @@ def _resume_source(cfg: Config) -> tuple[Path | None, dict | None]:
     return None, None
 
 
-def _write_summary(cfg: Config, summary: RunSummary, begin_epoch: int) -> None:
-    # Merged with what earlier runs in this folder recorded, so a resume never loses their epochs.
-    write_summary(cfg.result_path, summary.__dict__, begin_epoch)
+def _resume(cfg: Config, model: AVAModel, learner: Learner | None, info: dist_utils.DistInfo) -> StartPoint:
+    """Load the checkpoint to resume from, if any: weights, and for training the optimiser, schedule and RNG.
+
+    Returns:
+        The epoch and global step of the loaded weights (``StartPoint()`` when there is none).
+    """
+    source, checkpoint = _resume_source(cfg)
+    if source is None:
+        return StartPoint()
+    load_state_dict_strict(model, checkpoint["state_dict"], str(source))
+    epoch = int(checkpoint["epoch"])
+    logger.info("resumed from %s (epoch %d)", source, epoch)
+    if learner is not None:
+        learner.optimizer.load_state_dict(checkpoint["optimizer"])
+        learner.scheduler.load_state_dict(checkpoint["scheduler"])
+        per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
+        if per_rank and len(per_rank) == info.world_size:
+            restore_rng(per_rank[info.rank])
+        elif "rng" in checkpoint:
+            restore_rng(checkpoint["rng"])
+    return StartPoint(epoch, _checkpoint_step(checkpoint), str(source))
+
+
+def _checkpoint_step(checkpoint: dict) -> int:
+    # The scheduler stepped to (epoch - 1) x E + i before iteration i, so the iterations its
+    # weights trained for are last_iter + 1; a checkpoint in the original's release format has an
+    # empty scheduler state.
+    scheduler = checkpoint.get("scheduler")
+    if isinstance(scheduler, dict) and isinstance(scheduler.get("last_iter"), int):
+        return scheduler["last_iter"] + 1
+    return 0
 
 
 def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
@@ -175,160 +196,61 @@ def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = Non
         dist_utils.cleanup()
 
 
-def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: IterationHook | None) -> RunSummary | None:
-    is_main = info.is_main
+def _prepare_process(cfg: Config, info: dist_utils.DistInfo) -> None:
+    """The result folder, logging and threads of this process; rank 0 records the options."""
     result_path = Path(cfg.result_path)
-    if is_main:
+    if info.is_main:
         result_path.mkdir(parents=True, exist_ok=True)
     dist_utils.barrier()
-    setup_logging(result_path, is_main, info.rank)
+    setup_logging(result_path, info.is_main, info.rank)
     check_vit_cache_config(cfg)  # vit_cache extension: fail before building anything
     _set_threads(info)
     if info.device.type == "cpu":
         logger.info("no CUDA device: running on CPU with %s, %d process(es), %d thread(s) each",
                     info.backend, info.world_size, torch.get_num_threads())
-    if is_main:
+    if info.is_main:
         write_text_atomic(result_path / "opts.json", json.dumps(
             {**to_dict(cfg), "world_size": info.world_size}, indent=2, default=str) + "\n")
-    summary = RunSummary(mode="evaluate" if cfg.evaluate else "train", world_size=info.world_size,
-                         backend=str(info.backend), device=str(info.device))
-    seed_everything(cfg.manual_seed)
-    _set_determinism(cfg)
+
+
+def _build_model(cfg: Config, info: dist_utils.DistInfo) -> AVAModel:
     # Building the full-size model (ViT-g: 1.09B parameters initialised) took 31 s on the 2-core CPU machine.
     logger.info("building the model of %s ...", cfg.config_file)
-    model = build_model(cfg.model, cfg.loss).to(info.device)
+    return build_model(cfg.model, cfg.loss).to(info.device)
+
+
+def _run_context(cfg: Config, info: dist_utils.DistInfo, model: AVAModel) -> RunContext:
+    """The loops' shared settings; rank 0 logs the attention kernel the ViT will run."""
     autocast = _autocast_factory(cfg, info.device)
     vit = getattr(model.backbone, "submodule", None)
-    if vit is not None and is_main:
+    if vit is not None and info.is_main:
         with autocast():
             kernel = vit_sdpa_backend(vit, batch_size=1, device=info.device)
         logger.info("ViT attention on %s: scaled_dot_product_attention runs %s", info.device.type,
                     describe_sdpa_kernel(kernel, info.device.type))
-    ctx = RunContext(info, autocast, create_tensorboard_writer(result_path, is_main), cfg.print_freq)
-    summary.tensorboard = str(result_path / "tb") if is_main else None
-    val = _val_data(cfg, info)
-    class_ids = [int(c["id"]) for c in val.dataset.classes]
-    # val.predict_order: original writes the rows in the original's sampler order (engine/eval_loop.py).
-    element_ranks = original_element_ranks(len(val.dataset)) if cfg.val.predict_order == "original" else None
+    return RunContext(info, autocast, create_tensorboard_writer(cfg.result_path, info.is_main), cfg.print_freq)
 
-    train = learner = None
-    if not cfg.evaluate:
-        train = _train_data(cfg, info)
-        iters = len(train.loader)
-        if iters == 0:
-            raise ValueError(f"{cfg.config_file}: train.batch_size {cfg.train.batch_size} x {info.world_size} "
-                             f"process(es) exceeds the {len(train.dataset)} training elements; no batch to run")
-        optimizer = build_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.scheduler.base_lr)
-        learner = Learner(model, model.loss, optimizer,
-                          build_scheduler(cfg.train.scheduler, optimizer, iters, cfg.train.n_epochs))
+
+def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: IterationHook | None) -> RunSummary | None:
+    """Build the run in the original's order of events (seed, model, data, optimiser, weights), then run it."""
+    _prepare_process(cfg, info)
+    seed_everything(cfg.manual_seed)
+    _set_determinism(cfg)
+    model = _build_model(cfg, info)
+    ctx = _run_context(cfg, info, model)
+    val = _val_data(cfg, info)
+    train = None if cfg.evaluate else _train_data(cfg, info)
+    learner = None if train is None else _learner(cfg, model, len(train.loader))
     if cfg.pretrain is not None:
         _load_init_checkpoint(cfg, model)
-
-    begin_epoch = 1
-    # Evaluating a checkpoint only: its weights' training step, for TensorBoard's axis (0 when unknown).
-    evaluated_step = 0
-    source, checkpoint = _resume_source(cfg)
-    if source is not None:
-        load_state_dict_strict(model, checkpoint["state_dict"], str(source))
-        begin_epoch = int(checkpoint["epoch"]) + 1
-        evaluated_step = _checkpoint_step(checkpoint)
-        summary.resumed_from = str(source)
-        logger.info("resumed from %s (epoch %d)", source, begin_epoch - 1)
-        if learner is not None:
-            learner.optimizer.load_state_dict(checkpoint["optimizer"])
-            learner.scheduler.load_state_dict(checkpoint["scheduler"])
-            per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
-            if per_rank and len(per_rank) == info.world_size:
-                restore_rng(per_rank[info.rank])
-            elif "rng" in checkpoint:
-                restore_rng(checkpoint["rng"])
-        del checkpoint
+    start_point = _resume(cfg, model, learner, info)
     # vit_cache extension (engine/vit_cache_loader.py): after every weight is loaded, since the
     # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
     data = attach_vit_cache(cfg, model, ctx, RunData(train, val))
-
-    boxes = describe_boxes(cfg.val.annotation_path, val.dataset.elements) if is_main else None
-
-    def evaluate(epoch: int, step: int) -> None:
-        predict_path = result_path / f"predict_epoch{epoch}.csv"
-        # Reported = reproducible: evaluate with the buffers the checkpoint holds (rank 0's), unless
-        # the config asks for the original's rank-local statistics.
-        own = None if cfg.evaluate or cfg.rank_local_eval else dist_utils.broadcast_buffers_from_main(model)
-        figures = run_evaluation_pass(ctx, model, data.val.loader, predict_path, class_ids,
-                                      with_label=cfg.val.with_label, element_ranks=element_ranks)
-        dist_utils.restore_buffers(model, own)
-        if figures is not None:
-            figures.update(score_epoch(cfg, predict_path, epoch, ctx.writer, step, figures.get("val_loss"), boxes))
-            summary.evaluations.append({"epoch": epoch, **figures})
-        dist_utils.barrier()
-
+    trainer = Trainer(cfg, ctx, model, data, learner, start_point)
     if cfg.evaluate:
-        evaluate(begin_epoch - 1, evaluated_step)
+        trainer.evaluate()
     else:
-        _train_epochs(cfg, ctx, learner, data.train, begin_epoch, summary, evaluate, on_iteration)
-    ctx.writer.close()
-    summary.seconds["total"] = time.perf_counter() - start
-    if is_main:
-        _write_summary(cfg, summary, begin_epoch)
-        return summary
-    return None
-
-
-def _checkpoint_step(checkpoint: dict) -> int:
-    # The scheduler stepped to (epoch - 1) x E + i before iteration i, so the iterations its
-    # weights trained for are last_iter + 1; a checkpoint in the original's release format has an
-    # empty scheduler state.
-    scheduler = checkpoint.get("scheduler")
-    if isinstance(scheduler, dict) and isinstance(scheduler.get("last_iter"), int):
-        return scheduler["last_iter"] + 1
-    return 0
-
-
-def _train_epochs(cfg: Config, ctx: RunContext, learner: Learner, train: TrainData, begin_epoch: int,
-                  summary: RunSummary, evaluate: Callable[[int, int], None],
-                  on_iteration: IterationHook | None) -> None:
-    """Epochs ``begin_epoch..n_epochs``: train, log, checkpoint and evaluate at their frequencies.
-
-    Every epoch-level TensorBoard scalar (``train/epoch_loss``, the evaluation's) is written at the
-    global step reached at the end of the epoch, the axis of the per-iteration scalars.
-    """
-    is_main = ctx.is_main
-    result_path = Path(cfg.result_path)
-    with warnings.catch_warnings():
-        # torch 2.14 deprecates broadcast_buffers in favour of forward_sync_buffers, whose False still
-        # syncs buffers at init; the original's semantics (rank-local BN_vit statistics) need this one.
-        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
-        device = ctx.device
-        ddp = DistributedDataParallel(learner.model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=False, find_unused_parameters=False)
-    learner = replace(learner, model=ddp)
-    epoch_logger = TabLogger(result_path / "train.log", ["epoch", "loss", "lr"]) if is_main else None
-    batch_logger = TabLogger(result_path / "train_batch.log", ["epoch", "batch", "iter", "loss", "lr"]) if is_main else None
-    for epoch in range(begin_epoch, cfg.train.n_epochs + 1):
-        train.sampler.set_epoch(epoch)
-        # Worker seeds follow from (seed, epoch) only, so a resumed epoch replays the same data order
-        # and augmentations.
-        train.loader.generator.manual_seed(cfg.manual_seed * 100_003 + epoch)
-        stats = train_one_epoch(ctx, learner, train.loader, epoch, batch_logger, on_iteration)
-        end_step = global_step(epoch, stats.iterations, stats.iterations)
-        summary.epochs.append(dict(stats.__dict__))
-        if is_main:
-            epoch_logger.log({"epoch": epoch, "loss": stats.loss, "lr": stats.lr})
-            ctx.writer.add_scalar("train/epoch_loss", stats.loss, end_step)
-            logger.info("epoch %d/%d: loss %.4f, lr %.6f, %.1f s", epoch, cfg.train.n_epochs, stats.loss,
-                        stats.lr, stats.seconds)
-        rng_states = dist_utils.gather_objects_to_main(capture_rng())
-        if epoch % cfg.train.save_freq == 0 or epoch == cfg.train.n_epochs:
-            if is_main:  # the record before the checkpoint: a resume from it must find this epoch logged
-                _write_summary(cfg, summary, begin_epoch)
-                path = save_checkpoint(checkpoint_path(result_path, epoch), epoch, ddp, learner.optimizer,
-                                       learner.scheduler, extra={"rng_per_rank": rng_states})
-                summary.checkpoints.append(str(path))
-            dist_utils.barrier()
-        if epoch % cfg.train.val_freq == 0 or epoch == cfg.train.n_epochs:
-            evaluate(epoch, end_step)
-        if is_main:  # after every epoch, so that a killed run leaves its record for the resume
-            _write_summary(cfg, summary, begin_epoch)
-    if is_main:
-        epoch_logger.close()
-        batch_logger.close()
+        trainer.register_hooks(default_hooks(cfg.train, on_iteration))
+        trainer.train()
+    return trainer.finish(start)

@@ -12,6 +12,8 @@ from torch import nn
 from engine.context import BatchLoader, IterationHook, Learner, RunContext, global_step
 from engine.distributed import all_reduce_sum
 from engine.logs import TabLogger, batch_progress
+from models.model import TrainOutput
+from structures.batch import TrainBatch
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +28,6 @@ class EpochStats:
     iterations: int
     skipped: int
     seconds: float
-
-
-def move_batch(batch: dict, device: torch.device) -> dict:
-    """Clips to ``device`` (a tensor in training, a list of per-view tensors in evaluation)."""
-    clips = batch["clips"]
-    non_blocking = device.type == "cuda"
-    if isinstance(clips, torch.Tensor):
-        moved = clips.to(device, non_blocking=non_blocking)
-    else:
-        moved = [view.to(device, non_blocking=non_blocking) for view in clips]
-    return {**batch, "clips": moved}
 
 
 def _zero_loss(model: nn.Module, device: torch.device) -> torch.Tensor:
@@ -70,31 +61,38 @@ class _RoiWeightedMean:
         return self.loss_sum / max(self.rois_sum, 1.0)
 
 
-def train_step(ctx: RunContext, learner: Learner, batch: dict, step: int) -> StepResult | None:
+def train_step(ctx: RunContext, model: nn.Module, learner: Learner, batch: TrainBatch, step: int) -> StepResult | None:
     """One iteration of the original's ``train_epoch``; None when no rank has a RoI (skipped, quirk 23).
 
     ``scheduler.step(step)`` comes before the forward; the loss of a rank is
     ``BCE x n_rank / n_total x world_size`` so that DDP's gradient averaging yields the mean over
     every RoI of every rank.
+
+    Args:
+        ctx: the run's device, ranks and autocast.
+        model: called as ``model(batch) -> TrainOutput`` (the DDP-wrapped ``AVAModel`` in a run).
+        learner: its loss, optimiser and schedule.
+        batch: this rank's batch (moved to ``ctx.device`` here).
+        step: the global step of this iteration (``engine.context.global_step``).
     """
     learner.scheduler.step(step)
     with ctx.autocast():
-        outputs = learner.model(move_batch(batch, ctx.device))
-    num_rois = int(outputs["num_rois"])
+        outputs: TrainOutput = model(ctx.to_device(batch))
+    num_rois = outputs.num_rois
     total_rois = float(all_reduce_sum(torch.tensor([float(num_rois)], device=ctx.device)).item())
     if total_rois == 0:
         return None
     learner.optimizer.zero_grad()
     if num_rois > 0:
-        loss = learner.loss_fn(outputs["logits"].float(), outputs["targets"]) * num_rois / total_rois * ctx.world_size
+        loss = learner.loss_fn(outputs.logits.float(), outputs.targets) * num_rois / total_rois * ctx.world_size
     else:
-        loss = _zero_loss(learner.model, ctx.device)
+        loss = _zero_loss(model, ctx.device)
     loss.backward()
     learner.optimizer.step()
     return StepResult(float(all_reduce_sum(loss.detach()).item()), total_rois)
 
 
-def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader, epoch: int,
+def train_one_epoch(ctx: RunContext, model: nn.Module, learner: Learner, loader: BatchLoader[TrainBatch], epoch: int,
                     batch_logger: TabLogger | None = None, on_iteration: IterationHook | None = None) -> EpochStats:
     """Train for one epoch exactly as the original's ``train_epoch`` (``train_step`` per iteration).
 
@@ -103,7 +101,8 @@ def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader, epoc
 
     Args:
         ctx: the run's device, ranks, autocast, writer and print frequency.
-        learner: the (DDP-wrapped) model, its loss, the optimiser and the scheduler.
+        model: the model the steps call (DDP-wrapped in a run; see ``train_step``).
+        learner: its loss, the optimiser and the scheduler.
         loader: yields collated training batches; its length is E, the iterations per epoch.
         epoch: 1-based epoch number.
         batch_logger: ``train_batch.log`` writer (rank 0) or None.
@@ -114,14 +113,14 @@ def train_one_epoch(ctx: RunContext, learner: Learner, loader: BatchLoader, epoc
         over iterations weighted by RoIs: world_size x the global mean BCE, as the original logs it
         (quirk 8, kept so logs compare with the original's).
     """
-    learner.model.train()
+    model.train()
     start = time.perf_counter()
     iters_per_epoch = len(loader)
     epoch_mean, window = _RoiWeightedMean(), _RoiWeightedMean()
     skipped = 0
     with batch_progress(loader, f"train epoch {epoch}", ctx.is_main) as progress:
         for i, batch in enumerate(progress):
-            result = train_step(ctx, learner, batch, global_step(epoch, i, iters_per_epoch))
+            result = train_step(ctx, model, learner, batch, global_step(epoch, i, iters_per_epoch))
             if result is None:
                 skipped += 1
                 continue

@@ -36,7 +36,9 @@ from datasets.transforms import (
 )
 from engine.context import RunContext, RunData
 from engine.feature_cache import FeatureStore, new_writer_name
-from models.vit_cache import VitStats, compute_vit_stats, vit_fingerprint
+from models.vit_cache import compute_vit_stats, vit_fingerprint
+from structures.batch import ClipView, EvalBatch, TrainBatch
+from structures.vit_stats import VitStats
 
 logger = logging.getLogger(__name__)
 
@@ -234,15 +236,14 @@ class VitStatsSource:
         return result
 
     def wrap(self, loader: DataLoader, dataset: AVADataset) -> CachedLoader:
-        """A loader whose batches carry ``vit_stats`` for every clip (see ``CachedLoader``)."""
+        """A loader whose batches carry ``vit_stats`` in every view (see ``CachedLoader``)."""
         return CachedLoader(loader, dataset, self)
 
 
 class CachedLoader:
-    """Iterates over a DataLoader of the AVA dataset and adds ``batch['vit_stats']`` to each batch.
+    """Iterates over a DataLoader of the AVA dataset and fills ``vit_stats`` in each view of each batch.
 
-    Training batches get one ``VitStats``; evaluation batches a list with one per view. Each pass
-    first merges what other ranks sealed, and seals this rank's new records when it ends.
+    Each pass first merges what other ranks sealed, and seals this rank's new records when it ends.
 
     Args:
         loader: the DataLoader (its length and ``generator`` are passed through).
@@ -265,7 +266,7 @@ class CachedLoader:
         """The wrapped DataLoader's generator (the runner reseeds it every epoch)."""
         return getattr(self.loader, "generator", None)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[TrainBatch | EvalBatch]:
         store, source = self.source.store, self.source
         store.refresh()
         hits, computed = source.hits, source.computed
@@ -278,24 +279,23 @@ class CachedLoader:
                         "train" if self.dataset.training else "eval", source.hits - hits, store.root,
                         source.computed - computed, len(store))
 
-    def attach(self, batch: dict) -> dict:
-        """``batch`` plus ``vit_stats`` (on the source's device)."""
-        indices = batch["element_index"]
+    def attach(self, batch: TrainBatch | EvalBatch) -> TrainBatch | EvalBatch:
+        """``batch`` with ``vit_stats`` (on the source's device) in each of its views."""
+        keyframes = batch.keyframes
+        indices = keyframes.element_index
         frames = [frame_signature(self.dataset.frame_paths(i)) for i in indices]
         names = [f"element {i} (video {v!r}, time {t})"
-                 for i, v, t in zip(indices, batch["filenames"], batch["mid_times"])]
-        if self.dataset.training:
-            return {**batch, "vit_stats": self._view_stats(batch["clips"], batch["aug_info"], frames, names, 0)}
-        stats = [self._view_stats(clips, aug, frames, names, view)
-                 for view, (clips, aug) in enumerate(zip(batch["clips"], batch["aug_info"]))]
-        return {**batch, "vit_stats": stats}
+                 for i, v, t in zip(indices, keyframes.filenames, keyframes.mid_times)]
+        if isinstance(batch, TrainBatch):
+            return replace(batch, view=self._with_stats(batch.view, frames, names, 0))
+        return replace(batch, views=[self._with_stats(view, frames, names, index)
+                                     for index, view in enumerate(batch.views)])
 
-    def _view_stats(self, clips: torch.Tensor, aug_info: Sequence[dict], frames: list, names: list[str],
-                    view: int) -> VitStats:
-        keys = [clip_key(f, self.views[view], info["flip"], info["pad_ratio"], self.source.vit_id)
-                for f, info in zip(frames, aug_info)]
-        return self.source.fetch(clips, keys, [f"{name}, view {view}, flip {info['flip']}"
-                                               for name, info in zip(names, aug_info)])
+    def _with_stats(self, view: ClipView, frames: list, names: list[str], index: int) -> ClipView:
+        keys = [clip_key(f, self.views[index], info["flip"], info["pad_ratio"], self.source.vit_id)
+                for f, info in zip(frames, view.aug_info)]
+        return view.with_vit_stats(self.source.fetch(view.clips, keys, [
+            f"{name}, view {index}, flip {info['flip']}" for name, info in zip(names, view.aug_info)]))
 
 
 def open_vit_cache(cfg: Config, model: nn.Module, device: torch.device, rank: int,

@@ -1,7 +1,8 @@
-"""The assembled action model: backbone -> neck -> head, with multi-view evaluation and BN freezing."""
+"""The assembled action model: backbone -> neck -> head; ``forward`` trains on a batch, ``predict`` evaluates one."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -10,7 +11,51 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from models.heads import HeadWrapper
 from models.losses import AvaCriterion
 from models.necks import NO_AUG, BasicNeck, NeckOutput
-from models.vit_cache import VitStats
+from structures.batch import AugInfo, ClipView, EvalBatch, Keyframes, TrainBatch
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    """What ``AVAModel.forward`` gives the training loop.
+
+    Attributes:
+        logits: ``[N, C]`` for the N kept RoIs of the batch (N may be 0).
+        targets: ``[N, C]`` float32 multi-hot (or ``[N, K]`` int64 label lists without ``multi_class``).
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def num_rois(self) -> int:
+        """N, the RoIs the loss is over."""
+        return int(self.logits.shape[0])
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What ``AVAModel.predict`` gives the evaluation loop: one entry per kept box, in batch order.
+
+    Attributes:
+        logits: ``[N, C]`` float32, the mean over the views where the box survived.
+        targets: ``[N, C]`` from the pkl's labels, as in training (for ``val.with_label``).
+        filenames: video id of each box.
+        mid_times: keyframe time string of each box.
+        bboxes: the pkl's own box of each (unclipped, unjittered; 4 floats), as predict.csv prints it.
+        element_index: pkl position of each box's element.
+        box_index: index of each box in its element's ``labels``.
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    filenames: list[str]
+    mid_times: list[str]
+    bboxes: list[list[float]]
+    element_index: list[int]
+    box_index: list[int]
+
+    def __len__(self) -> int:
+        return len(self.box_index)
 
 
 class AVAModel(nn.Module):
@@ -89,75 +134,72 @@ class AVAModel(nn.Module):
         """
         return self.criterion(logits, targets, reduction="none").mean(dim=1)
 
-    def _features(self, clips: torch.Tensor, vit_stats: VitStats | None = None) -> list:
-        if vit_stats is not None:
+    def _features(self, view: ClipView) -> list:
+        if view.vit_stats is not None:
             # Cached statistics of the frozen ViT stand in for its forward (models/vit_cache.py);
             # the neck and RoI path only use SlowFast, so only the ViT branch changes.
-            slow, fast = self.backbone.module(clips)
-            return [slow, fast, vit_stats]
-        features = self.backbone(clips)
+            slow, fast = self.backbone.module(view.clips)
+            return [slow, fast, view.vit_stats]
+        features = self.backbone(view.clips)
         return list(features) if isinstance(features, (list, tuple)) else [features]
+
+    def _rois(self, aug_info: Sequence[AugInfo], keyframes: Keyframes) -> NeckOutput:
+        return self.neck(aug_info, keyframes.labels, keyframes.filenames, keyframes.mid_times,
+                         keyframes.element_index)
 
     def _run_head(self, features: list[torch.Tensor], rois: NeckOutput) -> torch.Tensor:
         return self.head(
             features, rois.rois.to(features[0].device), rois.roi_ids, rois.sizes_before_padding
         )
 
-    def forward(self, batch: Mapping, evaluate: bool = False) -> dict:
-        """Runs the model on one batch (the datasets' batch contract).
+    def forward(self, batch: TrainBatch) -> TrainOutput:
+        """Logits of the (jittered, in training mode) RoIs of a training batch, with their targets.
 
         Args:
-            batch: ``clips`` (training: ``[B, 3, T, H, W]``; evaluation: a list of V such tensors),
-                ``aug_info`` (training: B dicts; evaluation: V lists of B dicts), ``labels``,
-                ``filenames``, ``mid_times``, ``element_index``; optionally ``vit_stats``, the cached
-                ViT statistics (training: one ``VitStats``; evaluation: a list over the V views).
-            evaluate: evaluation (multi-view, no jitter) instead of training.
+            batch: one view of B clips (with ``vit_stats`` when the ViT cache is on) and their keyframes.
 
         Returns:
-            Training: ``{'logits': [N, C], 'targets': [N, C] float32, 'num_rois': N}``.
-            Evaluation: ``{'logits': [N, C] float32 (mean over the views where the box survived),
-            'targets': [N, C] (from the pkl's labels, as in training), 'filenames', 'mid_times',
-            'bboxes', 'element_index', 'box_index'}`` (the last five: lists of N).
+            The N kept RoIs' logits ``[N, C]`` and multi-hot targets ``[N, C]`` float32, on the
+            clips' device.
         """
-        if evaluate:
-            return self._evaluate(batch)
-        features = self._features(batch["clips"], batch.get("vit_stats"))
-        rois = self.neck(
-            batch["aug_info"], batch["labels"], batch["filenames"], batch["mid_times"], batch.get("element_index")
-        )
+        features = self._features(batch.view)
+        rois = self._rois(batch.view.aug_info, batch.keyframes)
         device = features[0].device
         if rois.num_rois == 0:
-            empty = features[0].new_zeros((0, self.num_classes))
-            return {"logits": empty, "targets": rois.targets.to(device), "num_rois": 0}
-        logits = self._run_head(features, rois)
-        return {"logits": logits, "targets": rois.targets.to(device), "num_rois": rois.num_rois}
+            return TrainOutput(features[0].new_zeros((0, self.num_classes)), rois.targets.to(device))
+        return TrainOutput(self._run_head(features, rois), rois.targets.to(device))
 
     @torch.no_grad()
-    def _evaluate(self, batch: Mapping) -> dict:
-        """Multi-view evaluation (docs/numerics.md §7; quirk 20, kept: logits are averaged)."""
-        clips: Sequence[torch.Tensor] = batch["clips"]
-        views_aug: Sequence[Sequence[Mapping]] = batch["aug_info"]
-        if isinstance(clips, torch.Tensor) or len(clips) != len(views_aug):
-            raise ValueError("evaluation expects 'clips' and 'aug_info' as lists over the same number of views")
-        args = (batch["labels"], batch["filenames"], batch["mid_times"], batch.get("element_index"))
+    def predict(self, batch: EvalBatch) -> Predictions:
+        """Logits of every box of an evaluation batch, averaged over the views where it survived.
+
+        Multi-view evaluation (docs/numerics.md §7; quirk 20, kept: logits, not scores, are
+        averaged). The boxes are the pkl's own, unjittered; a box dropped by every view (zero area
+        after the transforms) is left out.
+
+        Args:
+            batch: V views of the same B keyframes (each view with ``vit_stats`` when cached).
+
+        Returns:
+            The N kept boxes in batch order (keyframe, then box): float32 logits and what each box is.
+        """
+        keyframes = batch.keyframes
         # The unaugmented pass lists the boxes (and their order) the output is about.
-        reference = self.neck([NO_AUG] * len(batch["labels"]), *args)
+        reference = self._rois([NO_AUG] * len(keyframes), keyframes)
         # Quirk 4 fixed: views are matched by the running box id, not by list position, so a box
         # dropped for zero area no longer shifts (or crashes) the boxes after it.
         row_of = {bbox_id: row for row, bbox_id in enumerate(reference.bbox_ids)}
-        device = clips[0].device if len(clips) else torch.device("cpu")
+        device = batch.views[0].clips.device if batch.views else torch.device("cpu")
         sums = torch.zeros((reference.num_rois, self.num_classes), dtype=torch.float32, device=device)
         counts = torch.zeros(reference.num_rois, dtype=torch.int64, device=device)
-        view_stats = batch.get("vit_stats") or [None] * len(clips)
-        for view_clips, view_aug, stats in zip(clips, views_aug, view_stats):
-            rois = self.neck(view_aug, *args)
+        for view in batch.views:
+            rois = self._rois(view.aug_info, keyframes)
             keep = [(i, row_of[b]) for i, b in enumerate(rois.bbox_ids) if b in row_of]
             if not keep:
                 # Nothing to classify in this view: the backbone would run for nothing (the
                 # eval neck draws no random numbers, so skipping it changes no other result).
                 continue
-            features = self._features(view_clips, stats)
-            logits = self._run_head(features, rois).float()
+            logits = self._run_head(self._features(view), rois).float()
             rows = torch.tensor([row for _, row in keep], dtype=torch.int64, device=logits.device)
             picked = torch.tensor([i for i, _ in keep], dtype=torch.int64, device=logits.device)
             # Summed in view order and divided once, as the original (0 + a is exactly a).
@@ -166,12 +208,12 @@ class AVAModel(nn.Module):
         survived = torch.nonzero(counts > 0).flatten()
         logits = sums[survived] / counts[survived].unsqueeze(1).to(torch.float32)
         survived = survived.tolist()
-        return {
-            "logits": logits,
-            "targets": reference.targets[survived].to(device),
-            "filenames": [reference.filenames[i] for i in survived],
-            "mid_times": [reference.mid_times[i] for i in survived],
-            "bboxes": [reference.bboxes[i] for i in survived],
-            "element_index": [reference.element_index[i] for i in survived],
-            "box_index": [reference.box_index[i] for i in survived],
-        }
+        return Predictions(
+            logits=logits,
+            targets=reference.targets[survived].to(device),
+            filenames=[reference.filenames[i] for i in survived],
+            mid_times=[reference.mid_times[i] for i in survived],
+            bboxes=[reference.bboxes[i] for i in survived],
+            element_index=[reference.element_index[i] for i in survived],
+            box_index=[reference.box_index[i] for i in survived],
+        )

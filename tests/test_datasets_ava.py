@@ -12,6 +12,7 @@ from datasets.ava import AVADataset, collate_batch, pad_and_stack
 from datasets.temporal_transforms import TemporalCenterCrop
 from datasets.transforms import build_spatial, build_spatial_views
 from formats.annotation_pkl import save_annotation_pkl
+from structures.batch import EvalBatch, TrainBatch
 
 WIDTH, HEIGHT = 16, 12
 CLASSES = [{"name": f"action{i}", "id": i + 1, "label_type": "PERSON_MOVEMENT"} for i in range(3)]
@@ -133,12 +134,14 @@ def test_training_collate_stacks_clips(tiny: tuple[Path, Path]) -> None:
     root, pkl = tiny
     dataset = _train_dataset(root, pkl, [{"type": "Scale", "kwargs": {"resize": [8, 8]}}, *TO_TENSOR])
     batch = collate_batch([dataset[2], dataset[0]])
-    assert batch["clips"].shape == (2, 3, 32, 8, 8)
-    assert torch.equal(batch["clips"][1], dataset[0]["clip"])
-    assert batch["filenames"] == ["vidB", "vidA"] and batch["mid_times"] == ["1", "2"]
-    assert batch["element_index"] == [2, 0]
-    assert batch["labels"][1] == dataset.elements[0]["labels"] and len(batch["labels"][1]) == 2
-    assert [info["pad_ratio"] for info in batch["aug_info"]] == [[1.0, 1.0], [1.0, 1.0]]
+    assert isinstance(batch, TrainBatch)
+    keyframes = batch.keyframes
+    assert batch.view.clips.shape == (2, 3, 32, 8, 8)
+    assert torch.equal(batch.view.clips[1], dataset[0]["clip"])
+    assert keyframes.filenames == ["vidB", "vidA"] and keyframes.mid_times == ["1", "2"]
+    assert keyframes.element_index == [2, 0]
+    assert keyframes.labels[1] == dataset.elements[0]["labels"] and len(keyframes.labels[1]) == 2
+    assert [info["pad_ratio"] for info in batch.view.aug_info] == [[1.0, 1.0], [1.0, 1.0]]
 
 
 def test_evaluation_items_and_collate_per_view(tiny: tuple[Path, Path]) -> None:
@@ -154,9 +157,10 @@ def test_evaluation_items_and_collate_per_view(tiny: tuple[Path, Path]) -> None:
     assert [info["flip"] for info in item["aug_info"]] == [False, False, True, True]
     assert torch.equal(item["clip"][2], item["clip"][0].flip(-1))
     batch = collate_batch([dataset[0], dataset[1], dataset[2]])
-    assert len(batch["clips"]) == 4 and all(c.shape == (3, 3, 32, 8, 8) for c in batch["clips"])
-    assert len(batch["aug_info"]) == 4 and all(len(view) == 3 for view in batch["aug_info"])
-    assert batch["aug_info"][3][0]["flip"] is True and batch["element_index"] == [0, 1, 2]
+    assert isinstance(batch, EvalBatch)
+    assert len(batch.views) == 4 and all(view.clips.shape == (3, 3, 32, 8, 8) for view in batch.views)
+    assert all(len(view.aug_info) == 3 for view in batch.views)
+    assert batch.views[3].aug_info[0]["flip"] is True and batch.keyframes.element_index == [0, 1, 2]
     with pytest.raises(ValueError, match="one spatial chain"):
         AVADataset(root, pkl, views, TemporalCenterCrop(64, 2), training=True)
 
@@ -177,5 +181,5 @@ def test_dataloader_with_sampler_and_collate(tiny: tuple[Path, Path]) -> None:
     dataset = _train_dataset(root, pkl, [{"type": "Scale", "kwargs": {"resize": [4, 4]}}, *TO_TENSOR])
     sampler = RankSliceSampler(len(dataset), num_replicas=1, rank=0, round_down=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler, collate_fn=collate_batch)
-    seen = [index for batch in loader for index in batch["element_index"]]
+    seen = [index for batch in loader for index in batch.keyframes.element_index]
     assert seen == torch.randperm(3, generator=torch.Generator().manual_seed(0)).tolist()

@@ -1,6 +1,6 @@
 """The one-way dependency rule of the README (Layout), checked on the source (no imports executed).
 
-formats, config -> evaluation -> datasets, models -> engine -> detect, tools, CLIs.
+formats, config -> evaluation, structures -> datasets, models -> engine -> detect, tools, CLIs.
 """
 from __future__ import annotations
 
@@ -10,18 +10,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("formats", "config", "evaluation", "datasets", "models", "engine", "detect", "tools", "benchmarks")
+PACKAGES = ("formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect", "tools",
+            "benchmarks")
 # Project packages each area may import (besides itself).
 ALLOWED = {
     "formats": set(),
     "config": {"formats"},
     "evaluation": {"formats", "config"},
-    "datasets": {"formats", "config", "evaluation"},
-    "models": {"formats", "config"},
-    "engine": {"formats", "config", "evaluation", "datasets", "models"},
-    "detect": {"formats", "config", "evaluation", "datasets", "models", "engine"},
-    "tools": {"formats", "config", "evaluation", "datasets", "models", "engine", "detect"},
-    "benchmarks": {"formats", "config", "evaluation", "datasets", "models", "engine", "detect", "tools"},
+    # Types datasets/ and models/ both use (batches, cached ViT statistics): neither may import the other.
+    "structures": set(),
+    "datasets": {"formats", "config", "evaluation", "structures"},
+    "models": {"formats", "config", "structures"},
+    "engine": {"formats", "config", "evaluation", "structures", "datasets", "models"},
+    "detect": {"formats", "config", "evaluation", "structures", "datasets", "models", "engine"},
+    "tools": {"formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect"},
+    "benchmarks": {"formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect", "tools"},
 }
 NO_TORCH = {"formats", "config", "evaluation"}
 # Only the detector stage (and the video demo's detection and tracking module) may import ultralytics.
@@ -56,5 +59,5 @@ def test_imports_follow_the_dependency_direction(package: str, path: Path) -> No
 
 
 def test_every_area_has_sources() -> None:
-    for package in ("formats", "config", "evaluation", "models", "engine"):
+    for package in ("formats", "config", "evaluation", "structures", "models", "engine"):
         assert list((ROOT / package).rglob("*.py")), f"{package}/ has no Python source"

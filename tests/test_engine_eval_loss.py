@@ -15,6 +15,7 @@ from engine.context import RunContext
 from engine.eval_loop import BoxScores, mean_box_loss, predict_boxes
 from models.build import build_model
 from models.model import AVAModel
+from structures.batch import ClipView, EvalBatch, Keyframes
 from tests.engine_fixtures import write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,19 +34,18 @@ def model() -> AVAModel:
     return build_model(section(ModelConfig, cfg, "model"), section(LossConfig, TINY["loss"], "loss")).eval()
 
 
-def _eval_batch(elements: list[int]) -> dict:
+def _eval_batch(elements: list[int]) -> EvalBatch:
     """Two views (plain and flipped) of the given elements of LABELS, as the val collate makes them."""
     # One fixed clip per element, whatever batch it is in.
     clips = torch.stack([torch.randn(3, 8, 64, 64, generator=torch.Generator().manual_seed(7 + e)) for e in elements])
-    views = [clips, clips.flip(-1)]
-    aug = [[{"crop_box": [0.0, 0.0, 1.0, 1.0], "flip": flip, "pad_ratio": [1.0, 1.0]} for _ in elements]
-           for flip in (False, True)]
+    views = [ClipView(view, [{"crop_box": [0.0, 0.0, 1.0, 1.0], "flip": flip, "pad_ratio": [1.0, 1.0]}
+                             for _ in elements])
+             for view, flip in ((clips, False), (clips.flip(-1), True))]
     labels = [[{"bounding_box": box, "label": ids, "person_id": [0]} for box, ids in LABELS[e]] for e in elements]
-    return {"clips": views, "aug_info": aug, "labels": labels, "filenames": [f"v{e}" for e in elements],
-            "mid_times": [str(900 + e) for e in elements], "element_index": elements}
+    return EvalBatch(views, Keyframes(labels, [f"v{e}" for e in elements], [str(900 + e) for e in elements], elements))
 
 
-def _predict(model: AVAModel, batches: list[dict]) -> list[BoxScores]:
+def _predict(model: AVAModel, batches: list[EvalBatch]) -> list[BoxScores]:
     boxes = predict_boxes(RunContext.local(torch.device("cpu")), model, batches, with_label=True)
     return sorted(boxes, key=lambda b: (b.element_index, b.box_index))
 

@@ -17,41 +17,55 @@ from torch import nn
 from tqdm.contrib.logging import _TqdmLoggingHandler
 
 from datasets.sampler import RankSliceSampler
-from engine.context import Learner, RunContext, TrainData, global_step
+from engine.context import EvalData, Learner, RunContext, RunData, TrainData, global_step
 from engine.distributed import DistInfo
+from engine.hooks import default_hooks
 from engine.logs import batch_progress, create_tensorboard_writer, setup_logging
-from engine.runner import RunSummary, _train_epochs
 from engine.scheduler import StepLRScheduler
 from engine.train_loop import train_one_epoch
+from engine.trainer import StartPoint, Trainer
 from formats.cli import OWNED_HANDLER
+from models.model import TrainOutput
+from structures.batch import ClipView, Keyframes, TrainBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class _TinyModel(nn.Module):
-    """Stands in for the DDP-wrapped AVAModel: one linear layer over the batch's features."""
+    """Stands in for the DDP-wrapped AVAModel: one linear layer over each clip's 4 features, one RoI per clip."""
 
     def __init__(self, on_forward=None) -> None:
         super().__init__()
         self.linear = nn.Linear(4, 3)
         self.on_forward = on_forward
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: TrainBatch) -> TrainOutput:
         if self.on_forward is not None:
             self.on_forward()
-        return {"num_rois": batch["clips"].shape[0], "logits": self.linear(batch["clips"]),
-                "targets": batch["targets"]}
+        # Multi-hot targets over 3 classes from each clip's one box.
+        targets = torch.zeros(len(batch.keyframes), 3)
+        for row, labels in enumerate(batch.keyframes.labels):
+            targets[row, labels[0]["label"]] = 1.0
+        return TrainOutput(self.linear(batch.view.clips), targets)
 
 
-def _batches(count: int) -> list[dict]:
+def _batch(clips: torch.Tensor, positive: list[bool]) -> TrainBatch:
+    """Clips ``[B, 4]``, one box each, whose targets are all ones (``positive[b]``) or all zeros."""
+    count = clips.shape[0]
+    labels = [[{"bounding_box": [0.0, 0.0, 1.0, 1.0], "label": [0, 1, 2] if yes else [], "person_id": [0]}]
+              for yes in positive]
+    aug = [{"crop_box": [0.0, 0.0, 1.0, 1.0], "flip": False, "pad_ratio": [1.0, 1.0]}] * count
+    return TrainBatch(ClipView(clips, aug), Keyframes(labels, ["v"] * count, ["0"] * count, list(range(count))))
+
+
+def _batches(count: int) -> list[TrainBatch]:
     generator = torch.Generator().manual_seed(0)
-    return [{"clips": torch.randn(2, 4, generator=generator), "targets": torch.ones(2, 3) * (i % 2)}
-            for i in range(count)]
+    return [_batch(torch.randn(2, 4, generator=generator), [i % 2 == 1] * 2) for i in range(count)]
 
 
 def _learner(model: nn.Module) -> Learner:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return Learner(model, nn.functional.binary_cross_entropy_with_logits, optimizer,
+    return Learner(nn.functional.binary_cross_entropy_with_logits, optimizer,
                    StepLRScheduler(optimizer, base_lr=0.1, warmup_lr=0.1, warmup_steps=0, milestones=[], lr_mults=[]))
 
 
@@ -70,10 +84,11 @@ def test_global_step_is_the_iterations_done() -> None:
 def test_training_scalars_are_written_at_the_global_step(tmp_path: Path) -> None:
     writer = create_tensorboard_writer(tmp_path, is_main=True)
     ctx = RunContext(DistInfo(), writer=writer, print_freq=2)
-    learner = _learner(_TinyModel())
+    model = _TinyModel()
+    learner = _learner(model)
     loader = _batches(5)
     for epoch in (1, 2):
-        stats = train_one_epoch(ctx, learner, loader, epoch)
+        stats = train_one_epoch(ctx, model, learner, loader, epoch)
         assert stats.iterations == 5 and stats.skipped == 0
     writer.close()
     scalars = _scalars(tmp_path / "tb")
@@ -85,7 +100,8 @@ def test_training_scalars_are_written_at_the_global_step(tmp_path: Path) -> None
 
 def test_on_iteration_gets_the_epoch_and_the_iteration() -> None:
     seen = []
-    train_one_epoch(RunContext(DistInfo()), _learner(_TinyModel()), _batches(3), 4,
+    model = _TinyModel()
+    train_one_epoch(RunContext(DistInfo()), model, _learner(model), _batches(3), 4,
                     on_iteration=lambda epoch, i: seen.append((epoch, i)))
     assert seen == [(4, 0), (4, 1), (4, 2)]
 
@@ -103,7 +119,8 @@ def test_logging_inside_the_training_loop_goes_through_tqdm(tmp_path: Path) -> N
         inside.append([type(h) for h in _console_handlers()])
 
     try:
-        train_one_epoch(RunContext(DistInfo()), _learner(_TinyModel(record)), _batches(2), 1)
+        model = _TinyModel(record)
+        train_one_epoch(RunContext(DistInfo()), model, _learner(model), _batches(2), 1)
         after = [type(h) for h in _console_handlers()]
     finally:
         _remove_own_handlers()
@@ -185,14 +202,30 @@ def test_every_line_is_printed_once_when_the_worker_runs_in_the_launchers_proces
 
 
 class _Rows(torch.utils.data.Dataset):
+    """Single clips of 4 features, each with its target (the first clip of each of ``_batches``)."""
+
     def __init__(self, count: int) -> None:
         self.rows = _batches(count)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict:
-        return {key: value[0] for key, value in self.rows[index].items()}
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
+        batch = self.rows[index]
+        return batch.view.clips[0], bool(batch.keyframes.labels[0][0]["label"])
+
+
+def _collate(rows: list[tuple[torch.Tensor, bool]]) -> TrainBatch:
+    return _batch(torch.stack([clip for clip, _ in rows]), [positive for _, positive in rows])
+
+
+class _RecordingTrainer(Trainer):
+    """A Trainer whose evaluation only records the epoch and step of the weights it would evaluate."""
+
+    evaluated: list[tuple[int, int]]
+
+    def evaluate(self) -> None:
+        self.evaluated.append((self.epoch, self.step))
 
 
 def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the_epoch(tmp_path: Path) -> None:
@@ -201,14 +234,18 @@ def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the
         dataset = _Rows(6)
         sampler = RankSliceSampler(len(dataset), 1, 0, round_down=True)
         loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler, drop_last=True,
-                                             generator=torch.Generator())
-        cfg = SimpleNamespace(result_path=str(tmp_path / "run"), manual_seed=1,
+                                             collate_fn=_collate, generator=torch.Generator())
+        cfg = SimpleNamespace(result_path=str(tmp_path / "run"), manual_seed=1, evaluate=False,
                               train=SimpleNamespace(n_epochs=2, save_freq=2, val_freq=1))
         writer = create_tensorboard_writer(tmp_path / "run", is_main=True)
         evaluated: list[tuple[int, int]] = []
-        _train_epochs(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), _learner(_TinyModel()),
-                      TrainData(dataset, sampler, loader), 1, RunSummary("train", 1, "gloo", "cpu"),
-                      lambda epoch, step: evaluated.append((epoch, step)), None)
+        model = _TinyModel()
+        data = RunData(TrainData(dataset, sampler, loader), EvalData(dataset, []))
+        trainer = _RecordingTrainer(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), model, data,
+                                    _learner(model), StartPoint())
+        trainer.evaluated = evaluated
+        trainer.register_hooks(default_hooks(cfg.train))
+        trainer.train()
         writer.close()
     finally:
         dist.destroy_process_group()

@@ -190,7 +190,7 @@ def test_dataloader_workers_build_and_read_concurrently(tiny: tuple[Path, Path],
     loader = DataLoader(dataset, batch_size=len(dataset), num_workers=2, collate_fn=collate_batch)
     for _ in range(2):  # first epoch builds (both workers may race on vidA), the second reads
         (batch,) = list(loader)
-        assert torch.equal(batch["clips"], expected["clips"])
+        assert torch.equal(batch.view.clips, expected.view.clips)
     assert len(list((tmp_path / "store" / "vidA").glob("*.npy"))) == 1
 
 

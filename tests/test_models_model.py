@@ -21,6 +21,7 @@ from models.losses import ava_criterion
 from models.model import AVAModel
 from models.necks import BasicNeck
 from models.weights import load_model_checkpoint, load_state_dict_strict
+from structures.batch import ClipView, EvalBatch, Keyframes, TrainBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_CONFIG = ROOT / "configs" / "eval_VITSF_ACAR_HR2O_CW.yaml"
@@ -72,10 +73,9 @@ def tiny_model() -> AVAModel:
     return _build(_tiny_model_cfg(), _eval_config()["loss"])
 
 
-def _tiny_batch(seed: int = 0) -> dict:
+def _tiny_batch(seed: int = 0) -> TrainBatch:
     clips = torch.randn(2, 3, 8, 112, 112, generator=torch.Generator().manual_seed(seed))
-    return {"clips": clips, "aug_info": [_aug(), _aug()], "labels": _labels(), "filenames": ["a", "b"],
-            "mid_times": ["902", "17"], "element_index": [4, 5]}
+    return TrainBatch(ClipView(clips, [_aug(), _aug()]), Keyframes(_labels(), ["a", "b"], ["902", "17"], [4, 5]))
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -121,10 +121,9 @@ def test_depth2_checkpoint_in_the_original_format_loads_strictly_and_evaluates(t
     clips = torch.randn(1, 3, 32, 224, 224, generator=torch.Generator().manual_seed(0))
     labels = [[{"bounding_box": [0.1, 0.2, 0.4, 0.9], "label": [0], "person_id": [0]},
                {"bounding_box": [0.5, 0.1, 0.9, 0.95], "label": [0], "person_id": [0]}]]
-    out = fresh({"clips": [clips], "aug_info": [[_aug()]], "labels": labels, "filenames": ["v"],
-                 "mid_times": ["902"], "element_index": [0]}, evaluate=True)
-    assert out["logits"].shape == (2, 50) and torch.isfinite(out["logits"]).all()
-    scores = fresh.activation(out["logits"])
+    out = fresh.predict(EvalBatch([ClipView(clips, [_aug()])], Keyframes(labels, ["v"], ["902"], [0])))
+    assert out.logits.shape == (2, 50) and torch.isfinite(out.logits).all()
+    scores = fresh.activation(out.logits)
     assert scores[:, :13].sum(dim=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
 
 
@@ -222,12 +221,11 @@ def _fake_model() -> AVAModel:
     return AVAModel(_PassThrough(), BasicNeck(num_classes=3), HeadWrapper(_Echo()), ava_criterion()).eval()
 
 
-def _fake_batch(labels: list[list[dict]], views: list[tuple[float, dict]]) -> dict:
+def _fake_batch(labels: list[list[dict]], views: list[tuple[float, dict]]) -> EvalBatch:
     count = len(labels)
-    return {"clips": [torch.full((count, 3, 1, 1, 1), value) for value, _ in views],
-            "aug_info": [[aug] * count for _, aug in views], "labels": labels,
-            "filenames": [f"v{i}" for i in range(count)], "mid_times": [str(i) for i in range(count)],
-            "element_index": [7 + 2 * i for i in range(count)]}
+    return EvalBatch([ClipView(torch.full((count, 3, 1, 1, 1), value), [aug] * count) for value, aug in views],
+                     Keyframes(labels, [f"v{i}" for i in range(count)], [str(i) for i in range(count)],
+                               [7 + 2 * i for i in range(count)]))
 
 
 def _box(box: list[float]) -> dict:
@@ -237,45 +235,44 @@ def _box(box: list[float]) -> dict:
 def test_logits_are_averaged_over_the_views_where_the_box_survived() -> None:
     labels = [[_box([0.1, 0.1, 0.4, 0.9]), _box([0.6, 0.2, 0.9, 0.8])], [_box([0.0, 0.0, 1.0, 1.0])]]
     views = [(1.0, _aug()), (3.0, _aug(crop=(0.5, 0.0, 1.0, 1.0))), (5.0, _aug(flip=True))]
-    out = _fake_model()(_fake_batch(labels, views), evaluate=True)
+    out = _fake_model().predict(_fake_batch(labels, views))
     # Box 1 lies left of view 2's crop: mean of views 1 and 3 only -> clip value (1 + 5) / 2.
     expected = [[3.0, (0.1 + 0.6) / 2, (0.4 + 0.9) / 2],
                 [3.0, (0.6 + 0.2 + 0.1) / 3, (0.9 + 0.8 + 0.4) / 3],
                 [3.0, 0.0, 1.0]]
-    assert out["logits"].dtype == torch.float32
-    assert out["logits"].tolist() == [pytest.approx(row, abs=1e-6) for row in expected]
-    assert out["filenames"] == ["v0", "v0", "v1"]
-    assert out["mid_times"] == ["0", "0", "1"]
-    assert out["bboxes"] == [[0.1, 0.1, 0.4, 0.9], [0.6, 0.2, 0.9, 0.8], [0.0, 0.0, 1.0, 1.0]]
-    assert out["element_index"] == [7, 7, 9]
-    assert out["box_index"] == [0, 1, 0]
+    assert out.logits.dtype == torch.float32
+    assert out.logits.tolist() == [pytest.approx(row, abs=1e-6) for row in expected]
+    assert out.filenames == ["v0", "v0", "v1"]
+    assert out.mid_times == ["0", "0", "1"]
+    assert out.bboxes == [[0.1, 0.1, 0.4, 0.9], [0.6, 0.2, 0.9, 0.8], [0.0, 0.0, 1.0, 1.0]]
+    assert out.element_index == [7, 7, 9]
+    assert out.box_index == [0, 1, 0]
 
 
 def test_zero_area_box_is_dropped_and_the_rest_stays_aligned() -> None:
     # Quirk 4 fixed: the original raised IndexError (or misaligned) when such a box came first.
     labels = [[_box([0.3, 0.3, 0.3, 0.6]), _box([0.2, 0.2, 0.7, 0.9])], [_box([0.5, 0.5, 0.8, 0.8])]]
     views = [(2.0, _aug()), (4.0, _aug(flip=True))]
-    out = _fake_model()(_fake_batch(labels, views), evaluate=True)
-    assert out["box_index"] == [1, 0] and out["element_index"] == [7, 9]
-    assert out["logits"].tolist() == [pytest.approx([3.0, 0.25, 0.75]), pytest.approx([3.0, 0.35, 0.65])]
+    out = _fake_model().predict(_fake_batch(labels, views))
+    assert out.box_index == [1, 0] and out.element_index == [7, 9]
+    assert out.logits.tolist() == [pytest.approx([3.0, 0.25, 0.75]), pytest.approx([3.0, 0.35, 0.65])]
 
 
 def test_evaluation_without_any_box_returns_empty_outputs() -> None:
     model = _fake_model()
-    out = model(_fake_batch([[], []], [(1.0, _aug()), (2.0, _aug())]), evaluate=True)
-    assert out["logits"].shape == (0, 3)
-    assert out["filenames"] == out["mid_times"] == out["bboxes"] == out["element_index"] == out["box_index"] == []
+    out = model.predict(_fake_batch([[], []], [(1.0, _aug()), (2.0, _aug())]))
+    assert out.logits.shape == (0, 3)
+    assert out.filenames == out.mid_times == out.bboxes == out.element_index == out.box_index == []
     assert model.backbone.calls == 0
 
 
 def test_training_forward_with_and_without_boxes() -> None:
     model = _fake_model().train()
-    batch = {"clips": torch.ones(1, 3, 1, 1, 1), "aug_info": [_aug()], "labels": [[_box([0.2, 0.2, 0.6, 0.6])]],
-             "filenames": ["v"], "mid_times": ["1"], "element_index": [0]}
-    out = model(batch)
-    assert out["num_rois"] == 1 and out["logits"].shape == (1, 3) and out["targets"].tolist() == [[1.0, 0.0, 0.0]]
-    empty = model(dict(batch, labels=[[]]))
-    assert empty["num_rois"] == 0 and empty["logits"].shape == (0, 3) and empty["targets"].shape == (0, 3)
+    view = ClipView(torch.ones(1, 3, 1, 1, 1), [_aug()])
+    out = model(TrainBatch(view, Keyframes([[_box([0.2, 0.2, 0.6, 0.6])]], ["v"], ["1"], [0])))
+    assert out.num_rois == 1 and out.logits.shape == (1, 3) and out.targets.tolist() == [[1.0, 0.0, 0.0]]
+    empty = model(TrainBatch(view, Keyframes([[]], ["v"], ["1"], [0])))
+    assert empty.num_rois == 0 and empty.logits.shape == (0, 3) and empty.targets.shape == (0, 3)
 
 
 # --- tiny real model: modes, gradients ----------------------------------------------------------
@@ -317,8 +314,8 @@ def test_tiny_forward_backward_gradients_only_where_learnable(tiny_model: AVAMod
     bn_stats = bn.running_mean.clone()
     vit_bn_stats = tiny_model.head.module.BN_vit.running_mean.clone()
     out = tiny_model(_tiny_batch())
-    assert out["num_rois"] == 3 and out["logits"].shape == (3, 50) and out["targets"].shape == (3, 50)
-    loss = tiny_model.loss(out["logits"], out["targets"])
+    assert out.num_rois == 3 and out.logits.shape == (3, 50) and out.targets.shape == (3, 50)
+    loss = tiny_model.loss(out.logits, out.targets)
     loss.backward()
     assert torch.isfinite(loss)
     vit = tiny_model.backbone.submodule
@@ -333,7 +330,7 @@ def test_frozen_slowfast_gets_no_gradient() -> None:
     torch.manual_seed(0)
     model = _build(_tiny_model_cfg(learnable=False), _eval_config()["loss"]).train()
     out = model(_tiny_batch())
-    model.loss(out["logits"], out["targets"]).backward()
+    model.loss(out.logits, out.targets).backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert all(p.grad is not None for p in model.head.parameters())
 
@@ -341,12 +338,12 @@ def test_frozen_slowfast_gets_no_gradient() -> None:
 def test_tiny_evaluation_with_two_views(tiny_model: AVAModel) -> None:
     tiny_model.eval()
     batch = _tiny_batch()
-    single = tiny_model(dict(batch, clips=[batch["clips"]], aug_info=[batch["aug_info"]]), evaluate=True)
-    double = tiny_model(dict(batch, clips=[batch["clips"]] * 2, aug_info=[batch["aug_info"]] * 2), evaluate=True)
-    assert single["logits"].shape == (3, 50)
-    assert torch.allclose(single["logits"], double["logits"], atol=1e-5)
-    assert single["box_index"] == [0, 1, 0] and single["element_index"] == [4, 4, 5]
-    assert single["mid_times"] == ["902", "902", "17"]
+    single = tiny_model.predict(EvalBatch([batch.view], batch.keyframes))
+    double = tiny_model.predict(EvalBatch([batch.view] * 2, batch.keyframes))
+    assert single.logits.shape == (3, 50)
+    assert torch.allclose(single.logits, double.logits, atol=1e-5)
+    assert single.box_index == [0, 1, 0] and single.element_index == [4, 4, 5]
+    assert single.mid_times == ["902", "902", "17"]
 
 
 def test_only_the_model_a_run_uses_logs_its_line(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:

@@ -75,12 +75,12 @@ def test_lazy_mode_computes_once_then_reads_back(dataset: Path, tmp_path: Path, 
     second = list(cached)
     assert (source.hits, source.computed) == (len(train_data), len(train_data))
     for one, two in zip(first, second):
-        direct = _direct_stats(model, one["clips"])
-        torch.testing.assert_close(two["vit_stats"].mean_map, direct.mean_map, **TOL)
-        torch.testing.assert_close(two["vit_stats"].sq_sums, direct.sq_sums, rtol=1e-6, atol=1e-6)
-        assert torch.equal(one["vit_stats"].mean_map, two["vit_stats"].mean_map)
+        direct = _direct_stats(model, one.view.clips)
+        torch.testing.assert_close(two.view.vit_stats.mean_map, direct.mean_map, **TOL)
+        torch.testing.assert_close(two.view.vit_stats.sq_sums, direct.sq_sums, rtol=1e-6, atol=1e-6)
+        assert torch.equal(one.view.vit_stats.mean_map, two.view.vit_stats.mean_map)
     out = model(second[0])  # the model consumes the attached statistics
-    assert out["logits"].shape[0] == out["num_rois"] > 0
+    assert out.logits.shape[0] == out.num_rois > 0
 
 
 def test_require_mode_names_the_missing_clip(dataset: Path, tmp_path: Path, monkeypatch) -> None:
@@ -118,10 +118,12 @@ def test_precompute_over_two_ranks_then_require_mode_hits_everything(dataset: Pa
     source = open_vit_cache(cfg, model, torch.device("cpu"), 0, contextlib.nullcontext)
     model.train()
     for batch in source.wrap(train_loader, train_data):
-        torch.testing.assert_close(batch["vit_stats"].mean_map, _direct_stats(model, batch["clips"]).mean_map, **TOL)
+        torch.testing.assert_close(batch.view.vit_stats.mean_map, _direct_stats(model, batch.view.clips).mean_map,
+                                   **TOL)
     model.eval()
     for batch in source.wrap(val_loader, val_data):
-        assert len(batch["vit_stats"]) == len(batch["clips"])
+        # One VitStats per view, of the view's B clips.
+        assert [view.vit_stats.batch_size for view in batch.views] == [len(view.clips) for view in batch.views]
     assert source.computed == 0 and source.hits == len(train_data) + len(val_data)
 
 

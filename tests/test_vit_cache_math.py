@@ -13,7 +13,9 @@ from torch import nn
 from config import LossConfig, ModelConfig, section
 from models.build import build_model
 from models.model import AVAModel
-from models.vit_cache import VitStats, adapt_cached_vit, compute_vit_stats, vit_fingerprint
+from models.vit_cache import adapt_cached_vit, compute_vit_stats, vit_fingerprint
+from structures.batch import ClipView, EvalBatch, Keyframes, TrainBatch
+from structures.vit_stats import VitStats
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "configs" / "tiny_cpu_synthetic.yaml").read_text())
@@ -47,14 +49,14 @@ def _box(box: list[float], labels: list[int]) -> dict:
     return {"bounding_box": box, "label": labels, "person_id": [0]}
 
 
-def _batch(flips: list[bool], seed: int = 0) -> dict:
+def _batch(flips: list[bool], seed: int = 0) -> TrainBatch:
     count = len(flips)
     clips = torch.randn(count, 3, 8, 64, 64, generator=torch.Generator().manual_seed(seed))
     labels = [[_box([0.1, 0.1, 0.5, 0.9], [1, 20]), _box([0.4, 0.2, 0.9, 0.8], [3])],
               [_box([0.2, 0.3, 0.6, 0.7], [14])], [_box([0.0, 0.1, 0.7, 1.0], [2, 30])]][:count]
     aug = [{"crop_box": [0.0, 0.0, 1.0, 1.0], "flip": flip, "pad_ratio": [1.0, 1.0]} for flip in flips]
-    return {"clips": clips, "aug_info": aug, "labels": labels, "filenames": [f"v{i}" for i in range(count)],
-            "mid_times": [str(900 + i) for i in range(count)], "element_index": list(range(count))}
+    return TrainBatch(ClipView(clips, aug), Keyframes(labels, [f"v{i}" for i in range(count)],
+                                                      [str(900 + i) for i in range(count)], list(range(count))))
 
 
 def _stats_of(model: AVAModel, clips: torch.Tensor) -> VitStats:
@@ -62,14 +64,14 @@ def _stats_of(model: AVAModel, clips: torch.Tensor) -> VitStats:
         return compute_vit_stats(model.backbone.submodule(clips))
 
 
-def _train_step(model: AVAModel, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+def _train_step(model: AVAModel, batch: TrainBatch) -> tuple[float, dict[str, torch.Tensor]]:
     model.train()
     model.zero_grad(set_to_none=True)
     # The neck's box jitter draws from numpy: the same draws for both runs.
     np.random.seed(3)
     torch.manual_seed(3)
     out = model(batch)
-    loss = model.loss(out["logits"], out["targets"])
+    loss = model.loss(out.logits, out.targets)
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
     return float(loss.detach()), grads
@@ -79,7 +81,8 @@ def test_training_step_loss_gradients_and_bn_running_stats_match(model: AVAModel
     batch = _batch([False, True, False])
     plain, cached = copy.deepcopy(model), copy.deepcopy(model)
     loss_plain, grads_plain = _train_step(plain, batch)
-    loss_cached, grads_cached = _train_step(cached, {**batch, "vit_stats": _stats_of(cached, batch["clips"])})
+    cached_view = batch.view.with_vit_stats(_stats_of(cached, batch.view.clips))
+    loss_cached, grads_cached = _train_step(cached, TrainBatch(cached_view, batch.keyframes))
     assert loss_cached == pytest.approx(loss_plain, rel=1e-5, abs=1e-5)
     assert grads_plain.keys() == grads_cached.keys()
     assert not any(name.startswith("backbone.submodule") for name in grads_plain)
@@ -95,16 +98,16 @@ def test_training_step_loss_gradients_and_bn_running_stats_match(model: AVAModel
 
 def test_evaluation_scores_match_over_two_views(model: AVAModel) -> None:
     single = _batch([False, False], seed=1)
-    flipped = torch.flip(single["clips"], dims=[-1])
-    views = [single["clips"], flipped]
-    aug = [single["aug_info"], [{**info, "flip": True} for info in single["aug_info"]]]
-    batch = {**single, "clips": views, "aug_info": aug}
+    flipped = ClipView(torch.flip(single.view.clips, dims=[-1]),
+                       [{**info, "flip": True} for info in single.view.aug_info])
+    views = [single.view, flipped]
     model.eval()
-    plain = model(batch, evaluate=True)
-    cached = model({**batch, "vit_stats": [_stats_of(model, view) for view in views]}, evaluate=True)
-    assert cached["element_index"] == plain["element_index"] and cached["box_index"] == plain["box_index"]
-    torch.testing.assert_close(model.activation(cached["logits"]), model.activation(plain["logits"]), **TOL)
-    torch.testing.assert_close(cached["logits"], plain["logits"], **TOL)
+    plain = model.predict(EvalBatch(views, single.keyframes))
+    cached = model.predict(EvalBatch([view.with_vit_stats(_stats_of(model, view.clips)) for view in views],
+                                     single.keyframes))
+    assert cached.element_index == plain.element_index and cached.box_index == plain.box_index
+    torch.testing.assert_close(model.activation(cached.logits), model.activation(plain.logits), **TOL)
+    torch.testing.assert_close(cached.logits, plain.logits, **TOL)
 
 
 def test_cached_branch_equals_the_full_branch_with_momentum_none() -> None:

@@ -24,7 +24,7 @@ from engine.vit_cache_loader import (
 )
 from datasets.transforms import build_spatial
 from models.backbones.vit import VisionTransformer
-from models.vit_cache import VitStats
+from structures.vit_stats import VitStats
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "configs" / "tiny_cpu_synthetic.yaml").read_text())

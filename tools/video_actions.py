@@ -17,7 +17,6 @@ from config import load_config
 from datasets.ava import collate_batch
 from datasets.synthetic import HALF_WINDOW, load_cw_classes
 from datasets.transforms import build_spatial_views, build_temporal
-from engine.train_loop import move_batch
 from formats.pbtxt import read_label_map
 from models.build import build_model
 from models.weights import load_model_checkpoint, load_model_pretrain, load_state_dict_strict
@@ -164,10 +163,10 @@ class ActionModel:
         if not items:
             return scores
         with torch.no_grad():
-            out = self.model(move_batch(collate_batch(list(items)), self.device), evaluate=True)
-            if len(out["filenames"]):
-                probs = self.model.activation(out["logits"].float()).cpu().numpy()
-                for row, (element, box) in enumerate(zip(out["element_index"], out["box_index"])):
+            out = self.model.predict(collate_batch(list(items)).to(self.device))
+            if len(out):
+                probs = self.model.activation(out.logits.float()).cpu().numpy()
+                for row, (element, box) in enumerate(zip(out.element_index, out.box_index)):
                     scores[int(element)][int(box)] = probs[row]
         return scores
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from models.vit_cache import VitStats, adapt_cached_vit
+from models.vit_cache import adapt_cached_vit
+from structures.vit_stats import VitStats
 
 
 def pool_rois(features: torch.Tensor, rois: torch.Tensor, roi_spatial: int) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Data types that datasets/ make and models/ read: batches, cached ViT statistics (no other project import)."""
