@@ -198,7 +198,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
     logger.info("building the model of %s ...", cfg.config_file)
     model = build_model(cfg.model, cfg.loss).to(info.device)
     autocast = _autocast_factory(cfg, info.device)
-    vit = getattr(model.backbone, "submodule", None)
+    vit = model.backbone.submodule if model.backbone.has_vit else None
     if vit is not None and is_main:
         with autocast():
             kernel = vit_sdpa_backend(vit, batch_size=1, device=info.device)

@@ -47,7 +47,7 @@ def test_acar_net_eval_configs_build_exactly_the_model_zoo_layout(config: str, l
     assert [key for key in ours if key not in expected] == []
     assert {key: value for key, value in ours.items() if expected[key] != value} == {}
     assert list(ours) == list(expected)  # same order as ACAR-Net's state_dict
-    assert isinstance(model.backbone, SlowFastBackbone)
+    assert isinstance(model.backbone, SlowFastBackbone) and not model.backbone.has_vit
     assert not hasattr(model.head.module, "BN_vit") and not hasattr(model.head.module, "conv_auto")
 
 
@@ -57,6 +57,7 @@ def test_sfmvit_width_keeps_the_dual_backbone() -> None:
     with torch.device("meta"):
         model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
     assert isinstance(model.backbone, DualBackbone) and hasattr(model.head.module, "BN_vit")
+    assert model.backbone.has_vit
 
 
 def test_width_rule_follows_the_backbone_kwargs_not_a_fixed_number() -> None:

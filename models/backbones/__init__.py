@@ -74,8 +74,8 @@ def describe_backbone(backbone: BackboneConfig, built: DualBackbone | SlowFastBa
     device several times per run, and only the model a run uses deserves a line (``build_model``).
     """
     text = f"{backbone.arch} (slow, fast channels {tuple(built.module.out_channels)})"
-    vit = getattr(built, "submodule", None)
-    if vit is None:
+    if not built.has_vit:
         return f"{text}, no ViT stream"
+    vit = built.submodule
     sub = backbone.subbackbone or SubbackboneConfig()
     return f"{text} + frozen {sub.arch} ({len(vit.blocks)} blocks, width {vit.embed_dim}, grid {vit.grid_size})"
