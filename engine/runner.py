@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from config import Config, to_dict
 from datasets.ava import AVADataset, collate_batch
 from datasets.sampler import RankSliceSampler
-from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.attention_kernels import describe_sdpa_kernel, vit_sdpa_backend
 from engine.checkpoint import capture_rng, checkpoint_path, load_checkpoint, load_latest_readable_checkpoint
@@ -35,11 +34,11 @@ from engine.context import AutocastFactory, EvalData, IterationHook, Learner, Ru
 from engine.context import global_step
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks, run_evaluation_pass
 from engine.logs import TabLogger, create_tensorboard_writer, setup_logging
+from engine.plan import RunPlan
 from engine.run_dir import write_summary
-from engine.scheduler import build_optimizer, build_scheduler
 from engine.scoring import describe_boxes, score_epoch
 from engine.train_loop import train_one_epoch
-from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
+from engine.vit_cache_loader import attach_vit_cache
 from formats.atomic import write_text_atomic
 from models.build import build_model
 from models.weights import load_model_pretrain, load_state_dict_strict, trusted_checkpoints
@@ -101,12 +100,10 @@ def _set_threads(info: dist_utils.DistInfo) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, info.local_world_size)))
 
 
-def _train_data(cfg: Config, info: dist_utils.DistInfo) -> TrainData:
-    train = cfg.train
-    dataset = AVADataset(train.root_path, train.annotation_path,
-                         build_spatial(train.augmentation.spatial, "train.augmentation.spatial"),
-                         build_temporal(train.augmentation.temporal, "train.augmentation.temporal"), training=True,
-                         frame_store=train.frame_store)
+def _train_data(plan: RunPlan, info: dist_utils.DistInfo) -> TrainData:
+    train = plan.cfg.train
+    dataset = AVADataset(train.root_path, train.annotation_path, plan.train.spatial, plan.train.temporal,
+                         training=True, frame_store=train.frame_store)
     sampler = RankSliceSampler(len(dataset), info.world_size, info.rank, round_down=True)
     loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
                         collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
@@ -114,11 +111,9 @@ def _train_data(cfg: Config, info: dist_utils.DistInfo) -> TrainData:
     return TrainData(dataset, sampler, loader)
 
 
-def _val_data(cfg: Config, info: dist_utils.DistInfo) -> EvalData:
-    val = cfg.val
-    dataset = AVADataset(val.root_path, val.annotation_path,
-                         build_spatial_views(val.augmentation.spatial, "val.augmentation.spatial"),
-                         build_temporal(val.augmentation.temporal, "val.augmentation.temporal"), training=False,
+def _val_data(plan: RunPlan, info: dist_utils.DistInfo) -> EvalData:
+    val = plan.cfg.val
+    dataset = AVADataset(val.root_path, val.annotation_path, plan.val.views, plan.val.temporal, training=False,
                          frame_store=val.frame_store)
     batches = ChunkedBatchSampler(len(dataset), val.batch_size, info.rank, info.world_size)
     # A private generator: evaluating must not move the global RNG, or a resumed run would diverge
@@ -156,12 +151,12 @@ def _write_summary(cfg: Config, summary: RunSummary, begin_epoch: int) -> None:
     write_summary(cfg.result_path, summary.__dict__, begin_epoch)
 
 
-def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
+def run_worker(plan: RunPlan, info: dist_utils.DistInfo, backend: str | None = None,
                on_iteration: IterationHook | None = None) -> RunSummary | None:
     """Everything one process does for ``main.py``. Returns rank 0's summary (None elsewhere).
 
     Args:
-        cfg: the validated config (paths already checked by the launcher).
+        plan: the run plan (``engine.plan.make_plan``; data already checked by the launcher).
         info: this process's place in the job (``world_info_from_env`` / ``spawn_info``).
         backend: 'nccl', 'gloo' or None (auto).
         on_iteration: test hook called after each optimiser step with ``(epoch, iteration)``.
@@ -169,20 +164,21 @@ def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = Non
     start = time.perf_counter()
     info = dist_utils.init_distributed(info, backend)
     try:
-        with trusted_checkpoints(cfg.trust_checkpoints):
-            return _run(cfg, info, start, on_iteration)
+        with trusted_checkpoints(plan.cfg.trust_checkpoints):
+            return _run(plan, info, start, on_iteration)
     finally:
         dist_utils.cleanup()
 
 
-def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: IterationHook | None) -> RunSummary | None:
+def _run(plan: RunPlan, info: dist_utils.DistInfo, start: float,
+         on_iteration: IterationHook | None) -> RunSummary | None:
+    cfg = plan.cfg
     is_main = info.is_main
     result_path = Path(cfg.result_path)
     if is_main:
         result_path.mkdir(parents=True, exist_ok=True)
     dist_utils.barrier()
     setup_logging(result_path, is_main, info.rank)
-    check_vit_cache_config(cfg)  # vit_cache extension: fail before building anything
     _set_threads(info)
     if info.device.type == "cpu":
         logger.info("no CUDA device: running on CPU with %s, %d process(es), %d thread(s) each",
@@ -196,7 +192,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
     _set_determinism(cfg)
     # Building the full-size model (ViT-g: 1.09B parameters initialised) took 31 s on the 2-core CPU machine.
     logger.info("building the model of %s ...", cfg.config_file)
-    model = build_model(cfg.model, cfg.loss).to(info.device)
+    model = build_model(plan.model).to(info.device)
     autocast = _autocast_factory(cfg, info.device)
     vit = model.backbone.submodule if model.backbone.has_vit else None
     if vit is not None and is_main:
@@ -206,21 +202,20 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
                     describe_sdpa_kernel(kernel, info.device.type))
     ctx = RunContext(info, autocast, create_tensorboard_writer(result_path, is_main), cfg.print_freq)
     summary.tensorboard = str(result_path / "tb") if is_main else None
-    val = _val_data(cfg, info)
+    val = _val_data(plan, info)
     class_ids = [int(c["id"]) for c in val.dataset.classes]
     # val.predict_order: original writes the rows in the original's sampler order (engine/eval_loop.py).
     element_ranks = original_element_ranks(len(val.dataset)) if cfg.val.predict_order == "original" else None
 
     train = learner = None
     if not cfg.evaluate:
-        train = _train_data(cfg, info)
+        train = _train_data(plan, info)
         iters = len(train.loader)
         if iters == 0:
             raise ValueError(f"{cfg.config_file}: train.batch_size {cfg.train.batch_size} x {info.world_size} "
                              f"process(es) exceeds the {len(train.dataset)} training elements; no batch to run")
-        optimizer = build_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.scheduler.base_lr)
-        learner = Learner(model, model.loss, optimizer,
-                          build_scheduler(cfg.train.scheduler, optimizer, iters, cfg.train.n_epochs))
+        optimizer = plan.train.optimizer(model.parameters())
+        learner = Learner(model, model.loss, optimizer, plan.train.scheduler(optimizer, iters))
     if cfg.pretrain is not None:
         _load_init_checkpoint(cfg, model)
 
@@ -245,7 +240,7 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
         del checkpoint
     # vit_cache extension (engine/vit_cache_loader.py): after every weight is loaded, since the
     # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
-    data = attach_vit_cache(cfg, model, ctx, RunData(train, val))
+    data = attach_vit_cache(plan.vit_cache, model, ctx, RunData(train, val))
 
     boxes = describe_boxes(cfg.val.annotation_path, val.dataset.elements) if is_main else None
 
@@ -258,7 +253,8 @@ def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: Ite
                                       with_label=cfg.val.with_label, element_ranks=element_ranks)
         dist_utils.restore_buffers(model, own)
         if figures is not None:
-            figures.update(score_epoch(cfg, predict_path, epoch, ctx.writer, step, figures.get("val_loss"), boxes))
+            figures.update(score_epoch(cfg, plan.scoring, predict_path, epoch, ctx.writer, step,
+                                       figures.get("val_loss"), boxes))
             summary.evaluations.append({"epoch": epoch, **figures})
         dist_utils.barrier()
 
