@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 # A free ``kwargs:`` block: passed as keyword arguments to a builder.
 Kwargs = dict[str, Any]
-# The model variants: ACAR-Net's model (SlowFast alone) or SFMViT's (SlowFast + frozen ViT).
+# ``model.variant``: ACAR-Net's model (SlowFast alone) or SFMViT's (SlowFast + frozen ViT).
 Variant = Literal["acar_net", "sfmvit"]
 
 
@@ -94,9 +94,15 @@ class HeadConfig(BuilderConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """``model``: ``freeze_bn`` keeps the backbone BatchNorms in eval mode while training."""
+    """``model``: ``freeze_bn`` keeps the backbone BatchNorms in eval mode while training.
+
+    Extension: ``variant`` (default None) declares the model, ``'acar_net'`` (SlowFast alone) or
+    ``'sfmvit'`` (SlowFast + frozen ViT); None infers it from ``head.kwargs.width``
+    (``models.build.model_variant``), which is what the original configs do.
+    """
 
     freeze_bn: bool = False
+    variant: Variant | None = None
     backbone: BackboneConfig
     neck: NeckConfig
     head: HeadConfig

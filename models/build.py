@@ -1,7 +1,7 @@
 """Builds the action model from the typed `model:` and `loss:` sections of the config.
 
 `ModelSpec` is what a run builds: the two sections and the model variant, resolved once by
-`model_variant` (inferred from the head width). `build_model` builds
+`model_variant` (declared as `model.variant`, or inferred from the head width). `build_model` builds
 it; every name, kwargs key and value it cannot use is a `ConfigError` naming the dotted key (the
 caller that knows the file adds it: `ConfigError.in_file`). `engine.plan.make_plan` builds the spec
 once on the `meta` device before any process starts, which is its check.
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 # Head arguments that come from the built backbone, not from the config (the config may not set them).
 HEAD_PROVIDED: dict[str, tuple[str, ...]] = {"acar": ("vit_channels",), "linear": ()}
 
-# The model variants (``config.schema.Variant``).
+# The values of ``model.variant`` (``config.schema.Variant``).
 ACAR_NET: Variant = "acar_net"
 SFMVIT: Variant = "sfmvit"
 
@@ -97,9 +97,11 @@ def _sum_text(channels: tuple[int, ...]) -> str:
 
 
 def model_variant(model: ModelConfig) -> Variant:
-    """Which model a ``model:`` section describes, inferred from the config alone.
+    """Which model a ``model:`` section describes: ``model.variant`` when declared, else inferred.
 
-    The rule: ``model.head.kwargs.width`` equal to the SlowFast channels (slow + fast,
+    A declared variant is returned as it is (building the model checks it against the head width,
+    ``build_model``), except that ``acar_net`` with a ``subbackbone`` section is a contradiction.
+    The inference rule: ``model.head.kwargs.width`` equal to the SlowFast channels (slow + fast,
     from ``model.backbone.arch`` and ``kwargs``; 2048 + 256 = 2304 for R50/R101 at beta 1/8) in a
     config that names no ViT (no ``model.backbone.subbackbone``) is ACAR-Net's model, SlowFast
     without the ViT stream. A width equal to SlowFast + ViT channels (3712 for ViT-g) is SFMViT's,
@@ -113,9 +115,14 @@ def model_variant(model: ModelConfig) -> Variant:
         ``ACAR_NET`` or ``SFMVIT``.
 
     Raises:
-        ConfigError: naming ``model.head.kwargs.width`` (with both accepted sums), or the backbone or
-            head key whose name or kwargs cannot be built.
+        ConfigError: naming ``model.variant``, ``model.head.kwargs.width`` (with both accepted sums), or
+            the backbone or head key whose name or kwargs cannot be built.
     """
+    if model.variant == ACAR_NET and model.backbone.subbackbone is not None:
+        raise ConfigError("", "model.variant", "'acar_net' has no ViT stream, but model.backbone.subbackbone "
+                          "names a ViT: remove subbackbone, or declare 'sfmvit'")
+    if model.variant is not None:
+        return model.variant
     # The width is read only once the head's kwargs are known to be its builder's (a typo or a
     # missing width is reported as such, not as a width that fits no model).
     check_kwargs(lookup(HEADS, model.head.type, "model.head.type"), model.head.kwargs, "model.head.kwargs",
@@ -146,12 +153,19 @@ def _check_head_width(spec: ModelSpec, channels: tuple[int, ...]) -> None:
     """``model.head.kwargs.width`` must be the built backbone's output channels.
 
     Raises:
-        ConfigError: naming ``model.head.kwargs.width`` with the expected sum.
+        ConfigError: naming ``model.variant`` when a declared variant contradicts the width (the width
+            is the other variant's), else ``model.head.kwargs.width`` with the expected sum.
     """
     width = spec.model.head.kwargs.get("width")
-    if width != sum(channels):
-        raise ConfigError("", "model.head.kwargs.width",
-                          f"must equal the backbone's output channels {_sum_text(channels)}, got {width!r}")
+    if width == sum(channels):
+        return
+    if spec.model.variant == SFMVIT and width == sum(channels[:2]):
+        raise ConfigError("", "model.variant", f"'sfmvit' contradicts model.head.kwargs.width {width}, the SlowFast "
+                          f"channels {_sum_text(channels[:2])} of ACAR-Net's model: declare 'acar_net', or set the "
+                          f"width to {_sum_text(channels)}")
+    declared = f" of model.variant {spec.variant!r}" if spec.model.variant is not None else ""
+    raise ConfigError("", "model.head.kwargs.width",
+                      f"must equal the backbone's output channels {_sum_text(channels)}{declared}, got {width!r}")
 
 
 def build_model(spec: ModelSpec) -> AVAModel:

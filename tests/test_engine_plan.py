@@ -74,6 +74,19 @@ def test_the_plan_pickles_for_spawned_workers_and_builds_the_same_clips() -> Non
         assert torch.equal(ours(frames)[0], theirs(frames)[0])
 
 
+def test_a_declared_variant_is_not_inferred(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_inference(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the variant was inferred although the config declares it")
+
+    monkeypatch.setattr(build, "backbone_channels", no_inference)
+    raw = _raw(CW_EVAL)
+    raw["model"]["variant"] = "sfmvit"
+    assert _plan(raw).model.variant == SFMVIT
+    raw = _raw(AVA_EVAL)
+    raw["model"]["variant"] = "acar_net"
+    assert _plan(raw).model.variant == ACAR_NET
+
+
 def test_the_worker_builds_the_plan_s_variant_without_inferring_it(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = make_plan(load_config(TINY))
     monkeypatch.setattr(build, "model_variant", lambda *a, **k: pytest.fail("inferred again in the worker"))
@@ -81,6 +94,28 @@ def test_the_worker_builds_the_plan_s_variant_without_inferring_it(monkeypatch: 
     with torch.device("meta"):
         model = build_model(plan.model.without_weight_files())
     assert model.backbone.has_vit and model.backbone.submodule is not None
+
+
+def test_a_declared_variant_that_contradicts_the_width_names_the_key() -> None:
+    raw = _raw(AVA_EVAL)  # width 2304: SlowFast alone
+    raw["model"]["variant"] = "sfmvit"
+    assert "model.variant: 'sfmvit' contradicts model.head.kwargs.width 2304" in _error(raw)
+    raw = _raw(CW_EVAL)  # width 3712: SlowFast + ViT-g
+    raw["model"]["variant"] = "acar_net"
+    assert ("model.head.kwargs.width: must equal the backbone's output channels slow 2048 + fast 256 = 2304 "
+            "of model.variant 'acar_net', got 3712") in _error(raw)
+    raw = _raw(TINY)
+    raw["model"]["variant"] = "acar_net"
+    assert "model.variant: 'acar_net' has no ViT stream, but model.backbone.subbackbone names a ViT" in _error(raw)
+    raw["model"]["variant"] = "vit"
+    with pytest.raises(ConfigError, match=r"x\.yaml: model\.variant: expected one of 'acar_net', 'sfmvit'"):
+        from_dict(raw, "x.yaml")
+
+
+def test_the_original_yamls_stay_without_a_variant_key() -> None:
+    for path in SHIPPED:
+        assert "variant" not in _raw(path)["model"], path.name
+        assert load_config(path).model.variant is None
 
 
 @pytest.mark.parametrize(("dotted", "value", "expected"), [
