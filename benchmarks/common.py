@@ -203,7 +203,7 @@ def model_configs(preset: str, vit_depth: int | None = None, frames: int | None 
         size: clip height = width in pixels, the ViT's ``img_size`` (default: the config's).
 
     Returns:
-        ``(model_cfg, loss_cfg)``, the typed sections for ``models.build.build_model`` (random init).
+        ``(model_cfg, loss_cfg)``, the typed sections for ``models.build.model_spec`` (random init).
     """
     path = PRESET_CONFIGS[preset]
     raw = read_yaml(path)

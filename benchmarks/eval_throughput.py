@@ -58,7 +58,7 @@ from engine.eval_loop import predict_boxes  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
 from formats.cli import run_main  # noqa: E402
 from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
-from models.build import build_model  # noqa: E402
+from models.build import build_model, model_spec  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 from structures.batch import EvalBatch  # noqa: E402
 
@@ -107,7 +107,7 @@ def run_throughput(args: argparse.Namespace, device: torch.device) -> int:
     model_cfg, loss_cfg, frames, size = setup.model_cfg, setup.loss_cfg, setup.frames, setup.size
     batch_size, warmup, repeats = setup.batch_size, setup.warmup, setup.repeats
     amp = args.amp == "bf16" or (args.amp == "auto" and on_gpu)
-    model = build_model(model_cfg, loss_cfg).to(device).eval()
+    model = build_model(model_spec(model_cfg, loss_cfg)).to(device).eval()
     vit = model.backbone.submodule
     depth_note = f", ViT-g DEPTH-REDUCED to {len(vit.blocks)} of 40 blocks" if reduce else ""
     print(f"eval_throughput on {describe_device(device)}")
@@ -167,8 +167,8 @@ def run_drift(args: argparse.Namespace, device: torch.device) -> int:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             root = prepare_synthetic_dataset(folder / "data", val_videos=args.drift_videos, seconds=4)
         raw = _drift_config(args.config, args.frames, args.size)
-        model = build_model(section(ModelConfig, raw["model"], "model", str(args.config)),
-                            section(LossConfig, raw["loss"], "loss", str(args.config))).to(device).eval()
+        model = build_model(model_spec(section(ModelConfig, raw["model"], "model", str(args.config)),
+                                       section(LossConfig, raw["loss"], "loss", str(args.config)))).to(device).eval()
         weights = "seeded random initialisation (no --checkpoint)"
         if args.checkpoint is not None:
             from engine.checkpoint import load_checkpoint

@@ -41,7 +41,7 @@ from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, de
                                timing_ratio_line)
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from formats.cli import run_main  # noqa: E402
-from models.build import build_model  # noqa: E402
+from models.build import build_model, model_spec  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 from structures.batch import TrainBatch  # noqa: E402
 
@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     setup = bench_setup(args, device)
     model_cfg, loss_cfg, frames, size = setup.model_cfg, setup.loss_cfg, setup.frames, setup.size
     batch_size, warmup, repeats = setup.batch_size, setup.warmup, setup.repeats
-    model = build_model(model_cfg, loss_cfg).to(device).train()
+    model = build_model(model_spec(model_cfg, loss_cfg)).to(device).train()
     vit = model.backbone.submodule
     tokens = batch_size * vit.patch_embed.num_patches
     depth_note = ""

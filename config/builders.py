@@ -1,9 +1,9 @@
-"""Check a config name against a builder table and a ``kwargs:`` block against a builder's signature.
+"""Pick a builder by its config name, and call it with a ``kwargs:`` block checked against its signature.
 
-The one name lookup and the one kwargs checker of the project: ``engine.config_builders`` applies
-them to every ``type``/``arch`` and ``kwargs`` of a config before any process is spawned, and
-``datasets.transforms`` looks its transforms up with ``lookup``. Builders are only inspected, never
-called, so this module needs no torch.
+The one name lookup (``lookup``), kwargs checker (``check_kwargs``) and builder call (``construct``) of
+the project: every builder of a model part, transform or optimizer goes through them, so building a
+component is its check (``engine.plan.make_plan`` builds each once, before any process starts). A
+builder is only inspected and called here, never imported, so this module needs no torch.
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from config.errors import ConfigError
 from formats.errors import close_match_hint
 
 _B = TypeVar("_B")
+_T = TypeVar("_T")
+# What a builder raises for a value it rejects; anything else is a bug and keeps its traceback.
+BUILDER_VALUE_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
 
 def lookup(table: Mapping[str, _B], name: object, key: str, config_file: str = "", kind: str = "value") -> _B:
@@ -126,3 +129,61 @@ def check_kwargs(
         for name in required:
             if name not in kwargs and name not in provided:
                 raise ConfigError(config_file, f"{key}.{name}", "missing required key")
+
+
+def construct(builder: Callable[..., _T], kwargs: Mapping[str, Any] | None, key: str,
+              provided: Mapping[str, Any] | None = None, check_required: bool = True) -> _T:
+    """Call ``builder(**kwargs, **provided)`` after checking ``kwargs`` against its signature.
+
+    Args:
+        builder: the function or class a config entry names.
+        kwargs: the configured ``kwargs:`` mapping (None = empty).
+        key: dotted YAML path of the mapping, e.g. ``model.head.kwargs``.
+        provided: arguments the code fills in itself (the config may not set them).
+        check_required: as ``check_kwargs`` (False for pass-through builders that get more later).
+
+    Returns:
+        What the builder returns.
+
+    Raises:
+        ConfigError: without a file name (the caller that knows it adds it): what ``check_kwargs``
+            rejects, or a value the builder rejects, named ``key.<name>`` when the value's type
+            contradicts the argument's default (``dropout: [0.3]``), else ``key``.
+    """
+    provided = dict(provided or {})
+    check_kwargs(builder, kwargs, key, provided=provided, check_required=check_required)
+    kwargs = dict(kwargs or {})
+    try:
+        return builder(**kwargs, **provided)
+    except BUILDER_VALUE_ERRORS as error:
+        suspects = _mistyped(kwargs, builder) if isinstance(error, TypeError) else []
+        if suspects:
+            name = suspects[0]
+            raise ConfigError("", f"{key}.{name}", f"{kwargs[name]!r} is not a "
+                              f"{type(_default(builder, name)).__name__} like its default "
+                              f"({type(error).__name__}: {error})") from None
+        raise ConfigError("", key, f"{_builder_name(builder)}: {error}") from None
+
+
+def _builder_name(builder: Callable[..., Any]) -> str:
+    # A ``functools.partial`` (the ViT sizes) has no name of its own: name the class it builds.
+    return getattr(builder, "__name__", None) or _builder_name(getattr(builder, "func", type(builder)))
+
+
+def _default(builder: Callable[..., Any], name: str) -> object:
+    try:
+        parameter = inspect.signature(builder).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def _mistyped(kwargs: Mapping[str, Any], builder: Callable[..., Any]) -> list[str]:
+    """The kwargs given a container where the builder's default is a number or a string."""
+    suspects = []
+    for name, value in kwargs.items():
+        default = _default(builder, name)
+        if isinstance(default, (int, float, str)) and not isinstance(default, bool) \
+                and isinstance(value, (list, dict, tuple)):
+            suspects.append(name)
+    return suspects

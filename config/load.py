@@ -1,9 +1,8 @@
 """Load, override and validate YAML run configs into the frozen dataclasses of ``config.schema``.
 
-Usage (``main.py``): ``cfg = load_config(path, overrides)``, then
-``engine.config_builders.validate_builders(cfg)`` and ``engine.config.check_paths(cfg)`` before any
-process is spawned or weight loaded; ``to_dict(cfg)`` gives the plain nested mapping written to
-``opts.json``. The model builders take the typed sections (``cfg.model``, ``cfg.loss``).
+Usage (``main.py``): ``cfg = load_config(path, overrides)``, then ``engine.plan.make_plan(cfg)``
+builds (and so checks) every component it names before any process is spawned or weight loaded;
+``to_dict(cfg)`` gives the plain nested mapping written to ``opts.json``.
 
 Relative paths in a config resolve against the current working directory, as in the original
 (which opened them as given): run ``main.py`` from the dataset root, or give absolute paths.
@@ -23,7 +22,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from config.errors import ConfigError
-from config.schema import Config, SchedulerConfig, TrainConfig, ValConfig
+from config.schema import Config, TrainConfig, ValConfig
 from config.yaml_loader import parse_yaml, read_yaml
 from formats.errors import close_match_hint
 
@@ -189,7 +188,14 @@ def _require(ok: bool, cfg: Config, key: str, problem: str) -> None:
 
 
 def _check_consistency(cfg: Config) -> None:
-    """Rules that span several keys or bound values (types are already checked)."""
+    """Rules between the schema's own keys and bounds on them (types are already checked).
+
+    Only keys that feed no builder: the run's counts and frequencies, the ``cap_min``/``cap_max``
+    pair, which sections must be present, and where a list of kwargs (test-time views) may stand.
+    A value a builder consumes (a transform's, the model's, the optimizer's or the scheduler's) is
+    judged by that builder when ``engine.plan.make_plan`` builds it, so an option is its schema
+    entry plus its builder, and no rule here.
+    """
     _require(cfg.print_freq >= 1, cfg, "print_freq", f"must be >= 1, found {cfg.print_freq}")
     _require((cfg.cap_min is None) == (cfg.cap_max is None), cfg, "cap_min" if cfg.cap_min is None else "cap_max",
              "cap_min and cap_max go together: give both or neither")
@@ -203,15 +209,11 @@ def _check_consistency(cfg: Config) -> None:
                  f"cap_max = {cfg.cap_max}; raise cap_max or set val.eval_mAP.include_cap_max: true")
     _require(cfg.evaluate or cfg.train is not None, cfg, "train", "missing required key (needed unless evaluate: True)")
     _check_split(cfg, "val", cfg.val, multi_view=True)
-    _require(not cfg.val.with_label or cfg.model.neck.kwargs.get("multi_class", True) is not False, cfg,
-             "val.with_label", "the validation loss needs multi-hot targets: set model.neck.kwargs.multi_class "
-             "to true or with_label to false")
     if cfg.train is not None:
         _check_split(cfg, "train", cfg.train, multi_view=False)
         for name in ("n_epochs", "val_freq", "save_freq"):
             value = getattr(cfg.train, name)
             _require(value >= 1, cfg, f"train.{name}", f"must be >= 1, found {value}")
-        _check_scheduler(cfg, cfg.train.scheduler)
 
 
 def _check_split(cfg: Config, split: str, section: TrainConfig | ValConfig, multi_view: bool) -> None:
@@ -225,24 +227,6 @@ def _check_split(cfg: Config, split: str, section: TrainConfig | ValConfig, mult
             _require(len(transform.kwargs) > 0, cfg, key, "an empty list gives no view")
     _require(not isinstance(aug.temporal.kwargs, list), cfg, f"{split}.augmentation.temporal.kwargs",
              "expected a mapping (only spatial transforms of val may list several views)")
-
-
-def _check_scheduler(cfg: Config, sched: SchedulerConfig) -> None:
-    key = "train.scheduler"
-    # The original scales every lr by 1 / base_lr, so zero is not allowed.
-    _require(sched.base_lr > 0, cfg, f"{key}.base_lr", f"must be > 0, found {sched.base_lr}")
-    _require(sched.warmup_epochs >= 0, cfg, f"{key}.warmup_epochs", f"must be >= 0, found {sched.warmup_epochs}")
-    if sched.type == "step":
-        for name in ("milestone_epochs", "lr_mults"):
-            _require(getattr(sched, name) is not None, cfg, f"{key}.{name}", "missing required key for type 'step'")
-        assert sched.milestone_epochs is not None and sched.lr_mults is not None  # narrowed above
-        _require(len(sched.milestone_epochs) == len(sched.lr_mults), cfg, f"{key}.lr_mults",
-                 f"needs one factor per milestone: {len(sched.lr_mults)} factors, "
-                 f"{len(sched.milestone_epochs)} milestone_epochs")
-        _require(list(sched.milestone_epochs) == sorted(sched.milestone_epochs), cfg, f"{key}.milestone_epochs",
-                 f"must be increasing, found {list(sched.milestone_epochs)}")
-    else:
-        _require(sched.min_lr is not None, cfg, f"{key}.min_lr", "missing required key for type 'cosine'")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,7 +274,8 @@ def apply_overrides(raw: Mapping, overrides: Iterable[str], config_file: str) ->
     """Return a copy of the parsed YAML with ``"dotted.key=value"`` overrides applied.
 
     Keys follow the schema (``train.batch_size``, ``val.augmentation.spatial[0].kwargs.resize``);
-    inside ``kwargs`` blocks any name is accepted here and checked by ``validate_builders``.
+    inside ``kwargs`` blocks any name is accepted here and checked by the builder it feeds
+    (``engine.plan.make_plan``).
     Missing intermediate sections are created. Values are parsed as the config file is
     (``config.parse_yaml``: ``2`` -> int, ``1e-4`` -> float, ``[112, 112]`` -> list, ``true`` -> bool,
     ``null`` -> None).

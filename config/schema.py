@@ -4,8 +4,8 @@ Every field keeps the original key name. Fields without a default are required; 
 default are optional, and extensions of the original schema are marked "Extension" in their class
 docstring: they are optional and their default lives here and nowhere else (the model builders
 read them from these dataclasses and never re-default them). ``kwargs`` blocks are free mappings
-here; ``engine.config_builders.validate_builders`` checks them against the builder they feed.
-This module imports no torch: the launcher validates a config before anything heavy loads.
+here: the builder they feed checks them when ``engine.plan.make_plan`` builds it, before any
+process starts. This module imports no torch.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 # A free ``kwargs:`` block: passed as keyword arguments to a builder.
 Kwargs = dict[str, Any]
+# ``model.variant``: ACAR-Net's model (SlowFast alone) or SFMViT's (SlowFast + frozen ViT).
+Variant = Literal["acar_net", "sfmvit"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,9 +94,15 @@ class HeadConfig(BuilderConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """``model``: ``freeze_bn`` keeps the backbone BatchNorms in eval mode while training."""
+    """``model``: ``freeze_bn`` keeps the backbone BatchNorms in eval mode while training.
+
+    Extension: ``variant`` (default None) declares the model, ``'acar_net'`` (SlowFast alone) or
+    ``'sfmvit'`` (SlowFast + frozen ViT); None infers it from ``head.kwargs.width``
+    (``models.build.model_variant``), which is what the original configs do.
+    """
 
     freeze_bn: bool = False
+    variant: Variant | None = None
     backbone: BackboneConfig
     neck: NeckConfig
     head: HeadConfig

@@ -14,7 +14,6 @@ argument; only the ``kwargs`` node itself being a list creates views, so the two
 """
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import ConfigError, lookup
+from config import ConfigError, construct, lookup
 from datasets.temporal_transforms import TEMPORAL_TRANSFORMS, check_positive
 
 # What a spatial transform consumes / produces: PIL frames before ToTensor, a tensor after it.
@@ -365,16 +364,11 @@ def _entry_parts(entry: object, key: str) -> tuple[str, object]:
 
 
 def _instantiate(cls: type, kwargs: object, key: str) -> object:
+    # The project's one builder call (``config.construct``): kwargs checked against the signature,
+    # a value the transform rejects named by its key.
     if not isinstance(kwargs, Mapping):
         raise ConfigError("", key, f"expected a mapping of keyword arguments, found {kwargs!r}")
-    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ConfigError("", key, f"{cls.__name__} got unknown argument(s) {unknown}; accepted: {accepted}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError("", key, f"{cls.__name__}: {exc}") from None
+    return construct(cls, kwargs, key)
 
 
 def build_spatial_views(spatial_cfg: Sequence[object], key: str = "val.augmentation.spatial") -> list[Compose]:

@@ -1,4 +1,4 @@
-"""``main.py``'s command line: validate the config, then spawn workers or join torchrun / SLURM."""
+"""``main.py``'s command line: plan the run, check its data, then spawn workers or join torchrun / SLURM."""
 from __future__ import annotations
 
 import argparse
@@ -14,14 +14,12 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from config import Config, ConfigError, load_config
+from config import ConfigError, load_config
 from engine import distributed as dist_utils
 from engine.launch_args import build_parser
-from engine.config import check_paths
-from engine.config_builders import validate_builders
-from engine.preflight import preflight
+from engine.plan import RunPlan, make_plan
+from engine.preflight import data_preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
-from engine.vit_cache_loader import check_vit_cache_config
 from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, run_reporting
 from formats.cli import BAD_INPUT, FAILED, debug_requested, one_line, print_error, setup_logging
 from models.weights import WeightsError
@@ -29,7 +27,7 @@ from models.weights import WeightsError
 logger = logging.getLogger(__name__)
 
 
-def _spawned_worker(local_rank: int, cfg: Config, nproc: int, nnodes: int, node_rank: int, addr: str,
+def _spawned_worker(local_rank: int, plan: RunPlan, nproc: int, nnodes: int, node_rank: int, addr: str,
                     port: int, backend: str | None, parent_pid: int | None = None, failures: Any = None,
                     rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
     from engine.runner import run_worker
@@ -39,9 +37,9 @@ def _spawned_worker(local_rank: int, cfg: Config, nproc: int, nnodes: int, node_
     info = dataclasses.replace(dist_utils.spawn_info(local_rank, nproc, nnodes, node_rank, addr, port),
                                rendezvous_timeout_s=rendezvous_timeout)
     if failures is None:
-        run_worker(cfg, info, backend)
+        run_worker(plan, info, backend)
     else:
-        run_reporting(info.rank, failures, lambda: run_worker(cfg, info, backend))
+        run_reporting(info.rank, failures, lambda: run_worker(plan, info, backend))
 
 
 def check_layout(nproc_per_node: int | None, nnodes: int, node_rank: int, master_port: int | None) -> None:
@@ -67,14 +65,15 @@ def resolve_nproc(nproc_per_node: int | None) -> int:
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
 
 
-def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None = None,
+def launch(plan: RunPlan, nproc_per_node: int | None = None, backend: str | None = None,
            master_addr: str = "127.0.0.1", master_port: int | None = None, nnodes: int = 1,
            node_rank: int = 0, rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
-    """Run ``cfg`` with the right process layout.
+    """Run ``plan`` with the right process layout.
 
     Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or SLURM (SLURM_PROCID, ...) this process IS a worker
-    and joins the existing job; otherwise it starts ``nproc_per_node`` workers with
-    ``torch.multiprocessing.spawn`` (a single worker runs in this process).
+    and joins the existing job with the plan it made itself; otherwise it starts ``nproc_per_node``
+    workers with ``torch.multiprocessing.spawn``, each receiving ``plan`` (a single worker runs in
+    this process).
 
     Raises:
         WorkersFailed: a spawned worker failed (one RankFailure per rank that reported).
@@ -82,13 +81,14 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
     """
     from engine.runner import run_worker
 
+    cfg = plan.cfg
     backend = dist_utils.choose_backend(backend)
     env_info = dist_utils.world_info_from_env()
     if env_info.launcher in ("torchrun", "slurm"):
         env_info = dataclasses.replace(env_info, rendezvous_timeout_s=rendezvous_timeout)
         logger.info("joining a %s job as rank %d of %d", env_info.launcher, env_info.rank, env_info.world_size)
-        with _result_path_lock(cfg, env_info.rank == 0):
-            run_worker(cfg, env_info, backend)
+        with _result_path_lock(cfg.result_path, env_info.rank == 0):
+            run_worker(plan, env_info, backend)
         return
     check_layout(nproc_per_node, nnodes, node_rank, master_port)
     nproc_per_node = resolve_nproc(nproc_per_node)
@@ -98,15 +98,15 @@ def launch(cfg: Config, nproc_per_node: int | None = None, backend: str | None =
     logger.info("%s checked: starting %d worker process(es) on this node (%s), result_path %s",
                 cfg.config_file, nproc_per_node,
                 "in this process" if nproc_per_node == 1 and nnodes == 1 else "spawned", cfg.result_path)
-    with _result_path_lock(cfg, node_rank == 0):
+    with _result_path_lock(cfg.result_path, node_rank == 0):
         if nproc_per_node == 1 and nnodes == 1:
             info = dataclasses.replace(dist_utils.spawn_info(0, 1, 1, 0, master_addr, port),
                                        rendezvous_timeout_s=rendezvous_timeout)
-            run_worker(cfg, info, backend)
+            run_worker(plan, info, backend)
             return
         failures = mp.get_context("spawn").SimpleQueue()
         context = mp.start_processes(_spawned_worker, nprocs=nproc_per_node, join=False, start_method="spawn",
-                                     args=(cfg, nproc_per_node, nnodes, node_rank, master_addr, port, backend,
+                                     args=(plan, nproc_per_node, nnodes, node_rank, master_addr, port, backend,
                                            os.getpid(), failures, rendezvous_timeout))
         try:
             while not context.join():
@@ -131,16 +131,16 @@ def _stop(processes: list, grace_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def _result_path_lock(cfg: Config, owner: bool) -> Iterator[None]:
+def _result_path_lock(result_path: str, owner: bool) -> Iterator[None]:
     """The process that outlives the run's workers on node 0 holds result_path's lock while they run."""
     if not owner:
         yield
         return
-    Path(cfg.result_path).mkdir(parents=True, exist_ok=True)
-    lock = RunLock(cfg.result_path)
+    Path(result_path).mkdir(parents=True, exist_ok=True)
+    lock = RunLock(result_path)
     lock.acquire()
     try:
-        remove_stale_temporaries(cfg.result_path)
+        remove_stale_temporaries(result_path)
         yield
     finally:
         lock.release()
@@ -152,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate the config before any process starts, then launch. Returns the exit code.
+    """Plan the run and check its data before any process starts, then launch. Returns the exit code.
 
     2: the config, the data or the layout is wrong (nothing was started); 1: a worker failed. Either
     way one line per problem on stderr; ``--debug`` (or ``SFMVIT_DEBUG=1``) adds the tracebacks.
+    Under torchrun or SLURM every process runs this, so each makes its plan once, before its work.
     """
     setup_logging()
     try:
@@ -166,15 +167,13 @@ def run(args: argparse.Namespace) -> int:
         if args.predict_order is not None:
             overrides.append(f"val.predict_order={args.predict_order}")
         cfg = load_config(args.config, overrides)
-        validate_builders(cfg)
-        check_vit_cache_config(cfg)
-        check_paths(cfg)
+        plan = make_plan(cfg)
         dist_utils.choose_backend(args.backend)
         env_info = dist_utils.world_info_from_env()
         if env_info.launcher == "slurm":
             dist_utils.check_slurm_step()
         external = env_info.launcher in ("torchrun", "slurm")
-        preflight(cfg, env_info.world_size if external else resolve_nproc(args.nproc_per_node) * args.nnodes)
+        data_preflight(cfg, env_info.world_size if external else resolve_nproc(args.nproc_per_node) * args.nnodes)
         if dist_utils.world_info_from_env().rank == 0:
             check_result_path(cfg)
     except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:
@@ -183,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         print_error(one_line(exc))
         return BAD_INPUT
     try:
-        launch(cfg, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes,
+        launch(plan, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes,
                args.node_rank, args.rendezvous_timeout)
     except RunDirError as exc:  # the lock, taken just before the workers start
         print_error(one_line(exc))

@@ -1,114 +1,68 @@
-"""Checks run by the launcher before any worker starts: every value a worker would trip over, in one line.
+"""The data preflight: what a run will read exists and parses, checked before any worker starts.
 
-``config`` checks keys and types and ``engine.config_builders`` the ``kwargs`` names; what is
-left are values only a builder or a reader judges: a transform ``resize: big``, a head ``width`` that
-is not the backbone's channel count, a ``dropout: [0.3]``, a label map or pkl that does not parse.
-Here the transforms are built, the model is built once on the ``meta`` device (no memory, no
-weight file read) and the data files are parsed, so that such a mistake is a ``ConfigError`` or a
-``FormatError`` before the workers spawn, not a traceback from every rank minutes later.
+Files and folders named by the config exist, weight files are not empty, there are weights to
+evaluate, the annotation pkls, label map, ground truth and exclusions parse, and every rank gets a
+training batch; a problem is a ``ConfigError`` or ``FormatError`` in one line, not a traceback from
+every rank minutes later. The config's own values are checked by building them
+(``engine.plan.make_plan``); frames are decoded by ``tools/check_data.py``.
 """
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import logging
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
 
-import torch
-
-from config import Config, ConfigError
+from config import Config, ConfigError, TrainConfig, ValConfig
+from engine.checkpoint import list_checkpoints, resolve_resume_path
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-# What a builder raises for a bad value; anything else is a bug and keeps its traceback.
-_VALUE_ERRORS = (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError)
 
+def check_paths(cfg: Config, base_dir: str | Path | None = None) -> None:
+    """Check that every file and folder the run will read exists, before any work starts.
 
-def _named(cfg: Config, key: str, build: Callable[[], _T], kwargs: Mapping[str, Any] | None = None,
-           builder: Callable[..., Any] | None = None) -> _T:
-    """Run ``build``; a value error becomes a ConfigError on ``key`` (or on the key the error names).
+    Checked: frames roots and annotation pkls (train only when training), the evaluator's label
+    map, ground truth and exclusions (when given), the resume checkpoint (tried as given, then
+    under ``result_path``, as the original), and the pretrained weight files.
 
-    With ``kwargs`` and ``builder``, a TypeError is pinned on the kwargs whose value's type differs
-    from the builder's default (``dropout: [0.3]`` where the default is 0.0).
-    """
-    try:
-        return build()
-    except ConfigError as error:  # a builder's own check: add the file
-        raise error.in_file(cfg.config_file) from None
-    except _VALUE_ERRORS as error:
-        suspects = _mistyped(kwargs, builder) if isinstance(error, TypeError) else []
-        if suspects:
-            name = suspects[0]
-            raise ConfigError(cfg.config_file, f"{key}.{name}", f"{kwargs[name]!r} is not a "
-                              f"{type(_default(builder, name)).__name__} like its default "
-                              f"({type(error).__name__}: {error})") from None
-        raise ConfigError(cfg.config_file, key, f"{type(error).__name__}: {error}") from None
-
-
-def _default(builder: Callable[..., Any] | None, name: str) -> object:
-    try:
-        parameter = inspect.signature(builder).parameters.get(name)
-    except (TypeError, ValueError):
-        return None
-    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
-
-
-def _mistyped(kwargs: Mapping[str, Any] | None, builder: Callable[..., Any] | None) -> list[str]:
-    """The kwargs given a container where the builder's default is a number or a string."""
-    if not kwargs or builder is None:
-        return []
-    suspects = []
-    for name, value in kwargs.items():
-        default = _default(builder, name)
-        if isinstance(default, (int, float, str)) and not isinstance(default, bool) \
-                and isinstance(value, (list, dict, tuple)):
-            suspects.append(name)
-    return suspects
-
-
-def check_model_values(cfg: Config) -> None:
-    """Build neck, head and the whole model on the ``meta`` device.
+    Args:
+        cfg: a loaded config.
+        base_dir: folder relative paths resolve against; None = the current working directory,
+            as the original (which opened paths as given).
 
     Raises:
-        ConfigError: naming ``model.neck.kwargs``, ``model.head.kwargs`` (e.g. ``dropout: [0.3]``),
-            ``model.head.kwargs.width`` or ``num_classes`` and the builder's complaint.
+        ConfigError: naming the key and the resolved path that is missing.
     """
-    from models.backbones import build_backbone
-    from models.build import HEAD_PROVIDED, build_model, shape_only
-    from models.heads import HEADS
-    from models.necks import NECKS
-
-    model = dataclasses.replace(cfg.model, backbone=shape_only(cfg.model.backbone))
-    with torch.device("meta"):
-        backbone = _named(cfg, "model.backbone", lambda: build_backbone(model.backbone))
-        neck, head = model.neck, model.head
-        _named(cfg, "model.neck.kwargs", lambda: NECKS[neck.type](**neck.kwargs), neck.kwargs, NECKS[neck.type])
-        head_kwargs = dict(head.kwargs)
-        if "vit_channels" in HEAD_PROVIDED.get(head.type, ()):
-            head_kwargs["vit_channels"] = tuple(backbone.out_channels)[-1]
-        _named(cfg, "model.head.kwargs", lambda: HEADS[head.type](**head_kwargs), head_kwargs, HEADS[head.type])
-        del backbone
-        _named(cfg, "model", lambda: build_model(model, cfg.loss))
-
-
-def check_transforms(cfg: Config) -> None:
-    """Build every transform chain the workers will build.
-
-    Raises:
-        ConfigError: naming ``{split}.augmentation.spatial`` / ``.temporal`` and the problem.
-    """
-    from datasets.transforms import build_spatial, build_spatial_views, build_temporal
-
-    splits = [("val", cfg.val.augmentation, build_spatial_views)]
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    wanted: list[tuple[str, str, bool]] = []  # (dotted key, path, is_dir)
+    splits: list[tuple[str, TrainConfig | ValConfig]] = [("val", cfg.val)]
     if not cfg.evaluate and cfg.train is not None:
-        splits.insert(0, ("train", cfg.train.augmentation, build_spatial))
-    for split, augmentation, build in splits:
-        key = f"{split}.augmentation"
-        _named(cfg, f"{key}.spatial", lambda: build(augmentation.spatial, f"{key}.spatial"))
-        _named(cfg, f"{key}.temporal", lambda: build_temporal(augmentation.temporal, f"{key}.temporal"))
+        splits.insert(0, ("train", cfg.train))
+    for split, section in splits:
+        wanted += [(f"{split}.root_path", section.root_path, True),
+                   (f"{split}.annotation_path", section.annotation_path, False)]
+    if cfg.val.eval_mAP is not None:
+        for name in ("labelmap", "groundtruth", "exclusions"):
+            value = getattr(cfg.val.eval_mAP, name)
+            if value is not None:
+                wanted.append((f"val.eval_mAP.{name}", value, False))
+    backbone = cfg.model.backbone
+    if backbone.pretrain is not None:
+        wanted.append(("model.backbone.pretrain.path", backbone.pretrain.path, False))
+    if backbone.subbackbone is not None and backbone.subbackbone.path is not None:
+        wanted.append(("model.backbone.subbackbone.path", backbone.subbackbone.path, False))
+    if cfg.pretrain is not None:
+        wanted.append(("pretrain.path", cfg.pretrain.path, False))
+    for key, value, is_dir in wanted:
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not (path.is_dir() if is_dir else path.is_file()):
+            kind = "folder" if is_dir else "file"
+            raise ConfigError(cfg.config_file, key, f"{kind} not found: {path} "
+                              f"(relative paths resolve against the working directory {base})")
+    if cfg.resume_path is not None:
+        try:
+            resolve_resume_path(cfg.resume_path, cfg.result_path, base)
+        except FileNotFoundError as error:
+            raise ConfigError(cfg.config_file, "resume_path", str(error)) from error
 
 
 def check_data_files(cfg: Config, world_size: int | None = None) -> None:
@@ -162,8 +116,6 @@ def check_evaluation_weights(cfg: Config) -> None:
     Raises:
         ConfigError: neither is set and ``evaluate_random_weights`` is not True.
     """
-    from engine.checkpoint import list_checkpoints
-
     if not cfg.evaluate or cfg.resume_path or cfg.pretrain is not None:
         return
     if cfg.auto_resume and list_checkpoints(cfg.result_path):
@@ -182,8 +134,6 @@ def check_weight_files(cfg: Config) -> None:
     Raises:
         ConfigError: naming the key and the file.
     """
-    from engine.checkpoint import resolve_resume_path
-
     backbone = cfg.model.backbone
     files = [("pretrain.path", cfg.pretrain.path if cfg.pretrain is not None else None),
              ("model.backbone.pretrain.path", backbone.pretrain.path if backbone.pretrain is not None else None),
@@ -199,10 +149,15 @@ def check_weight_files(cfg: Config) -> None:
             raise ConfigError(cfg.config_file, key, f"{path} is an empty file (0 bytes), not a checkpoint")
 
 
-def preflight(cfg: Config, world_size: int | None = None) -> None:
-    """All checks above, cheapest first (``world_size``: the run's processes, when the launcher knows it)."""
+def data_preflight(cfg: Config, world_size: int | None = None) -> None:
+    """All checks above, cheapest first (``world_size``: the run's processes, when the launcher knows it).
+
+    Raises:
+        ConfigError: a missing file or folder, an empty weight file, nothing to evaluate, too few
+            training elements for one batch per rank; naming the key.
+        FormatError: a file that does not parse.
+    """
+    check_paths(cfg)
     check_evaluation_weights(cfg)
     check_weight_files(cfg)
-    check_transforms(cfg)
-    check_model_values(cfg)
     check_data_files(cfg, world_size)

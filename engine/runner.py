@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader
 from config import Config, to_dict
 from datasets.ava import AVADataset, collate_batch
 from datasets.sampler import RankSliceSampler
-from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine import distributed as dist_utils
 from engine.attention_kernels import describe_sdpa_kernel, vit_sdpa_backend
 from engine.checkpoint import load_checkpoint, load_latest_readable_checkpoint, resolve_resume_path, restore_rng
@@ -32,10 +31,10 @@ from engine.context import AutocastFactory, EvalData, IterationHook, Learner, Ru
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks
 from engine.hooks import default_hooks
 from engine.logs import create_tensorboard_writer, setup_logging
-from engine.scheduler import build_optimizer, build_scheduler
 from engine.scoring import describe_boxes
+from engine.plan import RunPlan
 from engine.trainer import RunSummary, StartPoint, Trainer
-from engine.vit_cache_loader import attach_vit_cache, check_vit_cache_config
+from engine.vit_cache_loader import attach_vit_cache
 from formats.atomic import write_text_atomic
 from models.build import build_model
 from models.model import AVAModel
@@ -82,12 +81,10 @@ def _set_threads(info: dist_utils.DistInfo) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, info.local_world_size)))
 
 
-def _train_data(cfg: Config, info: dist_utils.DistInfo) -> TrainData:
-    train = cfg.train
-    dataset = AVADataset(train.root_path, train.annotation_path,
-                         build_spatial(train.augmentation.spatial, "train.augmentation.spatial"),
-                         build_temporal(train.augmentation.temporal, "train.augmentation.temporal"), training=True,
-                         frame_store=train.frame_store)
+def _train_data(plan: RunPlan, info: dist_utils.DistInfo) -> TrainData:
+    cfg, train = plan.cfg, plan.cfg.train
+    dataset = AVADataset(train.root_path, train.annotation_path, plan.train.spatial, plan.train.temporal,
+                         training=True, frame_store=train.frame_store)
     sampler = RankSliceSampler(len(dataset), info.world_size, info.rank, round_down=True)
     loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
                         collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
@@ -98,11 +95,9 @@ def _train_data(cfg: Config, info: dist_utils.DistInfo) -> TrainData:
     return TrainData(dataset, sampler, loader)
 
 
-def _val_data(cfg: Config, info: dist_utils.DistInfo) -> EvalData:
-    val = cfg.val
-    dataset = AVADataset(val.root_path, val.annotation_path,
-                         build_spatial_views(val.augmentation.spatial, "val.augmentation.spatial"),
-                         build_temporal(val.augmentation.temporal, "val.augmentation.temporal"), training=False,
+def _val_data(plan: RunPlan, info: dist_utils.DistInfo) -> EvalData:
+    val = plan.cfg.val
+    dataset = AVADataset(val.root_path, val.annotation_path, plan.val.views, plan.val.temporal, training=False,
                          frame_store=val.frame_store)
     batches = ChunkedBatchSampler(len(dataset), val.batch_size, info.rank, info.world_size)
     # A private generator: evaluating must not move the global RNG, or a resumed run would diverge
@@ -115,10 +110,9 @@ def _val_data(cfg: Config, info: dist_utils.DistInfo) -> EvalData:
     return EvalData(dataset, loader, element_ranks, boxes)
 
 
-def _learner(cfg: Config, model: AVAModel, iters_per_epoch: int) -> Learner:
-    optimizer = build_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.scheduler.base_lr)
-    return Learner(model.loss, optimizer,
-                   build_scheduler(cfg.train.scheduler, optimizer, iters_per_epoch, cfg.train.n_epochs))
+def _learner(plan: RunPlan, model: AVAModel, iters_per_epoch: int) -> Learner:
+    optimizer = plan.train.optimizer(model.parameters())
+    return Learner(model.loss, optimizer, plan.train.scheduler(optimizer, iters_per_epoch))
 
 
 def _load_init_checkpoint(cfg: Config, model: torch.nn.Module) -> None:
@@ -177,12 +171,12 @@ def _checkpoint_step(checkpoint: dict) -> int:
     return 0
 
 
-def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = None,
+def run_worker(plan: RunPlan, info: dist_utils.DistInfo, backend: str | None = None,
                on_iteration: IterationHook | None = None) -> RunSummary | None:
     """Everything one process does for ``main.py``. Returns rank 0's summary (None elsewhere).
 
     Args:
-        cfg: the validated config (paths already checked by the launcher).
+        plan: the run plan the launcher built (``engine.plan.make_plan``): every part checked.
         info: this process's place in the job (``world_info_from_env`` / ``spawn_info``).
         backend: 'nccl', 'gloo' or None (auto).
         on_iteration: test hook called after each optimiser step with ``(epoch, iteration)``.
@@ -190,8 +184,8 @@ def run_worker(cfg: Config, info: dist_utils.DistInfo, backend: str | None = Non
     start = time.perf_counter()
     info = dist_utils.init_distributed(info, backend)
     try:
-        with trusted_checkpoints(cfg.trust_checkpoints):
-            return _run(cfg, info, start, on_iteration)
+        with trusted_checkpoints(plan.cfg.trust_checkpoints):
+            return _run(plan, info, start, on_iteration)
     finally:
         dist_utils.cleanup()
 
@@ -203,7 +197,6 @@ def _prepare_process(cfg: Config, info: dist_utils.DistInfo) -> None:
         result_path.mkdir(parents=True, exist_ok=True)
     dist_utils.barrier()
     setup_logging(result_path, info.is_main, info.rank)
-    check_vit_cache_config(cfg)  # vit_cache extension: fail before building anything
     _set_threads(info)
     if info.device.type == "cpu":
         logger.info("no CUDA device: running on CPU with %s, %d process(es), %d thread(s) each",
@@ -213,16 +206,16 @@ def _prepare_process(cfg: Config, info: dist_utils.DistInfo) -> None:
             {**to_dict(cfg), "world_size": info.world_size}, indent=2, default=str) + "\n")
 
 
-def _build_model(cfg: Config, info: dist_utils.DistInfo) -> AVAModel:
+def _build_model(plan: RunPlan, info: dist_utils.DistInfo) -> AVAModel:
     # Building the full-size model (ViT-g: 1.09B parameters initialised) took 31 s on the 2-core CPU machine.
-    logger.info("building the model of %s ...", cfg.config_file)
-    return build_model(cfg.model, cfg.loss).to(info.device)
+    logger.info("building the model of %s ...", plan.cfg.config_file)
+    return build_model(plan.model).to(info.device)
 
 
 def _run_context(cfg: Config, info: dist_utils.DistInfo, model: AVAModel) -> RunContext:
     """The loops' shared settings; rank 0 logs the attention kernel the ViT will run."""
     autocast = _autocast_factory(cfg, info.device)
-    vit = getattr(model.backbone, "submodule", None)
+    vit = model.backbone.submodule if model.backbone.has_vit else None
     if vit is not None and info.is_main:
         with autocast():
             kernel = vit_sdpa_backend(vit, batch_size=1, device=info.device)
@@ -231,23 +224,25 @@ def _run_context(cfg: Config, info: dist_utils.DistInfo, model: AVAModel) -> Run
     return RunContext(info, autocast, create_tensorboard_writer(cfg.result_path, info.is_main), cfg.print_freq)
 
 
-def _run(cfg: Config, info: dist_utils.DistInfo, start: float, on_iteration: IterationHook | None) -> RunSummary | None:
+def _run(plan: RunPlan, info: dist_utils.DistInfo, start: float,
+         on_iteration: IterationHook | None) -> RunSummary | None:
     """Build the run in the original's order of events (seed, model, data, optimiser, weights), then run it."""
+    cfg = plan.cfg
     _prepare_process(cfg, info)
     seed_everything(cfg.manual_seed)
     _set_determinism(cfg)
-    model = _build_model(cfg, info)
+    model = _build_model(plan, info)
     ctx = _run_context(cfg, info, model)
-    val = _val_data(cfg, info)
-    train = None if cfg.evaluate else _train_data(cfg, info)
-    learner = None if train is None else _learner(cfg, model, len(train.loader))
+    val = _val_data(plan, info)
+    train = None if cfg.evaluate else _train_data(plan, info)
+    learner = None if train is None else _learner(plan, model, len(train.loader))
     if cfg.pretrain is not None:
         _load_init_checkpoint(cfg, model)
     start_point = _resume(cfg, model, learner, info)
     # vit_cache extension (engine/vit_cache_loader.py): after every weight is loaded, since the
     # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
-    data = attach_vit_cache(cfg, model, ctx, RunData(train, val))
-    trainer = Trainer(cfg, ctx, model, data, learner, start_point)
+    data = attach_vit_cache(plan.vit_cache, model, ctx, RunData(train, val))
+    trainer = Trainer(cfg, ctx, model, data, learner, start_point, scoring=plan.scoring)
     if cfg.evaluate:
         trainer.evaluate()
     else:

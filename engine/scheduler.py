@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import optim
 
-from config import OptimizerConfig, SchedulerConfig, lookup
+from config import ConfigError, OptimizerConfig, SchedulerConfig, construct, lookup
 
 # ``train.optimizer.type`` -> torch.optim class (the original looked the name up in torch.optim).
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
@@ -35,10 +36,35 @@ def build_optimizer(cfg: OptimizerConfig, parameters: Iterable[torch.nn.Paramete
     saved optimizer state match its checkpoints); pass ``model.parameters()`` for the same layout.
 
     Raises:
-        ConfigError: unknown optimizer name (``engine.config_builders.validate_builders`` reports it earlier).
+        ConfigError: unknown optimizer name, a kwargs key the optimizer does not take (``params`` and
+            ``lr`` are the code's) or a value it rejects, naming ``train.optimizer.*``.
     """
     optimizer = lookup(OPTIMIZERS, cfg.type, "train.optimizer.type", kind="optimizer")
-    return optimizer(parameters, lr=base_lr, **cfg.kwargs)
+    return construct(optimizer, cfg.kwargs, "train.optimizer.kwargs", provided={"params": parameters, "lr": base_lr})
+
+
+@dataclass(frozen=True)
+class OptimizerFactory:
+    """``train.optimizer`` with its learning rate, ready to build over a model's parameters (picklable)."""
+
+    config: OptimizerConfig
+    base_lr: float
+
+    def __call__(self, parameters: Iterable[torch.nn.Parameter] | Iterable[dict]) -> optim.Optimizer:
+        """``build_optimizer`` over ``parameters`` (all of the model's, for the original's layout)."""
+        return build_optimizer(self.config, parameters, self.base_lr)
+
+
+@dataclass(frozen=True)
+class SchedulerFactory:
+    """``train.scheduler`` with the run's epochs; the iterations per epoch come with the data (picklable)."""
+
+    config: SchedulerConfig
+    n_epochs: int
+
+    def __call__(self, optimizer: optim.Optimizer, iters_per_epoch: int) -> StepLRScheduler | CosineLRScheduler:
+        """``build_scheduler`` for ``optimizer`` at ``iters_per_epoch`` batches per epoch and process."""
+        return build_scheduler(self.config, optimizer, iters_per_epoch, self.n_epochs)
 
 
 class WarmupScheduler:
@@ -191,18 +217,38 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: optim.Optimizer, iters_per_
     ``T_max = n_epochs * E``, with E = ``iters_per_epoch`` (batches per epoch per process).
 
     Raises:
-        ValueError: unknown type or a step schedule without milestones.
+        ConfigError: naming the ``train.scheduler`` key whose value the schedule cannot use.
     """
+    _check_schedule(cfg)
     E = int(iters_per_epoch)  # noqa: N806 (docs/numerics.md §9)
     warmup_steps = int(cfg.warmup_epochs * E)
     if cfg.type == "step":
-        if cfg.milestone_epochs is None or cfg.lr_mults is None:
-            raise ValueError("a 'step' schedule needs milestone_epochs and lr_mults")
+        assert cfg.milestone_epochs is not None and cfg.lr_mults is not None  # _check_schedule
         return StepLRScheduler(optimizer, cfg.base_lr, cfg.warmup_lr, warmup_steps,
                                milestones=[int(m * E) for m in cfg.milestone_epochs], lr_mults=cfg.lr_mults)
+    assert cfg.min_lr is not None  # _check_schedule
+    return CosineLRScheduler(optimizer, cfg.base_lr, cfg.warmup_lr, warmup_steps,
+                             T_max=int(n_epochs) * E, eta_min=cfg.min_lr)
+
+
+def _check_schedule(cfg: SchedulerConfig) -> None:
+    """The ``train.scheduler`` values a schedule type needs, as ConfigErrors naming the key."""
+    key = "train.scheduler"
+    # The original scales every lr by 1 / base_lr, so zero is not allowed.
+    if cfg.base_lr <= 0:
+        raise ConfigError("", f"{key}.base_lr", f"must be > 0, found {cfg.base_lr}")
+    if cfg.warmup_epochs < 0:
+        raise ConfigError("", f"{key}.warmup_epochs", f"must be >= 0, found {cfg.warmup_epochs}")
     if cfg.type == "cosine":
         if cfg.min_lr is None:
-            raise ValueError("a 'cosine' schedule needs min_lr")
-        return CosineLRScheduler(optimizer, cfg.base_lr, cfg.warmup_lr, warmup_steps,
-                                 T_max=int(n_epochs) * E, eta_min=cfg.min_lr)
-    raise ValueError(f"unknown scheduler type {cfg.type!r}; choices: cosine, step")
+            raise ConfigError("", f"{key}.min_lr", "missing required key for type 'cosine'")
+        return
+    for name in ("milestone_epochs", "lr_mults"):
+        if getattr(cfg, name) is None:
+            raise ConfigError("", f"{key}.{name}", "missing required key for type 'step'")
+    milestones, mults = list(cfg.milestone_epochs), list(cfg.lr_mults)
+    if len(milestones) != len(mults):
+        raise ConfigError("", f"{key}.lr_mults", f"needs one factor per milestone: {len(mults)} factors, "
+                          f"{len(milestones)} milestone_epochs")
+    if milestones != sorted(milestones):
+        raise ConfigError("", f"{key}.milestone_epochs", f"must be increasing, found {milestones}")

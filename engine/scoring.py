@@ -44,6 +44,8 @@ class MapProtocol:
 def map_protocol(cfg: Config) -> MapProtocol | None:
     """The scoring rule of ``cfg``, following the original whose config it is; None without ``val.eval_mAP``.
 
+    The run plan (``engine.plan.make_plan``) calls it once; ``score_epoch`` takes its result.
+
     - ``cap_min``/``cap_max`` given (SFMViT): its ``val_epoch`` swept K over ``range(cap_min, cap_max)``,
       so ``cap_max`` is left out, and passed no exclusions to the evaluator whatever the config said
       (it also ignored the config's label map and ground truth for hard-coded paths of its authors'
@@ -93,12 +95,12 @@ def cap_records_path(result_path: str | Path, epoch: int) -> Path:
     return Path(result_path) / f"cap_mAP_records_multi{epoch}.txt"
 
 
-def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer: ScalarWriter, step: int,
-                val_loss: float | None = None, boxes: str | None = None) -> dict:
+def score_epoch(cfg: Config, protocol: MapProtocol | None, predict_path: Path, epoch: int, writer: ScalarWriter,
+                step: int, val_loss: float | None = None, boxes: str | None = None) -> dict:
     """Evaluate ``predict_path`` against ``val.eval_mAP`` (rank 0 only) and record the result.
 
-    The rule is ``map_protocol(cfg)``. A sweep writes ``cap_mAP_records_multi{epoch}.txt`` with the
-    original's lines; the original opened it in append mode, so re-evaluating an epoch into the same
+    The rule is ``protocol``, the run plan's ``map_protocol(cfg)`` (None: no mAP score). A sweep
+    writes ``cap_mAP_records_multi{epoch}.txt`` with the original's lines; the original opened it in append mode, so re-evaluating an epoch into the same
     ``result_path`` added a second block, whereas we replace the file atomically. Every run writes
     ``eval_epoch{epoch}.json`` (the evaluator's result, its ``counts`` with ``gt_rows_excluded`` and
     ``detection_rows_excluded``, and a ``protocol`` block), ``map_epoch{epoch}.png``, a row of
@@ -116,7 +118,7 @@ def score_epoch(cfg: Config, predict_path: Path, epoch: int, writer: ScalarWrite
     if val_loss is not None:
         row["loss"] = val_loss
         writer.add_scalar("val/loss", val_loss, step)
-    figures = _score_map(cfg, predict_path, epoch, result_path, boxes)
+    figures = _score_map(cfg, protocol, predict_path, epoch, boxes) if protocol is not None else {}
     if figures:
         row["mAP"] = figures["mAP"]
         writer.add_scalar("val/mAP", figures["mAP"], step)
@@ -139,10 +141,8 @@ def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> Evaluat
                           capacity=protocol.capacities[0], ties=protocol.ties)
 
 
-def _score_map(cfg: Config, predict_path: Path, epoch: int, result_path: Path, boxes: str | None) -> dict:
-    protocol = map_protocol(cfg)
-    if protocol is None:
-        return {}
+def _score_map(cfg: Config, protocol: MapProtocol, predict_path: Path, epoch: int, boxes: str | None) -> dict:
+    result_path = Path(cfg.result_path)
     result = _evaluate(cfg, protocol, predict_path)
     counts = result.counts
     figures: dict = {"mAP": float(result.mAP), "protocol": protocol.rule,

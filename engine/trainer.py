@@ -21,7 +21,7 @@ from engine.context import Learner, RunContext, RunData, global_step
 from engine.eval_loop import run_evaluation_pass
 from engine.logs import TabLogger
 from engine.run_dir import write_summary
-from engine.scoring import score_epoch
+from engine.scoring import MapProtocol, score_epoch
 from engine.train_loop import EpochStats, train_one_epoch
 from models.model import AVAModel
 
@@ -101,9 +101,10 @@ class Trainer:
         data: the splits (``data.train`` is None when the run only evaluates).
         learner: loss, optimiser and schedule, their state loaded (None when the run only evaluates).
         start: the weights' epoch, global step and checkpoint.
+        scoring: how predict.csv is scored (the run plan's ``scoring``; None: no mAP).
 
     Attributes:
-        cfg, ctx, model, data, learner: the arguments; result_path: ``cfg.result_path``.
+        cfg, ctx, model, data, learner, scoring: the arguments; result_path: ``cfg.result_path``.
         ddp: the DDP wrapper of ``model``, made when training starts.
         epoch: the epoch of the current weights (during ``train_epoch``: the epoch being trained).
         iteration: the 0-based index, within ``epoch``, of the last optimiser step.
@@ -114,8 +115,9 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, ctx: RunContext, model: AVAModel, data: RunData, learner: Learner | None,
-                 start: StartPoint) -> None:
+                 start: StartPoint, *, scoring: MapProtocol | None) -> None:
         self.cfg, self.ctx, self.model, self.data, self.learner = cfg, ctx, model, data, learner
+        self.scoring = scoring
         self.ddp: DistributedDataParallel | None = None
         self.epoch, self.iteration, self.step = start.epoch, 0, start.step
         self.begin_epoch = start.epoch + 1
@@ -205,7 +207,7 @@ class Trainer:
                                       with_label=self.cfg.val.with_label, element_ranks=val.element_ranks)
         dist_utils.restore_buffers(self.model, own)
         if figures is not None:
-            figures.update(score_epoch(self.cfg, predict_path, self.epoch, self.ctx.writer, self.step,
+            figures.update(score_epoch(self.cfg, self.scoring, predict_path, self.epoch, self.ctx.writer, self.step,
                                        figures.get("val_loss"), val.boxes))
             self.summary.evaluations.append({"epoch": self.epoch, **figures})
         dist_utils.barrier()

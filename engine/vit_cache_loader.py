@@ -1,4 +1,4 @@
-"""The frozen-ViT cache in a run: config checks, cache keys, and a loader wrapper adding cached ViT statistics.
+"""The frozen-ViT cache in a run: its settings, cache keys, and a loader wrapper adding cached ViT statistics.
 
 A clip's key is a digest of everything its ViT statistics depend on: the frame files (absolute
 path, size, modification time), the spatial transform chain (with the per-clip flip outcome and
@@ -6,7 +6,8 @@ the batch padding), the ViT's fingerprint (description + every weight, ``models/
 the device type and the ``amp`` setting. Change any of them and the key changes, so a stale entry
 can be missed but never used. Random transforms other than the horizontal flip (random crops,
 random temporal windows) would make the clip unknowable from the element alone: such configs are
-rejected. The cache is exact for a ViT in eval mode only, hence the ``eval_mode`` requirement.
+rejected (``plan_vit_cache``, called once by ``engine.plan.make_plan``). The cache is exact for a
+ViT in eval mode only, hence the ``eval_mode`` requirement.
 """
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from config import AugmentationConfig, Config, ConfigError
+from config import AugmentationConfig, Config, ConfigError, Variant
 from datasets.ava import AVADataset
 from datasets.temporal_transforms import TemporalCenterCrop, TemporalSampling
 from datasets.transforms import (
@@ -36,6 +38,7 @@ from datasets.transforms import (
 )
 from engine.context import RunContext, RunData
 from engine.feature_cache import FeatureStore, new_writer_name
+from models.build import ACAR_NET
 from models.vit_cache import compute_vit_stats, vit_fingerprint
 from structures.batch import ClipView, EvalBatch, TrainBatch
 from structures.vit_stats import VitStats
@@ -53,8 +56,19 @@ class VitCacheMissError(LookupError):
     """``vit_cache.mode: require`` met a clip that is not in the cache (the message names it)."""
 
 
-def _mode(cfg: Config) -> str:
-    return "off" if cfg.vit_cache is None else cfg.vit_cache.mode
+@dataclass(frozen=True)
+class VitCacheSettings:
+    """A run's ViT cache when it is on: the folder, the mode and the ``amp`` setting (part of every key).
+
+    Attributes:
+        path: the cache folder (``vit_cache.path``, resolved against the working directory).
+        mode: ``'lazy'`` or ``'require'``.
+        amp: the run's ``amp``.
+    """
+
+    path: str
+    mode: Literal["lazy", "require"]
+    amp: str
 
 
 def _check_augmentation(cfg: Config, split: str, aug: AugmentationConfig) -> None:
@@ -82,16 +96,25 @@ def _check_augmentation(cfg: Config, split: str, aug: AugmentationConfig) -> Non
                           f"vit_cache allows at most one RandomHorizontalFlip, found {flips}")
 
 
-def check_vit_cache_config(cfg: Config) -> None:
-    """Check that the config can use the ViT cache (nothing to do when ``vit_cache`` is off).
+def plan_vit_cache(cfg: Config, variant: Variant) -> VitCacheSettings | None:
+    """The run's cache settings, None when ``vit_cache`` is off; checks that the run can use the cache.
+
+    Args:
+        cfg: the config.
+        variant: the model's (``models.build.ModelSpec.variant``): ACAR-Net's has no ViT to cache.
 
     Raises:
-        ConfigError: training without ``model.backbone.subbackbone.eval_mode: true``, a head other
-            than ``acar``, or a random transform the key cannot capture; the message names the key.
+        ConfigError: a model without ViT, training without ``model.backbone.subbackbone.eval_mode:
+            true``, a head other than ``acar``, or a random transform the key cannot capture; the
+            message names the key.
     """
-    mode = _mode(cfg)
-    if mode == "off":
-        return
+    if cfg.vit_cache is None or cfg.vit_cache.mode == "off":
+        return None
+    mode = cfg.vit_cache.mode
+    if variant == ACAR_NET:
+        raise ConfigError(cfg.config_file, "vit_cache.mode",
+                          f"{mode!r} caches ViT features, but this config builds ACAR-Net's model "
+                          "(head width = SlowFast channels, no subbackbone), which has no ViT stream; set it to off")
     sub = cfg.model.backbone.subbackbone
     if not cfg.evaluate and (sub is None or not sub.eval_mode):
         raise ConfigError(cfg.config_file, "vit_cache.mode",
@@ -104,13 +127,14 @@ def check_vit_cache_config(cfg: Config) -> None:
     if not cfg.evaluate and cfg.train is not None:
         _check_augmentation(cfg, "train", cfg.train.augmentation)
     _check_augmentation(cfg, "val", cfg.val.augmentation)
+    return VitCacheSettings(cfg.vit_cache.path, mode, cfg.amp)
 
 
 def describe_spatial_chain(chain: Compose) -> str:
     """Text of a spatial chain for the cache key; the flip appears as a slot filled per clip.
 
     Raises:
-        ValueError: a transform whose output the key cannot capture (see ``check_vit_cache_config``).
+        ValueError: a transform whose output the key cannot capture (see ``plan_vit_cache``).
     """
     parts, flips = [], 0
     for transform in chain.transforms:
@@ -298,33 +322,32 @@ class CachedLoader:
             f"{name}, view {index}, flip {info['flip']}" for name, info in zip(names, view.aug_info)]))
 
 
-def open_vit_cache(cfg: Config, model: nn.Module, device: torch.device, rank: int,
+def open_vit_cache(settings: VitCacheSettings | None, model: nn.Module, device: torch.device, rank: int,
                    autocast: Callable[[], object]) -> VitStatsSource | None:
-    """The run's cache source, or None when ``vit_cache`` is off. Call it after all weights are loaded.
+    """The run's cache source, or None when the cache is off. Call it after all weights are loaded.
 
     Args:
-        cfg: the run's config (``vit_cache.path`` resolves against the working directory).
+        settings: the run plan's (``plan_vit_cache``); None when off.
         model: the ``AVAModel`` (its ``backbone.submodule`` is the ViT).
         device: this rank's device.
         rank: this rank (names its shard files).
         autocast: the run's autocast factory.
     """
-    check_vit_cache_config(cfg)
-    if cfg.vit_cache is None or cfg.vit_cache.mode == "off":
+    if settings is None:
         return None
     vit = model.backbone.submodule
-    vit_id = vit_identity(vit, device, cfg.amp)
-    store = FeatureStore(cfg.vit_cache.path, new_writer_name(rank), meta={"vit": vit_id})
-    logger.info("vit_cache (%s): %s holds %d entries (all writers); this ViT is %s", cfg.vit_cache.mode,
+    vit_id = vit_identity(vit, device, settings.amp)
+    store = FeatureStore(settings.path, new_writer_name(rank), meta={"vit": vit_id})
+    logger.info("vit_cache (%s): %s holds %d entries (all writers); this ViT is %s", settings.mode,
                 store.root, len(store), vit_id)
-    return VitStatsSource(store, vit, vit_id, cfg.vit_cache.mode, device, autocast)
+    return VitStatsSource(store, vit, vit_id, settings.mode, device, autocast)
 
 
-def attach_vit_cache(cfg: Config, model: nn.Module, ctx: RunContext, data: RunData) -> RunData:
-    """The runner's loaders, wrapped with the cache when ``vit_cache`` is on (returned unchanged otherwise).
+def attach_vit_cache(settings: VitCacheSettings | None, model: nn.Module, ctx: RunContext, data: RunData) -> RunData:
+    """The runner's loaders, wrapped with the cache when it is on (returned unchanged otherwise).
 
     Args:
-        cfg: the run's config.
+        settings: the run plan's (``plan_vit_cache``); None when off.
         model: the ``AVAModel``, every weight loaded.
         ctx: this process's context (device, rank, autocast).
         data: the run's splits.
@@ -332,7 +355,7 @@ def attach_vit_cache(cfg: Config, model: nn.Module, ctx: RunContext, data: RunDa
     Returns:
         ``data`` with each loader replaced by its ``CachedLoader``.
     """
-    source = open_vit_cache(cfg, model, ctx.device, ctx.dist.rank, ctx.autocast)
+    source = open_vit_cache(settings, model, ctx.device, ctx.dist.rank, ctx.autocast)
     if source is None:
         return data
     train = data.train

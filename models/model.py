@@ -66,7 +66,7 @@ class AVAModel(nn.Module):
 
     Args:
         backbone: returns a list of feature maps ``[slow, fast, vit]`` for a clip ``[B, 3, T, H, W]``;
-            has ``.submodule`` (the ViT) when it is the dual backbone.
+            ``has_vit`` says whether it has the ViT stream (``.submodule``).
         neck: boxes -> RoIs (no parameters).
         head: the wrapped head, called with features and RoIs.
         criterion: loss and score activation.
@@ -114,7 +114,7 @@ class AVAModel(nn.Module):
             for module in self.backbone.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
-        if mode and self.vit_eval_mode and getattr(self.backbone, "submodule", None) is not None:
+        if mode and self.vit_eval_mode and self.backbone.has_vit:
             self.backbone.submodule.eval()
         return self
 

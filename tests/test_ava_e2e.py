@@ -15,7 +15,7 @@ from config import LossConfig, ModelConfig, section
 from formats.annotation_pkl import load_annotation_pkl
 from formats.ava import read_ava_csv
 from formats.eval_csv import read_predict_csv
-from models.build import build_model
+from models.build import build_model, model_spec
 from tools.prepare_synthetic import prepare_synthetic_ava_dataset
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,8 @@ def test_acar_net_format_checkpoint_evaluates_through_top_level_pretrain(dataset
     """A model-zoo-style file (plain state dict, module. keys) and an eval config in ACAR-Net's form."""
     raw = yaml.safe_load(TINY_ACAR.read_text(encoding="utf-8"))
     torch.manual_seed(7)
-    model = build_model(section(ModelConfig, raw["model"], "model"), section(LossConfig, raw["loss"], "loss"))
+    model = build_model(model_spec(section(ModelConfig, raw["model"], "model"),
+                                   section(LossConfig, raw["loss"], "loss")))
     zoo = tmp_path / "AVA_TINY_ACAR.pth.tar"
     torch.save({"module." + key: value for key, value in model.state_dict().items()}, zoo)
     # ACAR-Net's eval configs: evaluate True, top-level pretrain, no train section.

@@ -20,9 +20,8 @@ from config import (
     lookup,
     to_dict,
 )
-from engine.config import check_paths
-from engine.config_builders import BuilderTables, default_builder_tables, validate_builders
-from engine.scheduler import OPTIMIZERS
+from engine.plan import make_plan
+from engine.preflight import check_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL_CONFIGS = sorted((ROOT / "configs").glob("*VITSF_ACAR_HR2O_CW*.yaml"))
@@ -31,17 +30,8 @@ EVAL_YAML = ROOT / "configs" / "eval_VITSF_ACAR_HR2O_CW.yaml"
 TINY_YAML = ROOT / "tests" / "data" / "engine" / "tiny_cpu.yaml"
 
 
-# Small stand-ins for the project's builder tables, with the signatures the configs need.
-def _slowfast(alpha=4, beta=0.125, fuse_only_conv=False, fuse_kernel_size=7, slow_full_span=False,
-              width_mult=1.0):
-    return None
-
-
+# Small stand-ins for builders, with the signatures the checks need.
 def _vit(pretrained=False, **kwargs):
-    return None
-
-
-def _basic_neck(bbox_jitter=None, num_classes=60, multi_class=True, aug_threshold=0.0):
     return None
 
 
@@ -49,46 +39,9 @@ def _acar_head(width, roi_spatial=7, num_classes=60, depth=2, dropout=0.0):
     return None
 
 
-def _ava_criterion(pose_softmax=False):
-    return None
-
-
-class _Scale:
-    def __init__(self, resize):
-        pass
-
-
-class _Flip:
-    def __init__(self, p=0.5):
-        pass
-
-
-class _ToTensor:
-    def __init__(self, norm_value=255):
-        pass
-
-
-class _Normalize:
-    def __init__(self, mean, std):
-        pass
-
-
 class _CenterCrop:
     def __init__(self, size, step=1):
         pass
-
-
-FAKE_TABLES = BuilderTables(
-    backbones={"slowfast50": _slowfast, "slowfast101": _slowfast},
-    vits={"vit_giant_patch14_224": _vit, "vit_small_patch16_224": _vit},
-    necks={"basic": _basic_neck},
-    heads={"acar": _acar_head, "linear": _ava_criterion},
-    losses={"ava_criterion": _ava_criterion},
-    spatial_transforms={"Scale": _Scale, "RandomHorizontalFlip": _Flip, "ToTensor": _ToTensor,
-                        "Normalize": _Normalize},
-    temporal_transforms={"TemporalCenterCrop": _CenterCrop},
-    optimizers=OPTIMIZERS,
-)
 
 
 def _raw(path: Path = TRAIN_YAML) -> dict:
@@ -104,7 +57,7 @@ def _write(tmp_path: Path, raw: dict, name: str = "bad.yaml") -> Path:
 def _error(tmp_path: Path, raw: dict) -> str:
     path = _write(tmp_path, raw)
     with pytest.raises(ConfigError) as info:
-        validate_builders(load_config(path), FAKE_TABLES)
+        make_plan(load_config(path))
     message = str(info.value)
     assert message.startswith(f"{path}: "), message
     return message
@@ -129,7 +82,7 @@ def test_original_configs_are_byte_identical_to_the_originals() -> None:
 @pytest.mark.parametrize("path", ORIGINAL_CONFIGS, ids=lambda p: p.name)
 def test_original_configs_load_and_validate(path: Path) -> None:
     cfg = load_config(path)
-    validate_builders(cfg, FAKE_TABLES)
+    make_plan(cfg)
     assert cfg.config_file == str(path)
     assert cfg.model.head.kwargs == {"width": 3712, "roi_spatial": 7, "num_classes": 50, "depth": 2}
     assert cfg.val.eval_mAP is not None and cfg.val.eval_mAP.groundtruth == "AR_ava_format/chaos_test_t_+1.csv"
@@ -154,19 +107,15 @@ def test_original_configs_differ_where_expected() -> None:
 
 def test_tiny_config_with_extensions() -> None:
     cfg = load_config(TINY_YAML)
-    validate_builders(cfg, FAKE_TABLES)
+    make_plan(cfg)
     assert cfg.amp == "bf16" and cfg.auto_resume is True and cfg.train.workers == 0
     assert cfg.model.backbone.subbackbone.kwargs == {"depth": 1, "embed_dim": 48}
     assert cfg.val.augmentation.spatial[0].kwargs == [{"resize": [64, 64]}, {"resize": [72, 72]}]
 
 
 def test_real_builder_tables_accept_the_original_configs() -> None:
-    try:
-        tables = default_builder_tables()
-    except ImportError as error:
-        pytest.skip(f"builder tables not available yet: {error}")
     for path in ORIGINAL_CONFIGS:
-        validate_builders(load_config(path), tables)
+        make_plan(load_config(path))
 
 
 # --- bad configs: every message names the file and the dotted key ---------------------------
@@ -230,7 +179,7 @@ def test_config_files_and_overrides_read_exponents_as_floats(tmp_path: Path) -> 
     path = tmp_path / "exponent.yaml"
     path.write_text(text, encoding="utf-8")
     cfg = load_config(path, ["train.scheduler.min_lr=1e-6", "train.scheduler.type=cosine"])
-    validate_builders(cfg, FAKE_TABLES)
+    make_plan(cfg)
     assert cfg.train.optimizer.kwargs["weight_decay"] == 1e-7
     assert cfg.train.scheduler.min_lr == 1e-6
     assert to_dict(cfg) == to_dict(load_config(TRAIN_YAML, ["train.scheduler.min_lr=0.000001",
@@ -256,7 +205,7 @@ def test_unknown_builder_name_lists_choices(tmp_path: Path) -> None:
     assert "model.head.type: unknown value 'acr'; did you mean 'acar'?; choices: acar, linear" in message
     raw = _raw()
     raw["train"]["optimizer"]["type"] = "sgd"
-    assert "train.optimizer.type: unknown value 'sgd'" in _error(tmp_path, raw)
+    assert "train.optimizer.type: unknown optimizer 'sgd'" in _error(tmp_path, raw)
     raw = _raw()
     raw["train"]["scheduler"]["type"] = "linear"
     assert "train.scheduler.type: expected one of 'step', 'cosine'" in _error(tmp_path, raw)
@@ -269,7 +218,7 @@ def test_engine_owned_optimizer_arguments_are_rejected(tmp_path: Path) -> None:
 
 
 def test_model_builder_checks_run_before_spawn_with_the_file(tmp_path: Path) -> None:
-    # Once checked only by build_model, inside every worker: now by validate_builders, in the launcher.
+    # Once checked only by build_model, inside every worker: now by building it once, in the launcher.
     raw = _raw()
     raw["model"]["head"]["kwargs"]["vit_channels"] = 1408
     assert "model.head.kwargs.vit_channels: is set by the code, not the config" in _error(tmp_path, raw)

@@ -13,7 +13,8 @@ import yaml
 from config import ConfigError, LossConfig, ModelConfig, load_config, section
 from engine.context import RunContext
 from engine.eval_loop import BoxScores, mean_box_loss, predict_boxes
-from models.build import build_model
+from engine.plan import make_plan
+from models.build import build_model, model_spec
 from models.model import AVAModel
 from structures.batch import ClipView, EvalBatch, Keyframes
 from tests.engine_fixtures import write_tiny_config
@@ -31,7 +32,7 @@ def model() -> AVAModel:
     cfg["backbone"]["subbackbone"]["kwargs"].update(img_size=64, all_frames=8)
     cfg["head"]["kwargs"].update(reduce_dim=64, hidden_dim=32)
     torch.manual_seed(0)
-    return build_model(section(ModelConfig, cfg, "model"), section(LossConfig, TINY["loss"], "loss")).eval()
+    return build_model(model_spec(section(ModelConfig, cfg, "model"), section(LossConfig, TINY["loss"], "loss"))).eval()
 
 
 def _eval_batch(elements: list[int]) -> EvalBatch:
@@ -92,4 +93,4 @@ def test_with_label_needs_multi_hot_targets(tmp_path: Path) -> None:
     raw["model"]["neck"]["kwargs"]["multi_class"] = False
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match=r"x.yaml: val.with_label: the validation loss needs multi-hot targets"):
-        load_config(config)
+        make_plan(load_config(config))

@@ -242,7 +242,7 @@ def test_epoch_scalars_and_evaluations_are_at_the_step_reached_at_the_end_of_the
         model = _TinyModel()
         data = RunData(TrainData(dataset, sampler, loader), EvalData(dataset, []))
         trainer = _RecordingTrainer(cfg, RunContext(DistInfo(), writer=writer, print_freq=3), model, data,
-                                    _learner(model), StartPoint())
+                                    _learner(model), StartPoint(), scoring=None)
         trainer.evaluated = evaluated
         trainer.register_hooks(default_hooks(cfg.train))
         trainer.train()

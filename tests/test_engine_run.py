@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from config import load_config
 from engine.distributed import spawn_info
+from engine.plan import make_plan
 from engine.runner import run_worker
 from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_predict_csv
@@ -195,7 +196,7 @@ def _run_in_process(config: Path, dataset: Path, hook=None) -> None:
     cwd = os.getcwd()
     os.chdir(dataset)
     try:
-        run_worker(load_config(config), spawn_info(0, 1), "gloo", on_iteration=hook)
+        run_worker(make_plan(load_config(config)), spawn_info(0, 1), "gloo", on_iteration=hook)
     finally:
         os.chdir(cwd)
 

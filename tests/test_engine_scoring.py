@@ -47,7 +47,7 @@ def _config(tmp_path: Path, caps: tuple[int, int] | None, **eval_keys: object) -
 
 
 def _score(cfg: Config, epoch: int = 1) -> dict:
-    return score_epoch(cfg, EVAL_DATA / "predict.csv", epoch, _Writer(), step=10 * epoch)
+    return score_epoch(cfg, map_protocol(cfg), EVAL_DATA / "predict.csv", epoch, _Writer(), step=10 * epoch)
 
 
 def test_the_rule_follows_the_original_whose_config_runs() -> None:
@@ -141,7 +141,7 @@ def test_scalars_are_written_at_the_step_given(tmp_path: Path) -> None:
             steps.append((name, step))
 
     cfg = _config(tmp_path, (1, 5))
-    score_epoch(cfg, EVAL_DATA / "predict.csv", 3, _StepWriter(), 120, val_loss=0.25)
+    score_epoch(cfg, map_protocol(cfg), EVAL_DATA / "predict.csv", 3, _StepWriter(), 120, val_loss=0.25)
     # The epoch names the files; the x-axis is the global step, the training scalars' axis.
     assert steps == [("val/loss", 120), ("val/mAP", 120)]
     assert (tmp_path / "out" / "eval_epoch3.json").is_file()
@@ -169,6 +169,7 @@ def test_the_plot_and_the_log_say_which_boxes_were_scored(tmp_path: Path, caplog
     monkeypatch.setattr(scoring, "save_plot", lambda path, result, title=None: titles.append(title))
     caplog.set_level(logging.INFO, logger="engine.scoring")
     boxes = "detector boxes of det.pkl (merged file: one element per keyframe)"
-    score_epoch(_config(tmp_path, (1, 5)), EVAL_DATA / "predict.csv", 2, _Writer(), 20, boxes=boxes)
+    cfg = _config(tmp_path, (1, 5))
+    score_epoch(cfg, map_protocol(cfg), EVAL_DATA / "predict.csv", 2, _Writer(), 20, boxes=boxes)
     assert titles == [f"predict.csv: {boxes}"]
     assert f"epoch 2 evaluation of predict.csv: {boxes} (SFMViT sweep K = 1..4, original ties;" in caplog.text

@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from config import ConfigError, LossConfig, ModelConfig, load_config, section
-from engine.config_builders import check_model_variant
+from engine.plan import make_plan
 from models.backbones import DualBackbone, SlowFastBackbone
-from models.build import ACAR_NET, SFMVIT, build_model, model_variant
+from models.build import ACAR_NET, SFMVIT, ModelSpec, build_model, model_spec, model_variant
 from models.weights import WeightsError, load_model_pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,11 @@ LAYOUTS = ROOT / "tests" / "data" / "models"
 
 def _config(name: str) -> dict:
     return yaml.safe_load((AVA_CONFIGS / name).read_text(encoding="utf-8"))
+
+
+def _spec(model: dict, loss: dict) -> ModelSpec:
+    """The model of plain ``model:`` / ``loss:`` mappings, its variant resolved as a run resolves it."""
+    return model_spec(section(ModelConfig, model, "model"), section(LossConfig, loss, "loss"))
 
 
 def _layout(name: str) -> dict[str, tuple[list[int], str]]:
@@ -38,7 +43,7 @@ def test_acar_net_eval_configs_build_exactly_the_model_zoo_layout(config: str, l
     cfg = _config(config)
     assert model_variant(section(ModelConfig, cfg["model"], "model")) == ACAR_NET
     with torch.device("meta"):
-        model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
+        model = build_model(_spec(cfg["model"], cfg["loss"]))
     expected = _layout(layout)
     ours = {"module." + key: (list(t.shape), str(t.dtype).removeprefix("torch."))
             for key, t in model.state_dict().items()}
@@ -47,7 +52,7 @@ def test_acar_net_eval_configs_build_exactly_the_model_zoo_layout(config: str, l
     assert [key for key in ours if key not in expected] == []
     assert {key: value for key, value in ours.items() if expected[key] != value} == {}
     assert list(ours) == list(expected)  # same order as ACAR-Net's state_dict
-    assert isinstance(model.backbone, SlowFastBackbone)
+    assert isinstance(model.backbone, SlowFastBackbone) and not model.backbone.has_vit
     assert not hasattr(model.head.module, "BN_vit") and not hasattr(model.head.module, "conv_auto")
 
 
@@ -55,8 +60,9 @@ def test_sfmvit_width_keeps_the_dual_backbone() -> None:
     cfg = yaml.safe_load((ROOT / "configs" / "eval_VITSF_ACAR_HR2O_CW.yaml").read_text(encoding="utf-8"))
     assert model_variant(section(ModelConfig, cfg["model"], "model")) == SFMVIT
     with torch.device("meta"):
-        model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
+        model = build_model(_spec(cfg["model"], cfg["loss"]))
     assert isinstance(model.backbone, DualBackbone) and hasattr(model.head.module, "BN_vit")
+    assert model.backbone.has_vit
 
 
 def test_width_rule_follows_the_backbone_kwargs_not_a_fixed_number() -> None:
@@ -84,7 +90,7 @@ def test_bad_width_fails_before_spawn_naming_file_and_key(tmp_path: Path) -> Non
     path = tmp_path / "bad_width.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"bad_width\.yaml: model\.head\.kwargs\.width: must equal .* got 2048"):
-        check_model_variant(load_config(path))
+        make_plan(load_config(path))
 
 
 def test_vit_cache_is_refused_for_a_model_without_vit(tmp_path: Path) -> None:
@@ -93,13 +99,13 @@ def test_vit_cache_is_refused_for_a_model_without_vit(tmp_path: Path) -> None:
     path = tmp_path / "cache.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"cache\.yaml: vit_cache\.mode: 'lazy' caches ViT features.*no ViT stream"):
-        check_model_variant(load_config(path))
+        make_plan(load_config(path))
 
 
 def test_acar_net_yaml_files_load_unchanged() -> None:
     for path in sorted(AVA_CONFIGS.glob("*SLOWFAST*.yaml")):
         cfg = load_config(path)
-        assert check_model_variant(cfg) == ACAR_NET
+        assert make_plan(cfg).model.variant == ACAR_NET
     cfg = load_config(AVA_CONFIGS / "eval_SLOWFAST_R50_ACAR_HR2O.yaml")
     assert cfg.pretrain.path == "model_zoo/AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar" and cfg.evaluate
 
@@ -114,11 +120,11 @@ def _tiny_acar_model_cfg() -> dict:
 def test_model_zoo_style_file_loads_through_top_level_pretrain(tmp_path: Path) -> None:
     loss = _config("eval_SLOWFAST_R50_ACAR_HR2O.yaml")["loss"]
     torch.manual_seed(0)
-    source = build_model(section(ModelConfig, _tiny_acar_model_cfg(), "model"), section(LossConfig, loss, "loss"))
+    source = build_model(_spec(_tiny_acar_model_cfg(), loss))
     zoo = tmp_path / "zoo.pth.tar"
     torch.save({"module." + key: value for key, value in source.state_dict().items()}, zoo)
     torch.manual_seed(1)
-    target = build_model(section(ModelConfig, _tiny_acar_model_cfg(), "model"), section(LossConfig, loss, "loss"))
+    target = build_model(_spec(_tiny_acar_model_cfg(), loss))
     report = load_model_pretrain(target, zoo)
     assert (report.loaded, report.missing, report.unexpected) == (len(source.state_dict()), [], [])
     for key, value in source.state_dict().items():
@@ -141,7 +147,7 @@ def test_acar_net_linear_baseline_builds_on_slowfast_alone() -> None:
     cfg = _config("SLOWFAST_R50_baseline.yaml")
     del cfg["model"]["backbone"]["pretrain"]  # the Kinetics file is not needed for the layout
     with torch.device("meta"):
-        model = build_model(section(ModelConfig, cfg["model"], "model"), section(LossConfig, cfg["loss"], "loss"))
+        model = build_model(_spec(cfg["model"], cfg["loss"]))
     head = {key: list(t.shape) for key, t in model.state_dict().items() if key.startswith("head.")}
     assert head == {"head.module.fc.weight": [60, 2304]} and isinstance(model.backbone, SlowFastBackbone)
 

@@ -14,8 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from config import BackboneConfig, ConfigError, LossConfig, ModelConfig, check_kwargs, section
 from models.backbones import BACKBONES
-from engine.config_builders import check_model_builders
-from models.build import backbone_channels, build_model
+from models.build import backbone_channels, build_model, model_spec
 from models.heads import HeadWrapper
 from models.losses import ava_criterion
 from models.model import AVAModel
@@ -47,12 +46,14 @@ def _tiny_model_cfg(learnable: bool = True, eval_mode: bool = False) -> dict:
 
 def _build(model_cfg: dict, loss_cfg: dict) -> AVAModel:
     """``build_model`` on the typed sections of plain ``model:`` / ``loss:`` mappings."""
-    return build_model(section(ModelConfig, model_cfg, "model"), section(LossConfig, loss_cfg, "loss"))
+    return build_model(model_spec(section(ModelConfig, model_cfg, "model"), section(LossConfig, loss_cfg, "loss")))
 
 
 def _check(model_cfg: dict, loss_cfg: dict) -> None:
-    """The pre-spawn check of builder names and kwargs, on plain ``model:`` / ``loss:`` mappings."""
-    check_model_builders(section(ModelConfig, model_cfg, "model"), section(LossConfig, loss_cfg, "loss"))
+    """The pre-spawn check of builder names and kwargs (the run plan's: building on the meta device)."""
+    spec = model_spec(section(ModelConfig, model_cfg, "model"), section(LossConfig, loss_cfg, "loss"))
+    with torch.device("meta"):
+        build_model(spec.without_weight_files())
 
 
 def _labels() -> list[list[dict]]:
@@ -347,20 +348,18 @@ def test_tiny_evaluation_with_two_views(tiny_model: AVAModel) -> None:
 
 
 def test_only_the_model_a_run_uses_logs_its_line(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
-    # The launcher's checks (model_variant, check_model_values) build the same backbone and model on
-    # the meta device several times; a run's log must describe its model once, not once per check.
+    # The run plan builds the same backbone and model on the meta device (twice when it infers the
+    # variant); a run's log must describe its model once, not once per check.
     from config import load_config
-    from engine.config_builders import validate_builders
-    from engine.preflight import check_model_values
+    from engine.plan import make_plan
     from tests.engine_fixtures import write_tiny_config
 
     cfg = load_config(write_tiny_config(tmp_path / "tiny.yaml", tmp_path / "run"))
     caplog.set_level(logging.DEBUG, logger="models")
-    validate_builders(cfg)
-    check_model_values(cfg)
+    plan = make_plan(cfg)
     assert not [record for record in caplog.records if record.levelno >= logging.INFO], caplog.text
     caplog.clear()
-    build_model(cfg.model, cfg.loss)
+    build_model(plan.model)
     lines = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
     assert len(lines) == 1, lines
     assert lines[0].startswith("model: backbone slowfast50 (slow, fast channels (512, 256)) + frozen "

@@ -143,6 +143,7 @@ def test_the_summary_lists_every_epoch_after_a_mid_run_resume_and_a_finished_res
         dataset: Path, tmp_path: Path, monkeypatch) -> None:
     from config import load_config
     from engine.distributed import spawn_info
+    from engine.plan import make_plan
     from engine.runner import run_worker
 
     config = write_tiny_config(tmp_path / "a.yaml", tmp_path / "a", n_epochs=2, val_freq=2, auto_resume=True)
@@ -153,12 +154,12 @@ def test_the_summary_lists_every_epoch_after_a_mid_run_resume_and_a_finished_res
             raise _Crash("killed in epoch 2")
 
     with pytest.raises(_Crash):
-        run_worker(load_config(config), spawn_info(0, 1), "gloo", on_iteration=crash)
+        run_worker(make_plan(load_config(config)), spawn_info(0, 1), "gloo", on_iteration=crash)
     summary = tmp_path / "a" / "run_summary.json"
     assert [e["epoch"] for e in json.loads(summary.read_text())["epochs"]] == [1]  # written per epoch
-    run_worker(load_config(config), spawn_info(0, 1), "gloo")
+    run_worker(make_plan(load_config(config)), spawn_info(0, 1), "gloo")
     first = json.loads(summary.read_text())
     assert [e["epoch"] for e in first["epochs"]] == [1, 2] and [e["epoch"] for e in first["evaluations"]] == [2]
-    run_worker(load_config(config), spawn_info(0, 1), "gloo")  # finished: auto_resume has nothing to do
+    run_worker(make_plan(load_config(config)), spawn_info(0, 1), "gloo")  # finished: auto_resume has nothing to do
     again = json.loads(summary.read_text())
     assert again["epochs"] == first["epochs"] and again["evaluations"] == first["evaluations"]

@@ -15,6 +15,7 @@ from config import load_config
 from datasets.synthetic import read_manifest
 from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_ground_truth_csv
+from engine.plan import make_plan
 from models.build import build_model
 from tests.engine_fixtures import write_tiny_config
 from detect.train import EpochReports
@@ -161,9 +162,9 @@ def _fake_action_stage(out: Path) -> None:
     action = out / "action"
     action.mkdir(parents=True)
     config = write_tiny_config(action / "demo_config.yaml", action)
-    cfg = load_config(config)
+    plan = make_plan(load_config(config))
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.loss)
+    model = build_model(plan.model)
     checkpoint = action / "ckpt_1.pth.tar"
     torch.save({"epoch": 1, "state_dict": model.state_dict(), "optimizer": {}, "scheduler": {}}, checkpoint)
     (action / "run_summary.json").write_text(json.dumps({"checkpoints": [str(checkpoint)]}))

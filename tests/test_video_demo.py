@@ -16,6 +16,7 @@ from datasets.ffmpeg_io import decode_frames
 from datasets.synthetic import load_cw_classes
 from formats.annotation_pkl import load_annotation_pkl
 from formats.official_csv import read_official_csv
+from engine.plan import make_plan
 from models.build import build_model
 from tests.engine_fixtures import prepare_tiny_dataset, write_tiny_config
 from tools.video_actions import class_names, keyframe_clip, top_actions
@@ -134,9 +135,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Tiny synthetic dataset, a tiny untrained action model and its checkpoint."""
     root = prepare_tiny_dataset(tmp_path_factory.mktemp("video_demo") / "data")
     config = write_tiny_config(root.parent / "tiny.yaml", root.parent / "result")
-    cfg = load_config(config)
+    plan = make_plan(load_config(config))
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.loss)
+    model = build_model(plan.model)
     checkpoint = root.parent / "ckpt_0.pth.tar"
     torch.save({"epoch": 0, "state_dict": model.state_dict(), "optimizer": {}, "scheduler": {}}, checkpoint)
     video_id = read_official_csv(root / "AR_ava_format" / "chaos_test_1fps.csv")[0].video

@@ -15,6 +15,7 @@ from datasets.ava import AVADataset, collate_batch
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal
 from engine.feature_cache import FeatureStore
 from engine.runner import seed_everything
+from engine.plan import make_plan
 from engine.vit_cache_loader import VitCacheMissError, open_vit_cache
 from models.build import build_model
 from models.model import AVAModel
@@ -40,8 +41,9 @@ def _config(dataset: Path, tmp_path: Path, mode: str) -> Path:
 
 
 def _model(cfg: Config) -> AVAModel:
+    spec = make_plan(cfg).model
     seed_everything(cfg.manual_seed)  # as main.py and the precompute tool: the same initial ViT
-    return build_model(cfg.model, cfg.loss)
+    return build_model(spec)
 
 
 def _loader(cfg: Config, split: str) -> tuple[AVADataset, DataLoader]:
@@ -63,7 +65,7 @@ def test_lazy_mode_computes_once_then_reads_back(dataset: Path, tmp_path: Path, 
     cfg = load_config(_config(dataset, tmp_path, "lazy"))
     model = _model(cfg)
     model.train()
-    source = open_vit_cache(cfg, model, torch.device("cpu"), 0, contextlib.nullcontext)
+    source = open_vit_cache(make_plan(cfg).vit_cache, model, torch.device("cpu"), 0, contextlib.nullcontext)
     train_data, train_loader = _loader(cfg, "train")
     cached = source.wrap(train_loader, train_data)
     assert len(cached) == len(train_loader)
@@ -87,7 +89,7 @@ def test_require_mode_names_the_missing_clip(dataset: Path, tmp_path: Path, monk
     monkeypatch.chdir(dataset)
     cfg = load_config(_config(dataset, tmp_path, "require"))
     model = _model(cfg)
-    source = open_vit_cache(cfg, model, torch.device("cpu"), 0, contextlib.nullcontext)
+    source = open_vit_cache(make_plan(cfg).vit_cache, model, torch.device("cpu"), 0, contextlib.nullcontext)
     val_data, val_loader = _loader(cfg, "val")
     model.eval()
     with pytest.raises(VitCacheMissError, match=r"element 0 \(video .*precompute_vit_cache"):
@@ -115,7 +117,7 @@ def test_precompute_over_two_ranks_then_require_mode_hits_everything(dataset: Pa
     assert precompute_vit_cache.main(["--config", str(config), "--workers", "0", "--device", "cpu"]) == 0
     assert f"{expected} already cached, 0 computed" in capsys.readouterr().out
     model = _model(cfg)
-    source = open_vit_cache(cfg, model, torch.device("cpu"), 0, contextlib.nullcontext)
+    source = open_vit_cache(make_plan(cfg).vit_cache, model, torch.device("cpu"), 0, contextlib.nullcontext)
     model.train()
     for batch in source.wrap(train_loader, train_data):
         torch.testing.assert_close(batch.view.vit_stats.mean_map, _direct_stats(model, batch.view.clips).mean_map,

@@ -11,7 +11,7 @@ import yaml
 from torch import nn
 
 from config import LossConfig, ModelConfig, section
-from models.build import build_model
+from models.build import ModelSpec, build_model, model_spec
 from models.model import AVAModel
 from models.vit_cache import adapt_cached_vit, compute_vit_stats, vit_fingerprint
 from structures.batch import ClipView, EvalBatch, Keyframes, TrainBatch
@@ -31,10 +31,14 @@ def _model_cfg(eval_mode: bool = True) -> dict:
     return cfg
 
 
+def _spec() -> ModelSpec:
+    return model_spec(section(ModelConfig, _model_cfg(), "model"), section(LossConfig, TINY["loss"], "loss"))
+
+
 @pytest.fixture(scope="module")
 def model() -> AVAModel:
     torch.manual_seed(0)
-    built = build_model(section(ModelConfig, _model_cfg(), "model"), section(LossConfig, TINY["loss"], "loss"))
+    built = build_model(_spec())
     # Non-trivial BN_vit affine and running statistics, so that every term of the formula matters.
     norm = built.head.module.BN_vit
     with torch.no_grad():
@@ -138,7 +142,7 @@ def test_statistics_are_a_fraction_of_the_feature_and_concatenate() -> None:
 
 def test_fingerprint_changes_with_any_weight_and_layout() -> None:
     torch.manual_seed(0)
-    vit = build_model(section(ModelConfig, _model_cfg(), "model"), section(LossConfig, TINY["loss"], "loss")).backbone.submodule
+    vit = build_model(_spec()).backbone.submodule
     first = vit_fingerprint(vit)
     assert vit_fingerprint(vit) == first
     with torch.no_grad():

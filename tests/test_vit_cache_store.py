@@ -14,16 +14,17 @@ import yaml
 from config import ConfigError, from_dict
 from engine.feature_cache import FeatureStore, new_writer_name
 from engine.vit_cache_loader import (
-    check_vit_cache_config,
     clip_key,
     describe_spatial_chain,
     flip_outcomes,
     frame_signature,
+    plan_vit_cache,
     vit_identity,
     with_forced_flip,
 )
 from datasets.transforms import build_spatial
 from models.backbones.vit import VisionTransformer
+from models.build import SFMVIT
 from structures.vit_stats import VitStats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +207,7 @@ def _config(**changes) -> dict:
 
 
 def _check(raw: dict) -> None:
-    check_vit_cache_config(from_dict(raw, "x.yaml"))
+    plan_vit_cache(from_dict(raw, "x.yaml"), SFMVIT)
 
 
 def test_config_checks_name_the_culprit_keys() -> None:

@@ -49,12 +49,12 @@ def _run(args: argparse.Namespace) -> int:
     env = dist_utils.world_info_from_env()
     rank = env.rank if args.rank is None else args.rank
     world = env.world_size if args.world is None else args.world
-    cfg, cache, splits = checked_config(args)
+    plan, cache, splits = checked_config(args)
     if args.device is not None:
         device = torch.device(args.device)
     else:
         device = torch.device(f"cuda:{env.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    summary = precompute(cfg, cache, splits, rank, world, device, args.batch_size, args.workers,
+    summary = precompute(plan, cache, splits, rank, world, device, args.batch_size, args.workers,
                          progress=rank == 0)
     print(f"rank {summary.rank}/{summary.world}: {summary.clips} clips, {summary.already_cached} already cached, "
           f"{summary.computed} computed in {summary.seconds:.1f} s; {cache}: {summary.store_entries} entries, "

@@ -3,7 +3,6 @@
 them from frame files, so it sees what it saw in evaluation."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from PIL import Image
 from config import load_config
 from datasets.ava import collate_batch
 from datasets.synthetic import HALF_WINDOW, load_cw_classes
-from datasets.transforms import build_spatial_views, build_temporal
+from engine.plan import make_plan
 from formats.pbtxt import read_label_map
 from models.build import build_model
 from models.weights import load_model_checkpoint, load_model_pretrain, load_state_dict_strict
@@ -99,19 +98,18 @@ class ActionModel:
             FileNotFoundError, WeightsError: a missing or unfitting weight file.
             ValueError: no weights to load, or class names that do not fit the model.
         """
-        from models.build import shape_only
-
         cfg = load_config(config)
-        model_cfg = cfg.model
+        plan = make_plan(cfg)
+        spec = plan.model
         if random_weights:
-            model_cfg = dataclasses.replace(model_cfg, backbone=shape_only(model_cfg.backbone))
+            spec = spec.without_weight_files()
             torch.manual_seed(seed)
         elif checkpoint is None and cfg.resume_path and Path(cfg.resume_path).is_file():
             checkpoint = Path(cfg.resume_path)
         elif checkpoint is None and cfg.pretrain is None:
             raise ValueError(f"{config}: no weights for the action model: give --checkpoint, use a config whose "
                              "resume_path or pretrain file exists, or try the path untrained with --random-weights")
-        model = build_model(model_cfg, cfg.loss)
+        model = build_model(spec)
         if random_weights:
             LOGGER.warning("action model %s with RANDOM weights (seed %d): its actions mean nothing", config, seed)
         elif checkpoint is not None:
@@ -127,8 +125,8 @@ class ActionModel:
         self.device = device
         self.untrained = random_weights
         self.names = class_names(model.num_classes, label_map)
-        self.views = build_spatial_views(cfg.val.augmentation.spatial, "val.augmentation.spatial")
-        self.temporal = build_temporal(cfg.val.augmentation.temporal, "val.augmentation.temporal")
+        self.views = plan.val.views
+        self.temporal = plan.val.temporal
         self.batch_size = max(1, int(cfg.val.batch_size))
 
     def frames_needed(self, clip: KeyframeClip) -> list[int]:

@@ -22,14 +22,13 @@ from tqdm import tqdm
 
 from config import Config, ConfigError, VitCacheConfig, load_config
 from datasets.ava import AVADataset
-from datasets.transforms import Compose, build_spatial, build_spatial_views, build_temporal
 from engine.checkpoint import find_latest_checkpoint, load_checkpoint, resolve_resume_path
-from engine.config import check_paths
-from engine.config_builders import validate_builders
 from engine.feature_cache import FeatureStore, new_writer_name
+from engine.plan import RunPlan, make_plan
+from engine.preflight import check_paths
 from engine.runner import seed_everything
-from engine.vit_cache_loader import (check_vit_cache_config, clip_key, describe_spatial_chain, flip_outcomes,
-                                     frame_signature, vit_identity, with_forced_flip)
+from engine.vit_cache_loader import (clip_key, describe_spatial_chain, flip_outcomes, frame_signature, vit_identity,
+                                     with_forced_flip)
 from models.build import build_model
 from models.vit_cache import compute_vit_stats
 
@@ -62,20 +61,17 @@ class PrecomputeSummary:
     seconds: float
 
 
-def _datasets(cfg: Config, splits: Sequence[str]) -> dict[str, AVADataset]:
-    built = {}
+def _datasets(plan: RunPlan, splits: Sequence[str]) -> dict[str, AVADataset]:
+    cfg, built = plan.cfg, {}
     for split in splits:
-        section = cfg.train if split == "train" else cfg.val
-        if section is None:
-            raise ConfigError(cfg.config_file, split, "this split is not in the config")
-        key = f"{split}.augmentation"
+        if split == "train" and (cfg.train is None or plan.train is None):
+            raise ConfigError(cfg.config_file, split, "this split is not in the config (or the config only evaluates)")
         if split == "train":
-            views: Compose | list[Compose] = build_spatial(section.augmentation.spatial, f"{key}.spatial")
+            built[split] = AVADataset(cfg.train.root_path, cfg.train.annotation_path, plan.train.spatial,
+                                      plan.train.temporal, training=True)
         else:
-            views = build_spatial_views(section.augmentation.spatial, f"{key}.spatial")
-        built[split] = AVADataset(section.root_path, section.annotation_path, views,
-                                  build_temporal(section.augmentation.temporal, f"{key}.temporal"),
-                                  training=split == "train")
+            built[split] = AVADataset(cfg.val.root_path, cfg.val.annotation_path, plan.val.views, plan.val.temporal,
+                                      training=False)
     return built
 
 
@@ -144,13 +140,13 @@ def list_jobs(datasets: dict[str, AVADataset], vit_id: str, rank: int, world: in
     return jobs
 
 
-def precompute(cfg: Config, cache_path: str | Path, splits: Sequence[str], rank: int = 0, world: int = 1,
+def precompute(plan: RunPlan, cache_path: str | Path, splits: Sequence[str], rank: int = 0, world: int = 1,
                device: torch.device | None = None, batch_size: int = 4, workers: int = 0,
                seal_every: int = 256, progress: bool = True) -> PrecomputeSummary:
     """Compute and store the ViT statistics of this rank's share of clips that are not cached yet.
 
     Args:
-        cfg: a validated config (its ``vit_cache`` section is not needed).
+        plan: the run plan of the config (``checked_config``).
         cache_path: the cache folder.
         splits: ``'train'`` and/or ``'val'``.
         rank, world: this process's share (element i goes to rank ``i % world``).
@@ -163,15 +159,16 @@ def precompute(cfg: Config, cache_path: str | Path, splits: Sequence[str], rank:
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} outside world size {world}")
     start = time.perf_counter()
+    cfg = plan.cfg
     device = device or torch.device("cpu")
     # Seeded as main.py seeds before building: a ViT without a weight file gets the run's initial weights.
     seed_everything(cfg.manual_seed)
-    model = build_model(cfg.model, cfg.loss)
+    model = build_model(plan.model)
     loaded = load_run_vit_weights(cfg, model)
     vit = model.backbone.submodule.to(device).eval()
     vit_id = vit_identity(vit, device, cfg.amp)
     LOGGER.info("ViT %s (weights from the config%s)", vit_id, "".join(f", {p}" for p in loaded))
-    datasets = _datasets(cfg, splits)
+    datasets = _datasets(plan, splits)
     store = FeatureStore(cache_path, new_writer_name(rank), seal_every=seal_every, meta={"vit": vit_id})
     jobs = list_jobs(datasets, vit_id, rank, world)
     todo = [job for job in jobs if job.key not in store]
@@ -195,15 +192,14 @@ def precompute(cfg: Config, cache_path: str | Path, splits: Sequence[str], rank:
                              seconds=time.perf_counter() - start)
 
 
-def checked_config(args: argparse.Namespace) -> tuple[Config, str, list[str]]:
-    """The command line's config, cache folder and splits, checked as a run with the cache on would check them."""
+def checked_config(args: argparse.Namespace) -> tuple[RunPlan, str, list[str]]:
+    """The command line's run plan, cache folder and splits, checked as a run with the cache on checks them."""
     cfg = load_config(args.config, args.overrides)
-    validate_builders(cfg)
-    check_paths(cfg)
     cache = args.cache or (cfg.vit_cache.path if cfg.vit_cache is not None else None)
     if cache is None:
         raise ConfigError(cfg.config_file, "vit_cache.path", "missing: give --cache DIR or a vit_cache section")
-    # The transforms and the ViT mode are checked as a run with the cache on would check them.
-    check_vit_cache_config(dataclasses.replace(cfg, vit_cache=VitCacheConfig(path=cache, mode="lazy")))
+    # Planned with the cache on, so that the transforms and the ViT mode are checked as such a run's.
+    plan = make_plan(dataclasses.replace(cfg, vit_cache=VitCacheConfig(path=cache, mode="lazy")))
+    check_paths(cfg)
     splits = args.split or (["val"] if cfg.evaluate or cfg.train is None else ["train", "val"])
-    return cfg, cache, splits
+    return plan, cache, splits

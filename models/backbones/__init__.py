@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from config import BackboneConfig, PretrainConfig, SubbackboneConfig
+from config import BackboneConfig, PretrainConfig, SubbackboneConfig, construct, lookup
 from models.backbones.dual import DualBackbone
 from models.backbones.single import SlowFastBackbone
 from models.backbones.slowfast import SlowFast, slowfast50, slowfast101, slowfast152, slowfast200
@@ -38,12 +38,11 @@ def build_backbone(backbone: BackboneConfig, with_vit: bool = True) -> DualBackb
     at their initialisation until a full checkpoint is loaded. SlowFast weights come from
     `pretrain` when given.
 
-    With `with_vit=False` (ACAR-Net's models: `models.build.model_variant` decides) no ViT is
+    With `with_vit=False` (ACAR-Net's models: the variant of `models.build.ModelSpec`) no ViT is
     built and the result is SlowFast alone.
 
     Args:
-        backbone: the typed `model.backbone` section; its names and kwargs are checked before
-            (`engine.config_builders.validate_builders`), not here.
+        backbone: the typed `model.backbone` section.
         with_vit: build the ViT stream (SFMViT) or not (ACAR-Net).
 
     Returns:
@@ -51,15 +50,20 @@ def build_backbone(backbone: BackboneConfig, with_vit: bool = True) -> DualBackb
         when `learnable` is False.
 
     Raises:
+        ConfigError: an unknown `arch`, a kwargs key its builder does not take or a value it rejects,
+            naming the dotted key (no file: the caller adds it).
         FileNotFoundError, models.weights.WeightsError: for weight files that are absent or do not fit.
     """
-    slowfast = BACKBONES[backbone.arch](**backbone.kwargs)
+    # Pass-through builders (`**kwargs`) get more than the config gives: no required-key check.
+    slowfast = construct(lookup(BACKBONES, backbone.arch, "model.backbone.arch"), backbone.kwargs,
+                         "model.backbone.kwargs", check_required=False)
     if not with_vit:
         if backbone.pretrain is not None:
             _load_pretrain(slowfast, backbone.pretrain)
         return SlowFastBackbone(slowfast, learnable=backbone.learnable)
     sub = backbone.subbackbone or SubbackboneConfig()
-    vit = VITS[sub.arch](**{**SFMVIT_VIT_KWARGS, **sub.kwargs})
+    vit = construct(lookup(VITS, sub.arch, "model.backbone.subbackbone.arch"), {**SFMVIT_VIT_KWARGS, **sub.kwargs},
+                    "model.backbone.subbackbone.kwargs", check_required=False)
     if backbone.pretrain is not None:
         _load_pretrain(slowfast, backbone.pretrain)
     if sub.path:
@@ -70,12 +74,13 @@ def build_backbone(backbone: BackboneConfig, with_vit: bool = True) -> DualBackb
 def describe_backbone(backbone: BackboneConfig, built: DualBackbone | SlowFastBackbone) -> str:
     """One phrase for logs: the SlowFast and, when built, the frozen ViT of ``build_backbone``'s result.
 
-    ``build_backbone`` logs nothing itself: the config checks build backbones on the ``meta``
-    device several times per run, and only the model a run uses deserves a line (``build_model``).
+    ``build_backbone`` logs nothing itself: the run plan builds backbones on the ``meta`` device
+    (once more to infer an undeclared variant), and only the model a run uses deserves a line
+    (``build_model``).
     """
     text = f"{backbone.arch} (slow, fast channels {tuple(built.module.out_channels)})"
-    vit = getattr(built, "submodule", None)
-    if vit is None:
+    if not built.has_vit:
         return f"{text}, no ViT stream"
+    vit = built.submodule
     sub = backbone.subbackbone or SubbackboneConfig()
     return f"{text} + frozen {sub.arch} ({len(vit.blocks)} blocks, width {vit.embed_dim}, grid {vit.grid_size})"

@@ -21,7 +21,10 @@ class DualBackbone(nn.Module):
         submodule: the ViT.
         out_channels: `(slow, fast, vit)` channels of the three outputs, e.g. (2048, 256, 1408).
         vit_eval_mode: keep the ViT in eval mode even when the model trains.
+        has_vit: True: this backbone has the ViT stream (`submodule`).
     """
+
+    has_vit = True
 
     def __init__(self, slowfast: SlowFast, vit: VisionTransformer, learnable: bool = True,
                  vit_eval_mode: bool = False) -> None:

@@ -17,7 +17,10 @@ class SlowFastBackbone(nn.Module):
     Attributes:
         module: the SlowFast network.
         out_channels: `(slow, fast)` channels of the two outputs, e.g. (2048, 256).
+        has_vit: False: no ViT stream (no `submodule`).
     """
+
+    has_vit = False
 
     def __init__(self, slowfast: SlowFast, learnable: bool = True) -> None:
         """Wrap, and freeze when not learnable.

@@ -353,8 +353,8 @@ VIT_SIZES: dict[str, dict[str, Any]] = {
 
 # The builder of each size is `VisionTransformer` with the size bound as keyword defaults: call-time
 # arguments override them, and `inspect.signature` (read natively from the partial) reports every
-# VisionTransformer argument with the size's defaults, which is what the config checker
-# (`models.build.check_kwargs`) validates `model.backbone.subbackbone.kwargs` against.
+# VisionTransformer argument with the size's defaults, which is what `config.construct` checks
+# `model.backbone.subbackbone.kwargs` against.
 VIT_BUILDERS: dict[str, Callable[..., VisionTransformer]] = {
     name: functools.partial(VisionTransformer, **size) for name, size in VIT_SIZES.items()
 }
