@@ -20,9 +20,9 @@ from pathlib import Path
 # Runnable from any working directory: the evaluation and formats packages live beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common.cli import KNOWN_ERRORS, run_main  # noqa: E402
 from evaluation import DEFAULT_CAPACITY, format_summary, run_evaluation, save_plot, write_json  # noqa: E402
 from evaluation.api import DEFAULT_TIES, TIES  # noqa: E402
-from formats.cli import KNOWN_ERRORS, run_main  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; prints the summary. A bad input file: one line, exit status 1 (as before formats/cli.py)."""
+    """CLI entry point; prints the summary. A bad input file: one line, exit status 1 (as before common/cli.py)."""
     return run_main(parse_args, _run, argv, failures=KNOWN_ERRORS,
                     log_level=lambda args: logging.INFO if args.verbose else logging.WARNING)
 

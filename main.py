@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.cli import run_main
 from engine.launch_args import build_parser
-from formats.cli import run_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,11 @@ boxes jittered from the ground truth plus false boxes, one predict row per (box,
 scores. ``--layout per-row`` (default) repeats every keyframe's rows once per ground-truth row, as the
 original's proposal pkls make its predict files (so each (box, class) row appears k times with one score).
 
-The baseline is the original's serial brute force: ``evaluation.original_reference`` (a loop-for-loop
+The baseline is the original's serial brute force: ``evaluation.original.reference`` (a loop-for-loop
 mirror of the original's calc_mAP.py + ava_evaluation, files re-read at every K as the original does),
 timed on a sample of the capacities and extrapolated linearly to the whole range (it says so). Against
 it, in the same run:
-- ``--ties original`` (default): the exact per-K path of ``evaluation.original_protocol`` (target >= 30x);
+- ``--ties original`` (default): the exact per-K path of ``evaluation.original.protocol`` (target >= 30x);
 - ``--ties stable``: the one-pass sweep (target >= 300x);
 - the tie band of every K (``evaluation.tie_band``, the same for both protocols), timed on its own and
   reported as a ratio to each sweep.
@@ -32,13 +32,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cli import run_main  # noqa: E402
 from evaluation import load_inputs  # noqa: E402
 from evaluation.api import compute_tie_band  # noqa: E402
 from evaluation.capacity import sweep_capacities  # noqa: E402
 from evaluation.frame_map import evaluate_at_capacity, prepare  # noqa: E402
-from evaluation.original_protocol import evaluate_original, prepare_original  # noqa: E402
-from evaluation.original_reference import evaluate_like_original  # noqa: E402
-from formats.cli import run_main  # noqa: E402
+from evaluation.original.protocol import evaluate_original, prepare_original  # noqa: E402
+from evaluation.original.reference import evaluate_like_original  # noqa: E402
 from formats.eval_csv import GroundTruth, Predictions, write_ground_truth_csv, write_predict_csv  # noqa: E402
 from formats.pbtxt import write_label_map  # noqa: E402
 

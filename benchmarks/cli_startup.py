@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a script: the project packages live beside benchmarks/
 
-from formats.cli import run_main  # noqa: E402
+from common.cli import run_main  # noqa: E402
 
 # Every command line of the project: scripts by path, modules by dotted name.
 COMMANDS = ("main.py", "calc_mAP.py", "datasets.frame_store", "datasets.synthetic", "detect.convert",

@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import read_yaml  # noqa: E402
 from benchmarks.common import PRESET_CONFIGS, describe_device, ratio_line  # noqa: E402
-from formats.cli import run_main  # noqa: E402
-from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
+from common.cli import run_main  # noqa: E402
+from config import read_yaml  # noqa: E402
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.frame_store import FrameStore  # noqa: E402
 from datasets.transforms import build_spatial, build_spatial_views, build_temporal  # noqa: E402
+from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

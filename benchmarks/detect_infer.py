@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cli import run_main  # noqa: E402
 from detect.convert import image_size  # noqa: E402
 from detect.infer import stream_predictions  # noqa: E402
 from detect.offline import prepare_ultralytics, resolve_device  # noqa: E402
-from formats.cli import run_main  # noqa: E402
 
 
 def write_frames(folder: Path, count: int, seed: int, size: tuple[int, int] = (320, 180)) -> list[Path]:

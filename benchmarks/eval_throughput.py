@@ -50,17 +50,17 @@ from config import LossConfig, ModelConfig, read_yaml, section  # noqa: E402
 from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
                                setup_runtime,
                                synthetic_batch, time_calls, timing_ratio_line)
+from common.cli import run_main  # noqa: E402
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.context import RunContext  # noqa: E402
 from engine.eval_loop import predict_boxes  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
-from formats.cli import run_main  # noqa: E402
-from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 from models.build import build_model, model_spec  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 from structures.batch import EvalBatch  # noqa: E402
+from tools.prepare_synthetic import prepare_synthetic_dataset  # noqa: E402
 
 DRIFT_TARGET = 0.01
 

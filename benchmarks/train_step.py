@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
                                setup_runtime, synthetic_batch, time_calls,
                                timing_ratio_line)
+from common.cli import run_main  # noqa: E402
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
-from formats.cli import run_main  # noqa: E402
 from models.build import build_model, model_spec  # noqa: E402
 from models.model import AVAModel  # noqa: E402
 from structures.batch import TrainBatch  # noqa: E402

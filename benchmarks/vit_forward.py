@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (add_runtime_args, bf16_peak_tflops, describe_device, setup_runtime,  # noqa: E402
                                time_calls, timing_ratio_line, vit_forward_flops)
+from common.cli import run_main  # noqa: E402
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
 from engine.precision import cast_frozen_vit  # noqa: E402
-from formats.cli import run_main  # noqa: E402
 from models.backbones.vit import VisionTransformer, vit_giant_patch14_224  # noqa: E402
 
 FULL_DEPTH = 40

@@ -12,8 +12,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from common.errors import close_match_hint
 from config.errors import ConfigError
-from formats.errors import close_match_hint
 
 _B = TypeVar("_B")
 _T = TypeVar("_T")

@@ -21,10 +21,10 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from common.errors import close_match_hint
 from config.errors import ConfigError
 from config.schema import Config, TrainConfig, ValConfig
 from config.yaml_loader import parse_yaml, read_yaml
-from formats.errors import close_match_hint
 
 __all__ = ["apply_overrides", "from_dict", "load_config", "section", "to_dict"]
 

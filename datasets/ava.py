@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from common.errors import FormatError
 from datasets.frame_store import FrameStore, store_resize_for
 from datasets.transforms import Compose
 from formats.annotation_pkl import frame_path, load_annotation_pkl
-from formats.errors import FormatError
 from structures.batch import ClipView, EvalBatch, Keyframes, TrainBatch
 
 logger = logging.getLogger(__name__)

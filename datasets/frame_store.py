@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from formats.atomic import atomic_open, write_text_atomic
-from formats.cli import run_main
-from formats.errors import FormatError
+from common.atomic import atomic_open, write_text_atomic
+from common.cli import run_main
+from common.errors import FormatError
 
 if TYPE_CHECKING:  # the transforms import torch: loaded where used, so that --help answers at once
     from datasets.transforms import Compose, Scale

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from common.atomic import write_text_atomic
+from common.cli import run_main
 from datasets.synthetic_motion import person_labels
 from datasets.synthetic_plan import PRESETS, DatasetPlan, keyframe_times, plan_dataset, resolve_config
 from datasets.synthetic_render import VideoPlan, encode_video, frame_joints, person_box
-from formats.atomic import write_text_atomic
-from formats.cli import run_main
 from formats.official_csv import OfficialRow, window_seconds, write_official_csv, write_official_exclusions
 from formats.pbtxt import write_label_map
 

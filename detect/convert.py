@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from formats.atomic import write_bytes_atomic, write_text_atomic
-from formats.cli import run_main
+from common.atomic import write_bytes_atomic, write_text_atomic
+from common.cli import run_main
 from formats.official_csv import OfficialRow, read_official_csv
 
 LOGGER = logging.getLogger(__name__)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.atomic import write_text_atomic
+from common.cli import run_main
 from detect.convert import image_size
 from detect.offline import prepare_ultralytics, resolve_device
 from formats.annotation_pkl import classes_from_label_map, frame_path, load_annotation_pkl, save_annotation_pkl
-from formats.atomic import write_text_atomic
-from formats.cli import run_main
 from formats.official_csv import FRAME_RATE, read_official_csv
 from formats.pbtxt import read_label_map
 

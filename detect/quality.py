@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from common.atomic import write_text_atomic
+from common.cli import run_main
 from evaluation.boxes import iou_matrix
 from evaluation.frame_map import average_precision
 from evaluation.plot import new_figure, write_figure
 from formats.annotation_pkl import load_annotation_pkl
-from formats.atomic import write_text_atomic
-from formats.cli import run_main
 from formats.eval_csv import read_ground_truth_csv
 from formats.official_csv import NUM_COLUMNS, read_official_csv
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.cli import run_main
 from detect.offline import prepare_ultralytics, resolve_device
-from formats.cli import run_main
 
 LOGGER = logging.getLogger(__name__)
 

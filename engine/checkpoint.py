@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from formats.atomic import atomic_open
+from common.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 

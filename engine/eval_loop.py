@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from common.atomic import atomic_open
 from datasets.sampler import RankSliceSampler
 from engine.context import BatchLoader, RunContext
 from engine.distributed import gather_objects_to_main
 from engine.logs import batch_progress
-from formats.atomic import atomic_open
 from formats.eval_csv import format_predict_row
 from models.model import AVAModel
 from structures.batch import EvalBatch

@@ -30,7 +30,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from formats.atomic import write_text_atomic
+from common.atomic import write_text_atomic
 from structures.vit_stats import VitStats
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from common.cli import BAD_INPUT, FAILED, debug_requested, one_line, print_error, setup_logging
 from config import ConfigError, load_config
 from engine import distributed as dist_utils
 from engine.launch_args import build_parser
@@ -21,7 +22,6 @@ from engine.plan import RunPlan, make_plan
 from engine.preflight import data_preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
 from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, run_reporting
-from formats.cli import BAD_INPUT, FAILED, debug_requested, one_line, print_error, setup_logging
 from models.weights import WeightsError
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Protocol
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from formats.cli import LOG_FORMAT, OWNED_HANDLER, remove_owned_handlers
+from common.cli import LOG_FORMAT, OWNED_HANDLER, remove_owned_handlers
 
 
 def _install(root: logging.Logger, handler: logging.Handler, fmt: str, datefmt: str | None = None) -> None:
@@ -25,7 +25,7 @@ def setup_logging(result_path: str | Path | None, is_main: bool, rank: int = 0) 
 
     Rank 0 logs INFO to the console and to ``result_path/log.txt``; other ranks log warnings and
     errors only, tagged with their rank, so a multi-process run prints one stream of progress.
-    It replaces the handlers an earlier call, or the command line's ``formats.cli.setup_logging``
+    It replaces the handlers an earlier call, or the command line's ``common.cli.setup_logging``
     in this process, installed (a one-process ``main.py`` runs its worker in the launcher's
     process); handlers installed by anyone else stay.
     """

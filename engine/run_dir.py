@@ -8,15 +8,15 @@ import re
 import socket
 from pathlib import Path
 
+from common.atomic import write_text_atomic
 from config import Config
 from engine.checkpoint import list_checkpoints
-from formats.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".run.lock"
 SUMMARY_NAME = "run_summary.json"
-# formats.atomic.atomic_open's temporaries: ``.{name}.{random}.tmp``.
+# common.atomic.atomic_open's temporaries: ``.{name}.{random}.tmp``.
 _OUR_TEMPORARY = re.compile(r"^\..+\.tmp$")
 
 

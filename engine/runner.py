@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from common.atomic import write_text_atomic
 from config import Config, to_dict
 from datasets.ava import AVADataset, collate_batch
 from datasets.sampler import RankSliceSampler
@@ -31,11 +32,10 @@ from engine.context import AutocastFactory, EvalData, IterationHook, Learner, Ru
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks
 from engine.hooks import default_hooks
 from engine.logs import create_tensorboard_writer, setup_logging
-from engine.scoring import describe_boxes
 from engine.plan import RunPlan
+from engine.scoring import describe_boxes
 from engine.trainer import RunSummary, StartPoint, Trainer
 from engine.vit_cache_loader import attach_vit_cache
-from formats.atomic import write_text_atomic
 from models.build import build_model
 from models.model import AVAModel
 from models.weights import load_model_pretrain, load_state_dict_strict, trusted_checkpoints

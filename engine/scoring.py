@@ -6,12 +6,12 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.atomic import write_text_atomic
 from config import Config
 from engine.logs import ScalarWriter, TabLogger
 from evaluation import DEFAULT_CAPACITY, run_evaluation
 from evaluation.plot import save_plot
 from evaluation.report import EvaluationResult, format_summary, write_cap_records
-from formats.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

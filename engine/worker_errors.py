@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from formats.cli import one_line
+from common.cli import one_line
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

@@ -11,7 +11,7 @@ import numpy as np
 from evaluation.capacity import sweep_capacities
 from evaluation.exclusions import check_exclusion_units
 from evaluation.frame_map import PreparedData, evaluate_at_capacity, filter_rows, prepare
-from evaluation.original_protocol import evaluate_original, ground_truth_priority, prepare_original
+from evaluation.original.protocol import evaluate_original, ground_truth_priority, prepare_original
 from evaluation.report import EvaluationResult, SweepSummary, TieBand
 from evaluation.tie_band import BandCurves, band_at, sweep_band
 from formats.eval_csv import GroundTruth, Predictions, read_exclusions, read_ground_truth_csv, read_predict_csv

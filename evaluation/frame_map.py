@@ -1,6 +1,6 @@
 """AVA frame-mAP at one capacity under the ``stable`` tie rule: the official PASCAL VOC protocol (IoU 0.5).
 
-The default protocol, ``original`` (``evaluation.original_protocol``), reproduces the original's exact
+The default protocol, ``original`` (``evaluation.original.protocol``), reproduces the original's exact
 order of equal scores; this module is the version-independent alternative and the shared row filter.
 
 Semantics (those of the official AVA evaluator as the original project runs it):

@@ -5,8 +5,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.atomic import write_bytes_atomic
 from evaluation.report import EvaluationResult
-from formats.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not when the evaluator loads
     from matplotlib.figure import Figure

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formats.atomic import write_text_atomic
+from common.atomic import write_text_atomic
 
 # What each tie protocol does with equal scores (``--ties``), for the JSON and the summary.
 TIE_RULES = {

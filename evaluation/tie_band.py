@@ -248,7 +248,7 @@ def sweep_band(data: PreparedData, k_min: int, k_max: int,
         data: prepared data (``evaluation.frame_map.prepare``; its tie rule plays no part).
         k_min, k_max: the capacity range, ``1 <= k_min <= k_max``.
         gt_priority: ``[G]`` another order of the ground-truth boxes for exact IoU ties (the original
-            protocol's, ``original_protocol.ground_truth_priority`` taken at ``data.gt_row``), or a function
+            protocol's, ``evaluation.original.protocol.ground_truth_priority`` taken at ``data.gt_row``), or a function
             returning it, called only when some detection has two boxes at exactly its best IoU (>= 0.5);
             where the other order changes a match, the band is the hull over both orders.
 

@@ -15,8 +15,8 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-from formats.atomic import atomic_open
-from formats.errors import FormatError
+from common.atomic import atomic_open
+from common.errors import FormatError
 from formats.safe_pickle import safe_load
 
 ELEMENT_KEYS = ("video", "time", "start_frame", "n_frames", "mid_frame", "format_str", "frame_rate", "labels")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import atomic_open
+from common.errors import FormatError, parse_finite_float, parse_integer
 from formats.annotation_pkl import BOX_TOLERANCE
-from formats.atomic import atomic_open
-from formats.errors import FormatError, parse_finite_float, parse_integer
 from formats.eval_csv import read_exclusions
 from formats.pbtxt import LabelMapEntry, read_label_map_entries
 from formats.safe_pickle import safe_load

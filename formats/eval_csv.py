@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formats.atomic import atomic_open
-from formats.errors import FormatError, parse_finite_float, parse_integer
+from common.atomic import atomic_open
+from common.errors import FormatError, parse_finite_float, parse_integer
 
 GT_COLUMNS = ("video_id", "time", "x1", "y1", "x2", "y2", "class_id", "person_id")
 PREDICT_COLUMNS = ("video_id", "time", "x1", "y1", "x2", "y2", "class_id", "score")

@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.atomic import atomic_open
+from common.errors import FormatError, parse_finite_float, parse_integer
 from formats.annotation_pkl import BOX_TOLERANCE
-from formats.atomic import atomic_open
-from formats.errors import FormatError, parse_finite_float, parse_integer
 
 LOGGER = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from formats.atomic import write_text_atomic
-from formats.errors import FormatError
+from common.atomic import write_text_atomic
+from common.errors import FormatError
 
 _BLOCK = re.compile(r"(?<![A-Za-z0-9_])(?P<kind>item|label)\s*\{(?P<body>[^{}]*)\}", re.S)
 _NAME = re.compile(r'(?<![A-Za-z0-9_])name\s*:\s*"(?P<name>[^"]*)"')

@@ -14,7 +14,7 @@ import pickle
 from pathlib import Path
 from typing import BinaryIO
 
-from formats.errors import FormatError
+from common.errors import FormatError
 
 # Builtin types a data pickle may name with GLOBAL / STACK_GLOBAL (older protocols pickle sets and
 # frozensets through a reduce on the type; everything else has its own opcode).

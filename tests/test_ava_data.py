@@ -19,7 +19,7 @@ from formats.ava import (
     write_ava_csv,
     write_ava_proposals,
 )
-from formats.errors import FormatError
+from common.errors import FormatError
 from tools.ava_to_pkl import classes_from_entries, convert_ava, keyframe_to_frame, main, new_element
 
 DATA = Path(__file__).resolve().parent / "data" / "ava"

@@ -1,4 +1,4 @@
-"""formats/cli.py: the one convention of every command line (error line, exit status, --debug, logging)."""
+"""common/cli.py: the one convention of every command line (error line, exit status, --debug, logging)."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from formats.atomic import DiskFullError
-from formats.cli import BAD_INPUT, FAILED, run_main
-from formats.errors import FormatError
+from common.atomic import DiskFullError
+from common.cli import BAD_INPUT, FAILED, run_main
+from common.errors import FormatError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_usage_errors_stay_argparse_exit_2(capsys: pytest.CaptureFixture) -> Non
 
 def test_the_helper_imports_the_standard_library_only() -> None:
     # Every command line imports it before parsing: it must not slow --help down.
-    code = "import sys, formats.cli; print(sorted({'numpy', 'torch', 'yaml', 'PIL'} & set(sys.modules)))"
+    code = "import sys, common.cli; print(sorted({'numpy', 'torch', 'yaml', 'PIL'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 

@@ -122,7 +122,7 @@ def test_missing_frame_names_the_file_and_element(tiny: tuple[Path, Path]) -> No
 
 
 def test_undecodable_frame_is_a_format_error(tiny: tuple[Path, Path]) -> None:
-    from formats.errors import FormatError
+    from common.errors import FormatError
 
     root, pkl = tiny
     (root / "vidB" / "vidB_000003.png").write_bytes(b"not a png")

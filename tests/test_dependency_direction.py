@@ -1,6 +1,6 @@
 """The one-way dependency rule of the README (Layout), checked on the source (no imports executed).
 
-formats, config -> evaluation, structures -> datasets, models -> engine -> detect, tools, CLIs.
+common -> formats, config -> evaluation, structures -> datasets, models -> engine -> detect, tools, CLIs.
 """
 from __future__ import annotations
 
@@ -10,23 +10,26 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect", "tools",
+PACKAGES = ("common", "formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect", "tools",
             "benchmarks")
 # Project packages each area may import (besides itself).
 ALLOWED = {
-    "formats": set(),
-    "config": {"formats"},
-    "evaluation": {"formats", "config"},
+    # The command-line convention, the input-error type, atomic writes: the standard library only.
+    "common": set(),
+    "formats": {"common"},
+    "config": {"common", "formats"},
+    "evaluation": {"common", "formats", "config"},
     # Types datasets/ and models/ both use (batches, cached ViT statistics): neither may import the other.
-    "structures": set(),
-    "datasets": {"formats", "config", "evaluation", "structures"},
-    "models": {"formats", "config", "structures"},
-    "engine": {"formats", "config", "evaluation", "structures", "datasets", "models"},
-    "detect": {"formats", "config", "evaluation", "structures", "datasets", "models", "engine"},
-    "tools": {"formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect"},
-    "benchmarks": {"formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect", "tools"},
+    "structures": {"common"},
+    "datasets": {"common", "formats", "config", "evaluation", "structures"},
+    "models": {"common", "formats", "config", "structures"},
+    "engine": {"common", "formats", "config", "evaluation", "structures", "datasets", "models"},
+    "detect": {"common", "formats", "config", "evaluation", "structures", "datasets", "models", "engine"},
+    "tools": {"common", "formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect"},
+    "benchmarks": {"common", "formats", "config", "evaluation", "structures", "datasets", "models", "engine",
+                   "detect", "tools"},
 }
-NO_TORCH = {"formats", "config", "evaluation"}
+NO_TORCH = {"common", "formats", "config", "evaluation"}
 # Only the detector stage (and the video demo's detection and tracking module) may import ultralytics.
 ULTRALYTICS_OK = ("detect/", "tools/video_detect.py", "benchmarks/detect_infer.py")
 
@@ -59,5 +62,5 @@ def test_imports_follow_the_dependency_direction(package: str, path: Path) -> No
 
 
 def test_every_area_has_sources() -> None:
-    for package in ("formats", "config", "evaluation", "structures", "models", "engine"):
+    for package in ("common", "formats", "config", "evaluation", "structures", "models", "engine"):
         assert list((ROOT / package).rglob("*.py")), f"{package}/ has no Python source"

@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from tqdm.contrib.logging import _TqdmLoggingHandler
 
+from common.cli import OWNED_HANDLER
 from datasets.sampler import RankSliceSampler
 from engine.context import EvalData, Learner, RunContext, RunData, TrainData, global_step
 from engine.distributed import DistInfo
@@ -24,7 +25,6 @@ from engine.logs import batch_progress, create_tensorboard_writer, setup_logging
 from engine.scheduler import StepLRScheduler
 from engine.train_loop import train_one_epoch
 from engine.trainer import StartPoint, Trainer
-from formats.cli import OWNED_HANDLER
 from models.model import TrainOutput
 from structures.batch import ClipView, Keyframes, TrainBatch
 
@@ -174,11 +174,11 @@ def test_setup_logging_keeps_handlers_it_did_not_install(tmp_path: Path,
 
 
 # What main.py does in one process: the command line's logging setup, then the worker's, in the same
-# process (formats.cli.run_main, engine.launch.run, engine.runner._run). Run in a fresh interpreter:
+# process (common.cli.run_main, engine.launch.run, engine.runner._run). Run in a fresh interpreter:
 # pytest's own handlers on the root logger would hide a second console handler.
 _ONE_PROCESS_LAYOUT = """
 import logging
-from formats.cli import setup_logging as setup_cli
+from common.cli import setup_logging as setup_cli
 from engine.logs import setup_logging as setup_run
 setup_cli()
 logging.getLogger("tests.cli").info("launcher line")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formats.errors import FormatError
+from common.errors import FormatError
 from formats.eval_csv import (
     GroundTruth,
     Predictions,

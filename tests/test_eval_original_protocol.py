@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from evaluation import evaluate_predictions, run_evaluation, sweep_capacity
-from evaluation.numpy_argsort import _heapsort_indices, numpy_1_21_argsort
-from evaluation.original_reference import evaluate_like_original
+from evaluation.original.numpy_argsort import _heapsort_indices, numpy_1_21_argsort
+from evaluation.original.reference import evaluate_like_original
 from formats.eval_csv import GroundTruth, Predictions, write_ground_truth_csv, write_predict_csv
 from formats.pbtxt import write_label_map
 

@@ -23,7 +23,7 @@ import pytest
 from evaluation import evaluate_predictions, run_evaluation, sweep_capacity
 from evaluation.api import compute_tie_band
 from evaluation.frame_map import average_precision, evaluate_at_capacity, match_detections, precision_recall, prepare
-from evaluation.original_protocol import evaluate_original, prepare_original
+from evaluation.original.protocol import evaluate_original, prepare_original
 from evaluation.report import format_summary
 from evaluation.tie_band import band_at, sweep_band
 from formats.eval_csv import GroundTruth, Predictions, read_ground_truth_csv

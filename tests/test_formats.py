@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.atomic import atomic_open, write_text_atomic
+from common.errors import FormatError
 from formats.annotation_pkl import classes_from_label_map, load_annotation_pkl, save_annotation_pkl
-from formats.atomic import atomic_open, write_text_atomic
-from formats.errors import FormatError
 from formats.eval_csv import (
     GroundTruth,
     Predictions,
@@ -336,7 +336,7 @@ def test_ground_truth_writer_failing_mid_way_leaves_the_old_file(tmp_path: Path)
 
 
 def test_numeric_field_parsers_name_file_line_and_column() -> None:
-    from formats.errors import parse_finite_float, parse_integer
+    from common.errors import parse_finite_float, parse_integer
 
     assert parse_finite_float("0.25", "x1", "a.csv", 3) == 0.25
     assert parse_integer("12.0", "keyframe", "a.csv", 3) == 12

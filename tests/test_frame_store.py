@@ -14,12 +14,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import datasets.frame_store as frame_store_module
+from common.errors import FormatError
 from datasets.ava import AVADataset, collate_batch
 from datasets.frame_store import FrameStore, StoreResize, main, scan_folder, store_resize_for
 from datasets.temporal_transforms import TemporalCenterCrop
 from datasets.transforms import build_spatial, build_spatial_views
 from formats.annotation_pkl import save_annotation_pkl
-from formats.errors import FormatError
 
 WIDTH, HEIGHT = 40, 24
 CLASSES = [{"name": f"action{i}", "id": i + 1, "label_type": "PERSON_MOVEMENT"} for i in range(3)]
@@ -211,7 +211,7 @@ def test_cli_builds_a_store_the_dataset_reads(tiny: tuple[Path, Path], tmp_path:
     _assert_same_items(expected, _items(_dataset(root, pkl, TRAIN_CHAIN, FrameStore(tmp_path / "store", build=False)),
                                         seed=5))
     assert [name for name, _, _ in scan_folder(root / "vidB")] == [f"vidB_{n:06d}.png" for n in range(1, 7)]
-    # The command line's convention (formats/cli.py): one line, exit 2; SFMVIT_DEBUG=1 lets the error through.
+    # The command line's convention (common/cli.py): one line, exit 2; SFMVIT_DEBUG=1 lets the error through.
     capsys.readouterr()
     assert main(["--frames", str(root), "--store", str(tmp_path / "store"), "--videos", "nope"]) == 2
     err = capsys.readouterr().err

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import FormatError
 from evaluation import run_evaluation
 from evaluation.exclusions import check_exclusion_units
 from formats.annotation_pkl import load_annotation_pkl
-from formats.errors import FormatError
 from formats.eval_csv import read_exclusions, read_ground_truth_csv
 from formats.official_csv import read_official_csv
 from formats.pbtxt import read_label_map_entries

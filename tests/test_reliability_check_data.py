@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from formats.errors import FormatError
+from common.errors import FormatError
 from tests.test_tools_data import _dataset
 from tools import check_data
 from tools.check_data import check_dataset

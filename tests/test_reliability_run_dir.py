@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from common.atomic import DiskFullError, atomic_open, write_text_atomic
 from engine.checkpoint import load_latest_readable_checkpoint, save_checkpoint
 from engine.launch import main
 from engine.run_dir import LOCK_NAME, RunLock, merge_summary, remove_stale_temporaries
-from formats.atomic import DiskFullError, atomic_open, write_text_atomic
 from models.weights import WeightsError
 from tests.engine_fixtures import prepare_tiny_dataset, write_tiny_config
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import FormatError
 from formats.annotation_pkl import load_annotation_pkl
-from formats.errors import FormatError
 from formats.safe_pickle import safe_load
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from common.errors import FormatError
 from formats.annotation_pkl import classes_from_label_map, load_annotation_pkl, save_annotation_pkl
-from formats.errors import FormatError
 from formats.eval_csv import read_ground_truth_csv
 from formats.pbtxt import read_label_map
 from tools import check_data, csv_to_pkl, gt_csv, pkl_to_csv

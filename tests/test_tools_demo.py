@@ -13,15 +13,16 @@ import torch
 
 from config import load_config
 from datasets.synthetic import read_manifest
+from detect.train import EpochReports
+from engine.plan import make_plan
 from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_ground_truth_csv
-from engine.plan import make_plan
 from models.build import build_model
 from tests.engine_fixtures import write_tiny_config
-from detect.train import EpochReports
-from tools.demo import DATA_STAGES, DemoContext, format_summary, headline_figures, run_demo
 from tools.demo_detector import log_detector_epoch
-from tools.demo_record import format_seconds
+from tools.demo_record import format_seconds, headline_figures
+from tools.demo_report import format_summary
+from tools.demo_stages import DATA_STAGES, DemoContext, run_demo
 
 
 def _context(out: Path, seed: int = 0) -> DemoContext:

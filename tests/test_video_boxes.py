@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from formats.errors import FormatError
+from common.errors import FormatError
 from tools.video_boxes import boxes_from_pkl, read_boxes_csv
 
 SIZE, FPS = (640, 360), 28.0

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from formats.cli import run_main
+from common.cli import run_main
 from tools.ava_to_pkl import FORMAT_STR, FRAME_RATE, WINDOW_START_SECONDS
 from tools.extract_frames import EXTRACTION_FAILURES, FrameLayout, extract_frames, print_extraction
 

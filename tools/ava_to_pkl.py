@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import run_main
 from evaluation.boxes import paired_iou
 from formats.annotation_pkl import save_annotation_pkl
 from formats.ava import AvaRow, Proposal, ava_label_type, read_ava_csv, read_ava_label_map, read_ava_proposals
-from formats.cli import run_main
 from formats.pbtxt import LabelMapEntry
 
 LOGGER = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def convert_ava(csv_path: str | Path, labelmap: str | Path, out: str | Path, box
 
     Raises:
         ValueError: an unknown ``boxes`` mode or a missing proposals path.
-        FileNotFoundError, formats.errors.FormatError: unreadable or malformed inputs (file, line or
+        FileNotFoundError, common.errors.FormatError: unreadable or malformed inputs (file, line or
             key named).
     """
     if boxes not in BOX_MODES:

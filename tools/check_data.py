@@ -14,10 +14,10 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from common.atomic import write_text_atomic
+from common.cli import run_main
+from common.errors import FormatError
 from formats.annotation_pkl import load_annotation_pkl
-from formats.atomic import write_text_atomic
-from formats.cli import run_main
-from formats.errors import FormatError
 
 LOGGER = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from common.cli import run_main
 from formats.annotation_pkl import classes_from_label_map, save_annotation_pkl
-from formats.cli import run_main
 from formats.official_csv import FRAME_RATE, OfficialRow, read_official_csv
 from formats.pbtxt import read_label_map
 

@@ -1,32 +1,18 @@
 """`make demo`: the end-to-end pipeline on the embedded synthetic Chaotic World dataset, as timed stages.
 
 This module is the command line only, so that ``--help`` and argument errors answer at once; the stages
-(``tools/demo_stages.py``) and the report (``tools/demo_report.py``) are imported after parsing. Their
-public names stay importable from here (``from tools.demo import run_demo``), loaded on first use.
+(``tools/demo_stages.py``) and the report (``tools/demo_report.py``) are imported after parsing.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from formats.cli import run_main
+from common.cli import run_main
+from tools.demo_record import STAGE_NAMES
 
 DEFAULT_OUT = "runs/demo"
-# In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
-STAGE_NAMES = ("generate", "extract_frames", "annotations", "check", "action", "detector",
-               "action_detector_boxes", "protocols", "video_demo")
-_LAZY = {"format_summary": "tools.demo_report", "headline_figures": "tools.demo_record"}
-
-
-def __getattr__(name: str) -> object:
-    """The stages' and the report's names, imported on first access (keeps ``--help`` fast)."""
-    module = importlib.import_module(_LAZY.get(name, "tools.demo_stages"))
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise AttributeError(f"module 'tools.demo' has no attribute {name!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

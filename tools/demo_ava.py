@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from formats.atomic import write_text_atomic
+from common.atomic import write_text_atomic
 from tools.prepare_synthetic import prepare_synthetic_ava_dataset
 
 LOGGER = logging.getLogger(__name__)

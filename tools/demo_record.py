@@ -11,7 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formats.atomic import write_text_atomic
+from common.atomic import write_text_atomic
+
+# In order: each stage may read what the earlier ones wrote (on disk, so a stage can run alone later).
+STAGE_NAMES = ("generate", "extract_frames", "annotations", "check", "action", "detector",
+               "action_detector_boxes", "protocols", "video_demo")
 
 LOGGER = logging.getLogger("tools.demo")
 

@@ -16,18 +16,17 @@ from pathlib import Path
 from config import load_config
 from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, read_manifest,
                                 resolve_config)
+from common.atomic import write_text_atomic
 from detect.infer import detect_to_proposals
-from formats.atomic import write_text_atomic
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
-from tools.demo import STAGE_NAMES
 from tools.demo_detector import DETECTOR_SETTINGS, torch_threads_kept, train_and_score_detector
 from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
-from tools.demo_record import DemoRecord, write_summary
+from tools.demo_record import STAGE_NAMES, DemoRecord, write_summary
+from tools.demo_video import choose_demo_video
 from tools.extract_frames import extract_frames
 from tools.gt_csv import seconds_exclusions_path, write_evaluator_ground_truth
 from tools.prepare_synthetic import MERGED_PKL_NAMES
-from tools.demo_video import choose_demo_video
 from tools.video_annotate import output_paths, run_video_demo
 from tools.video_demo import DEMO_ACTION, DEMO_CONFIG_COPY, DEMO_VIDEO_CHOICE
 from tools.video_options import DemoInputs, DemoSettings

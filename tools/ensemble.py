@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.cli import run_main
 from detect.quality import iou_matrix
-from formats.cli import run_main
 from formats.eval_csv import Predictions, read_predict_csv, write_predict_csv
 
 LOGGER = logging.getLogger(__name__)

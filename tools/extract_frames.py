@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.cli import run_main
 from datasets.ffmpeg_io import FFmpegError, extract_images
-from formats.cli import run_main
 
 LOGGER = logging.getLogger(__name__)
 

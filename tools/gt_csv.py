@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import run_main
+from common.errors import FormatError
 from evaluation.exclusions import check_exclusion_units, frame_to_second
-from formats.cli import run_main
-from formats.errors import FormatError
 from formats.eval_csv import GroundTruth, read_exclusion_lines, write_exclusions, write_ground_truth_csv
 from formats.official_csv import FRAME_RATE, OfficialRow, read_official_csv
 from formats.pbtxt import read_label_map

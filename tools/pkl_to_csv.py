@@ -6,8 +6,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.cli import run_main
 from formats.annotation_pkl import load_annotation_pkl
-from formats.cli import run_main
 from formats.eval_csv import write_ground_truth_csv
 from tools.gt_csv import pkl_to_ground_truth
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from formats.cli import run_main
+from common.cli import run_main
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from common.cli import run_main
 from datasets.synthetic import SPLITS, generate_dataset
 from datasets.synthetic_ava import ANNOTATIONS, LABELMAP_NAME, split_files, write_ava_annotations
-from formats.cli import run_main
 from tools.ava_frames import extract_ava_frames
 from tools.ava_to_pkl import convert_ava
 from tools.csv_to_pkl import convert_csv_to_pkl

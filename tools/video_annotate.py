@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.atomic import write_text_atomic
 from datasets.ffmpeg_io import FFmpegError, decode_frames, encode_mp4, video_rate, video_size
-from formats.atomic import write_text_atomic
 from tools.video_actions import ActionModel
 from tools.video_analyse import Analysis, BoxFeed, analyse_video
 from tools.video_boxes import GivenBox, boxes_from_pkl, read_boxes_csv

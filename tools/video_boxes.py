@@ -6,8 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import FormatError, parse_finite_float, parse_integer
 from formats.annotation_pkl import load_annotation_pkl
-from formats.errors import FormatError, parse_finite_float, parse_integer
 
 TIME_COLUMNS = {"time_s": "seconds", "frame": "frame"}
 # Pixel boxes may reach a little past the border (detectors and annotators round outwards);

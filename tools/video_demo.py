@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from formats.cli import run_main
+from common.cli import run_main
 from formats.official_csv import read_official_csv
 from tools.video_options import TRACKERS, DemoInputs, DemoSettings, MissingPackageError
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from formats.atomic import write_text_atomic
+from common.atomic import write_text_atomic
 from tools.video_actions import top_actions
 from tools.video_analyse import PHASES, Analysis
 from tools.video_tracks import longest_actions

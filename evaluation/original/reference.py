@@ -4,7 +4,7 @@ It does what the original's ``calc_mAP.py`` + ``ava_evaluation`` do for one capa
 steps and at the same cost: parse the csv files with the ``csv`` module, keep each keyframe's rows on a
 ``heapq`` of ``(score, class id, y1, x1, y2, x2)`` tuples, sort each heap by descending score, match
 per keyframe and class with numpy IoU matrices, concatenate per class and rank with an argsort
-(numpy 1.21.6's order by default, ``evaluation.numpy_argsort.numpy_1_21_argsort``). It is slow by
+(numpy 1.21.6's order by default, ``evaluation.original.numpy_argsort.numpy_1_21_argsort``). It is slow by
 design; use ``evaluation.run_evaluation`` for real work.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.boxes import iou_matrix
-from evaluation.numpy_argsort import numpy_1_21_argsort
+from evaluation.original.numpy_argsort import numpy_1_21_argsort
 from formats.pbtxt import read_label_map
 
 

@@ -17,7 +17,7 @@ reproduces that order step by step, whatever numpy the project runs:
    take their highest-IoU ground-truth box (the first on exact ties) if IoU >= 0.5 and it is still free;
 4. per class, the per-keyframe results are concatenated in keyframe order and ranked by
    ``argsort(scores)[::-1]`` with numpy 1.21.6's default sort (the version the original pins; see
-   ``evaluation.numpy_argsort``): an
+   ``evaluation.original.numpy_argsort``): an
    introsort (median-of-three quicksort, insertion sort below 16 elements, heapsort past a depth of
    2 floor(log2 n)), which is not stable, and reversed;
 5. VOC all-point AP per class, mean over classes with ground truth.
@@ -42,7 +42,7 @@ import numpy as np
 
 from evaluation.boxes import valid_box_mask
 from evaluation.frame_map import FilteredRows, filter_rows
-from evaluation.numpy_argsort import numpy_1_21_argsort
+from evaluation.original.numpy_argsort import numpy_1_21_argsort
 from formats.eval_csv import MISSING_PERSON_ID, GroundTruth, Predictions
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@
 - Logging: one format for every command line, INFO unless the command line asks for less; one
   console handler per process, whoever sets it up (``OWNED_HANDLER``), so every line is printed once.
 
-It lives in formats/, the bottom layer, because every layer with a ``__main__`` may import it
+It lives in common/, the bottom layer, because every layer with a ``__main__`` may import it
 (``datasets.frame_store`` may not import tools/ or engine/), and it imports the standard library only,
 so that ``--help`` costs no more than the command line's own parser.
 """
