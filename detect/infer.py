@@ -212,11 +212,41 @@ def _elements(source: KeyframeSource, done: dict[KeyframeKey, list[dict]], merge
             for template in templates]
 
 
+@dataclass(frozen=True)
+class DetectOptions:
+    """How ``detect_to_proposals`` runs (the command line's options; these defaults are the documented ones).
+
+    Attributes:
+        conf: confidence threshold (the original used 0.3).
+        batch: images per forward pass.
+        imgsz: inference size; None = the frame's ``(height, width)`` read from the first keyframe,
+            as the original recommends (``(180, 320)``, rounded up by ultralytics to stride 32).
+        device: ``'auto'``, ``'cpu'``, ``'0'``...
+        keep_scores: add the ``score`` field to each entry.
+        resume: continue from ``<out_pkl>.partial`` if an interrupted run with the same settings left one
+            (written every ``checkpoint_every`` keyframes and when the run is interrupted).
+        merge: one element per distinct keyframe (first appearance order) instead of the original's
+            one per csv row / source element (opt-in; DATA.md, "Per-row files and --merge").
+        label_map: pbtxt for the output ``classes`` with a csv source (default: ``list_action.pbtxt``
+            beside the csv, else the 50 Chaotic World classes); a pkl source keeps its own.
+        checkpoint_every: keyframes between two saves of the resume state.
+        progress: show a tqdm bar.
+    """
+
+    conf: float = 0.3
+    batch: int = 32
+    imgsz: int | tuple[int, int] | None = None
+    device: str = "auto"
+    keep_scores: bool = True
+    resume: bool = True
+    merge: bool = False
+    label_map: str | Path | None = None
+    checkpoint_every: int = 512
+    progress: bool = True
+
+
 def detect_to_proposals(weights: str | Path, keyframes_source: str | Path, frames_root: str | Path,
-                        out_pkl: str | Path, conf: float = 0.3, batch: int = 32,
-                        imgsz: int | tuple[int, int] | None = None, device: str = "auto", keep_scores: bool = True,
-                        resume: bool = True, merge: bool = False, label_map: str | Path | None = None,
-                        checkpoint_every: int = 512, progress: bool = True) -> dict:
+                        out_pkl: str | Path, options: DetectOptions = DetectOptions()) -> dict:
     """Detect persons on every keyframe of a csv or pkl and write a proposals pkl.
 
     The pkl follows the released ``cw_test_yolov8_on_cw_0.3.pkl``: ``[elements, classes]``, by default
@@ -234,20 +264,7 @@ def detect_to_proposals(weights: str | Path, keyframes_source: str | Path, frame
         keyframes_source: official csv or annotation pkl listing the keyframes.
         frames_root: ``frames/`` folder with ``<vid>/<vid>_%06d.png``.
         out_pkl: proposals pkl to write (atomically).
-        conf: confidence threshold (the original used 0.3).
-        batch: images per forward pass.
-        imgsz: inference size; None = the frame's ``(height, width)`` read from the first keyframe,
-            as the original recommends (``(180, 320)``, rounded up by ultralytics to stride 32).
-        device: ``'auto'``, ``'cpu'``, ``'0'``...
-        keep_scores: add the ``score`` field to each entry.
-        resume: continue from ``<out_pkl>.partial`` if an interrupted run with the same settings left one
-            (written every ``checkpoint_every`` keyframes and when the run is interrupted).
-        merge: one element per distinct keyframe (first appearance order) instead of the original's
-            one per csv row / source element (opt-in; DATA.md, "Per-row files and --merge").
-        label_map: pbtxt for the output ``classes`` with a csv source (default: ``list_action.pbtxt``
-            beside the csv, else the 50 Chaotic World classes); a pkl source keeps its own.
-        checkpoint_every: keyframes between two saves of the resume state.
-        progress: show a tqdm bar.
+        options: threshold, batch, size, device, resume and layout (``DetectOptions``).
 
     Returns:
         ``{'keyframes', 'elements', 'boxes', 'empty_keyframes', 'resumed', 'out'}``.
@@ -260,32 +277,34 @@ def detect_to_proposals(weights: str | Path, keyframes_source: str | Path, frame
     weights, out_pkl, frames_root = Path(weights).resolve(), Path(out_pkl), Path(frames_root)
     if not weights.is_file():
         raise FileNotFoundError(f"detector weights not found: {weights}")
-    source = load_keyframe_source(keyframes_source, label_map)
+    source = load_keyframe_source(keyframes_source, options.label_map)
     keyframes = source.distinct()
     paths = _frame_paths(keyframes, frames_root, Path(keyframes_source))
+    imgsz = options.imgsz
     if imgsz is None and paths:
         width, height = image_size(Path(next(iter(paths.values()))))
         imgsz = (height, width)
     imgsz = list(imgsz) if isinstance(imgsz, (tuple, list)) else imgsz
-    signature = _signature(weights, Path(keyframes_source), conf, imgsz, keep_scores)
+    signature = _signature(weights, Path(keyframes_source), options.conf, imgsz, options.keep_scores)
     state = _state_path(out_pkl)
-    done = _load_state(state, signature) if resume else {}
+    done = _load_state(state, signature) if options.resume else {}
     done = {key: value for key, value in done.items() if key in keyframes}
     resumed = len(done)
     todo = {key: path for key, path in paths.items() if key not in done}
     LOGGER.info("%d keyframes, %d done in %s, %d to detect", len(keyframes), resumed, state, len(todo))
     if todo:
         model = prepare_ultralytics().YOLO(str(weights))
-        settings = {"batch": batch, "conf": conf, "imgsz": imgsz, "device": resolve_device(device),
-                    "person": person_class_index(model.names), "keep_scores": keep_scores}
+        settings = {"batch": options.batch, "conf": options.conf, "imgsz": imgsz,
+                    "device": resolve_device(options.device), "person": person_class_index(model.names),
+                    "keep_scores": options.keep_scores}
         try:
             _detect(model, todo, done, settings, lambda: _save_state(state, signature, done),
-                    max(1, checkpoint_every), progress)
+                    max(1, options.checkpoint_every), options.progress)
         except BaseException:
             # Ctrl-C or a failure mid-run: keep what is done for the next run (periodic saves cover kills).
             _save_state(state, signature, done)
             raise
-    elements = _elements(source, done, merge)
+    elements = _elements(source, done, options.merge)
     save_annotation_pkl(out_pkl, elements, source.classes)
     state.unlink(missing_ok=True)
     stats = {"keyframes": len(keyframes), "elements": len(elements),
@@ -303,11 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", required=True, help="official csv or annotation pkl listing the keyframes")
     parser.add_argument("--frames-root", required=True, help="frames/ folder (<vid>/<vid>_%%06d.png)")
     parser.add_argument("--out", required=True, help="proposals pkl to write")
-    parser.add_argument("--conf", type=float, default=0.3)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--conf", type=float, default=DetectOptions.conf)
+    parser.add_argument("--batch", type=int, default=DetectOptions.batch)
     parser.add_argument("--imgsz", type=int, nargs="+", default=None,
                         help="H W or one size; default: the frame size (180 320)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default=DetectOptions.device)
     parser.add_argument("--no-scores", action="store_true", help="leave the 'score' field out")
     parser.add_argument("--no-resume", action="store_true", help="ignore an interrupted run's state")
     layout = parser.add_mutually_exclusive_group()
@@ -327,9 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     imgsz = None if args.imgsz is None else (args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz[:2]))
-    stats = detect_to_proposals(args.weights, args.source, args.frames_root, args.out, args.conf, args.batch,
-                                imgsz, args.device, not args.no_scores, not args.no_resume, merge=args.merge,
-                                label_map=args.labelmap)
+    options = DetectOptions(conf=args.conf, batch=args.batch, imgsz=imgsz, device=args.device,
+                            keep_scores=not args.no_scores, resume=not args.no_resume, merge=args.merge,
+                            label_map=args.labelmap)
+    stats = detect_to_proposals(args.weights, args.source, args.frames_root, args.out, options)
     print(f"{stats['out']}: {stats['elements']} elements, {stats['keyframes']} keyframes, {stats['boxes']} boxes, "
           f"{stats['empty_keyframes']} keyframes without a box ({stats['resumed']} resumed)")
     return 0

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +78,11 @@ class EpochReports:
                      **{key: float(value) for key, value in figures.items()}})
 
 
-def train_detector(data_yaml: str | Path, out_dir: str | Path, weights: str | Path = "yolov8n.yaml",
-                   epochs: int = 100, imgsz: int = DEFAULT_IMGSZ, batch: int = 16, device: str = "auto",
-                   workers: int = 4, rect: bool = False, seed: int = 0, name: str = "train",
-                   extra: dict | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None) -> Path:
-    """Train a YOLO detector with ultralytics, offline, its run folder inside ``out_dir``.
+@dataclass(frozen=True)
+class TrainOptions:
+    """How ``train_detector`` trains (the command line's options; these defaults are the documented ones).
 
-    Mixed precision is off (``amp=False``): ultralytics' AMP check downloads a model on CUDA; plots are
-    off (they need nothing from the network but cost time on CPU).
-
-    Args:
-        data_yaml: dataset description written by ``detect.convert`` (``path``, ``train``, ``val``, ``names``).
-        out_dir: folder of the run; weights land in ``out_dir/<name>/weights/{best,last}.pt``.
+    Attributes:
         weights: ``'yolov8n.yaml'`` (or another model yaml) to start from scratch, or a local ``.pt``
             (e.g. a COCO-pretrained YOLOv8n) to fine-tune.
         epochs: training epochs.
@@ -100,6 +94,31 @@ def train_detector(data_yaml: str | Path, out_dir: str | Path, weights: str | Pa
         seed: random seed (ultralytics runs deterministic by default).
         name: run folder name under ``out_dir`` (reused: an existing run of that name is overwritten).
         extra: further ``YOLO.train`` arguments (e.g. ``{'lr0': 0.005}``); they override the above.
+    """
+
+    weights: str | Path = "yolov8n.yaml"
+    epochs: int = 100
+    imgsz: int = DEFAULT_IMGSZ
+    batch: int = 16
+    device: str = "auto"
+    workers: int = 4
+    rect: bool = False
+    seed: int = 0
+    name: str = "train"
+    extra: dict | None = None
+
+
+def train_detector(data_yaml: str | Path, out_dir: str | Path, options: TrainOptions = TrainOptions(),
+                   on_epoch: Callable[[dict[str, float]], None] | None = None) -> Path:
+    """Train a YOLO detector with ultralytics, offline, its run folder inside ``out_dir``.
+
+    Mixed precision is off (``amp=False``): ultralytics' AMP check downloads a model on CUDA; plots are
+    off (they need nothing from the network but cost time on CPU).
+
+    Args:
+        data_yaml: dataset description written by ``detect.convert`` (``path``, ``train``, ``val``, ``names``).
+        out_dir: folder of the run; weights land in ``out_dir/<options.name>/weights/{best,last}.pt``.
+        options: starting weights, epochs, size, batch, device, seed... (``TrainOptions``).
         on_epoch: called with the figures of each finished epoch (``EpochReports``), e.g. to log them
             while ultralytics itself is kept quiet.
 
@@ -113,13 +132,15 @@ def train_detector(data_yaml: str | Path, out_dir: str | Path, weights: str | Pa
     data_yaml, out_dir = Path(data_yaml).resolve(), Path(out_dir).resolve()
     if not data_yaml.is_file():
         raise FileNotFoundError(f"dataset yaml not found: {data_yaml} (build it with python -m detect.convert)")
-    start = check_weights(weights)
+    start = check_weights(options.weights)
     ultralytics = prepare_ultralytics()
-    device = resolve_device(device)
-    arguments = {"data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
-                 "workers": workers, "rect": rect, "seed": seed, "project": str(out_dir), "name": name,
-                 "exist_ok": True, "amp": False, "plots": False, "verbose": False, **(extra or {})}
-    LOGGER.info("training %s on %s for %d epoch(s), imgsz %d, device %s", start, data_yaml, epochs, imgsz, device)
+    device = resolve_device(options.device)
+    arguments = {"data": str(data_yaml), "epochs": options.epochs, "imgsz": options.imgsz, "batch": options.batch,
+                 "device": device, "workers": options.workers, "rect": options.rect, "seed": options.seed,
+                 "project": str(out_dir), "name": options.name, "exist_ok": True, "amp": False, "plots": False,
+                 "verbose": False, **(options.extra or {})}
+    LOGGER.info("training %s on %s for %d epoch(s), imgsz %d, device %s", start, data_yaml, options.epochs,
+                options.imgsz, device)
     model = ultralytics.YOLO(start)
     if on_epoch is not None:
         EpochReports(on_epoch).register(model)
@@ -139,16 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Train the YOLOv8 person detector offline (ultralytics).")
     parser.add_argument("--data", required=True, help="data.yaml written by python -m detect.convert")
     parser.add_argument("--out", required=True, help="run folder (weights in <out>/<name>/weights/)")
-    parser.add_argument("--weights", default="yolov8n.yaml",
+    parser.add_argument("--weights", default=TrainOptions.weights,
                         help="'yolov8n.yaml' (from scratch) or a local .pt, e.g. pretrained/yolov8n.pt")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
-    parser.add_argument("--batch", type=int, default=16, help="-1: automatic (GPU only)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, 0, 0,1 ...")
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=TrainOptions.epochs)
+    parser.add_argument("--imgsz", type=int, default=TrainOptions.imgsz)
+    parser.add_argument("--batch", type=int, default=TrainOptions.batch, help="-1: automatic (GPU only)")
+    parser.add_argument("--device", default=TrainOptions.device, help="auto, cpu, 0, 0,1 ...")
+    parser.add_argument("--workers", type=int, default=TrainOptions.workers)
     parser.add_argument("--rect", action="store_true", help="rectangular batches (no mosaic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default="train")
+    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
+    parser.add_argument("--name", default=TrainOptions.name)
     return parser
 
 
@@ -158,8 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    best = train_detector(args.data, args.out, args.weights, args.epochs, args.imgsz, args.batch, args.device,
-                          args.workers, args.rect, args.seed, args.name)
+    options = TrainOptions(weights=args.weights, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+                           device=args.device, workers=args.workers, rect=args.rect, seed=args.seed, name=args.name)
+    best = train_detector(args.data, args.out, options)
     print(f"best weights: {best}")
     return 0
 

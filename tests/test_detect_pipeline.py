@@ -15,9 +15,9 @@ import pytest
 import detect.infer as infer
 from detect.convert import convert_to_yolo
 from detect.offline import prepare_ultralytics
-from detect.infer import (detect_to_proposals, labels_from_result, load_keyframe_source, main as infer_main,
-                          person_class_index, stream_predictions)
-from detect.train import check_weights, train_detector
+from detect.infer import (DetectOptions, detect_to_proposals, labels_from_result, load_keyframe_source,
+                          main as infer_main, person_class_index, stream_predictions)
+from detect.train import TrainOptions, check_weights, train_detector
 from formats.annotation_pkl import load_annotation_pkl
 from formats.official_csv import read_official_csv
 from tests.test_detect_convert import TRAIN_CSV, VAL_CSV, render_frames
@@ -33,12 +33,13 @@ _TRAIN_SCRIPT = textwrap.dedent("""
         if event.startswith("socket.") or event == "urllib.Request":
             events.append([event, repr(args)[:200]])
     sys.addaudithook(hook)
-    from detect.train import train_detector
+    from detect.train import TrainOptions, train_detector
     reports = []
-    best = train_detector(sys.argv[1], sys.argv[2], weights="yolov8n.yaml", epochs=1, imgsz=320, batch=4,
-                          device="cpu", workers=0, on_epoch=reports.append)
-    from detect.infer import detect_to_proposals
-    detect_to_proposals(best, sys.argv[4], sys.argv[5], sys.argv[6], conf=0.3, device="cpu", progress=False)
+    best = train_detector(sys.argv[1], sys.argv[2], TrainOptions(weights="yolov8n.yaml", epochs=1, imgsz=320, batch=4,
+                                                                 device="cpu", workers=0), on_epoch=reports.append)
+    from detect.infer import DetectOptions, detect_to_proposals
+    detect_to_proposals(best, sys.argv[4], sys.argv[5], sys.argv[6], DetectOptions(conf=0.3, device="cpu",
+                                                                                   progress=False))
     network = list(events)
     # Positive control: the hook does see a name lookup.
     try:
@@ -102,7 +103,7 @@ def test_missing_local_weights_are_named_not_downloaded(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="yolov8n.pt"):
         check_weights(missing)
     with pytest.raises(FileNotFoundError, match="yolov8n.pt"):
-        train_detector(TRAIN_CSV, tmp_path / "runs", weights=missing)  # any existing file as data
+        train_detector(TRAIN_CSV, tmp_path / "runs", TrainOptions(weights=missing))  # any existing file as data
     with pytest.raises(ValueError, match="yolov8n"):
         check_weights("yolov8n")
     assert check_weights("yolov8n.yaml") == "yolov8n.yaml"
@@ -133,8 +134,8 @@ def test_labels_from_result_keeps_confident_persons_normalised_by_the_image() ->
 def test_proposals_hold_every_keyframe_in_the_released_schema(trained: dict, tmp_path: Path) -> None:
     out = tmp_path / "proposals.pkl"
     # A 1-epoch model is not confident: conf 0.3 leaves every keyframe empty, which must still be listed.
-    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out, conf=0.3, batch=2, merge=True,
-                                progress=False)
+    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out,
+                                DetectOptions(conf=0.3, batch=2, merge=True, progress=False))
     loaded = load_annotation_pkl(out)
     rows = read_official_csv(VAL_CSV)
     expected = [(r.video, int(r.time), r.start_frame, r.n_frames, r.keyframe) for r in rows[::2]]
@@ -146,15 +147,15 @@ def test_proposals_hold_every_keyframe_in_the_released_schema(trained: dict, tmp
     # element per csv row, as the original's detect2pkl.py: k copies of a keyframe with k rows, each
     # holding all of its boxes.
     low = tmp_path / "low.pkl"
-    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], low, conf=0.005, batch=2,
-                                progress=False)
+    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], low,
+                                DetectOptions(conf=0.005, batch=2, progress=False))
     elements = load_annotation_pkl(low).elements
     assert len(elements) == len(rows) == 6 and stats["keyframes"] == 3 and stats["boxes"] > 0
     assert [(e["video"], e["time"], e["mid_frame"]) for e in elements] == [(r.video, int(r.time), r.keyframe)
                                                                            for r in rows]
     merged = tmp_path / "low_merged.pkl"
-    detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], merged, conf=0.005, batch=2, merge=True,
-                        progress=False)
+    detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], merged,
+                        DetectOptions(conf=0.005, batch=2, merge=True, progress=False))
     boxes_of = {(e["video"], e["time"]): e["labels"] for e in load_annotation_pkl(merged).elements}
     assert len(boxes_of) == 3
     for element in elements:  # two separate runs: the same boxes up to float noise
@@ -169,7 +170,7 @@ def test_proposals_hold_every_keyframe_in_the_released_schema(trained: dict, tmp
     assert elements[0]["labels"] == elements[1]["labels"] and elements[0]["labels"] is not elements[1]["labels"]
     # The proposals pkl itself lists keyframes: an annotation pkl works as the source.
     again = tmp_path / "again.pkl"
-    detect_to_proposals(trained["best"], out, trained["frames"], again, conf=0.3, progress=False)
+    detect_to_proposals(trained["best"], out, trained["frames"], again, DetectOptions(conf=0.3, progress=False))
     assert load_annotation_pkl(again).elements == loaded.elements
 
 
@@ -187,8 +188,8 @@ def test_interrupted_inference_resumes_from_its_state(trained: dict, tmp_path: P
 
     monkeypatch.setattr(infer, "labels_from_result", failing)
     with pytest.raises(KeyboardInterrupt):  # no periodic save yet: the interrupt itself saves the state
-        detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out, conf=0.005, batch=1,
-                            checkpoint_every=1000, progress=False)
+        detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out,
+                            DetectOptions(conf=0.005, batch=1, checkpoint_every=1000, progress=False))
     state = out.with_name(out.name + ".partial")
     assert state.is_file() and not out.exists()
 
@@ -198,8 +199,8 @@ def test_interrupted_inference_resumes_from_its_state(trained: dict, tmp_path: P
 
     calls.clear()
     monkeypatch.setattr(infer, "labels_from_result", counting)
-    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out, conf=0.005, batch=1,
-                                checkpoint_every=1, progress=False)
+    stats = detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], out,
+                                DetectOptions(conf=0.005, batch=1, checkpoint_every=1, progress=False))
     assert stats["resumed"] == 2 and len(calls) == 1  # only the third keyframe was detected again
     assert not state.exists()
     # A fresh run gives the same boxes, and saves its state every checkpoint_every keyframes.
@@ -207,8 +208,8 @@ def test_interrupted_inference_resumes_from_its_state(trained: dict, tmp_path: P
     real_save = infer._save_state
     monkeypatch.setattr(infer, "_save_state", lambda *args: (saves.append(len(args[2])), real_save(*args)))
     fresh = tmp_path / "fresh.pkl"
-    detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], fresh, conf=0.005, batch=1,
-                        checkpoint_every=1, progress=False)
+    detect_to_proposals(trained["best"], VAL_CSV, trained["frames"], fresh,
+                        DetectOptions(conf=0.005, batch=1, checkpoint_every=1, progress=False))
     assert saves == [1, 2, 3]
     np.testing.assert_allclose(_boxes(out), _boxes(fresh), atol=1e-5)
 
@@ -245,5 +246,5 @@ def test_missing_keyframe_frame_fails_before_inference(tmp_path: Path) -> None:
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"not loaded: the frame check comes first")
     with pytest.raises(FileNotFoundError, match="vidV1_000050.png"):
-        detect_to_proposals(weights, VAL_CSV, frames, tmp_path / "p.pkl", progress=False)
+        detect_to_proposals(weights, VAL_CSV, frames, tmp_path / "p.pkl", DetectOptions(progress=False))
     assert len(load_keyframe_source(VAL_CSV).distinct()) == 3

@@ -214,14 +214,15 @@ def test_random_weights_run_everything_untrained_and_say_so_on_every_frame(tiny:
 @pytest.mark.slow
 def test_video_demo_with_a_one_epoch_detector(tiny: dict, tmp_path: Path) -> None:
     from detect.convert import convert_to_yolo
-    from detect.train import train_detector
+    from detect.train import TrainOptions, train_detector
     from tools.video_annotate import run_video_demo
     from tools.video_options import DemoInputs
 
     annotations = tiny["root"] / "AR_ava_format"
     data_yaml = convert_to_yolo(annotations / "chaos_train_1fps.csv", annotations / "chaos_test_1fps.csv",
                                 tiny["root"] / "frames", tmp_path / "yolo")["data_yaml"]
-    best = train_detector(data_yaml, tmp_path / "runs", epochs=1, imgsz=160, batch=4, device="cpu", workers=0)
+    best = train_detector(data_yaml, tmp_path / "runs", TrainOptions(epochs=1, imgsz=160, batch=4, device="cpu",
+                                                                     workers=0))
     out = tmp_path / "detected.mp4"
     report = run_video_demo(DemoInputs(video=tiny["video"], config=tiny["config"], checkpoint=tiny["checkpoint"],
                                        detector=best), out, DemoSettings(conf=0.001, device="cpu", progress=False))

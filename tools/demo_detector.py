@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from detect.convert import convert_to_yolo
-from detect.infer import detect_to_proposals
+from detect.infer import DetectOptions, detect_to_proposals
 from detect.quality import format_table, proposal_quality, save_report
-from detect.train import train_detector
+from detect.train import TrainOptions, train_detector
 
 # One logger for the whole demo, whichever of its modules logs.
 LOGGER = logging.getLogger("tools.demo")
@@ -74,13 +74,15 @@ def train_and_score_detector(folder: Path, train_csv: Path, val_csv: Path, frame
     epochs = settings["epochs"] or detector_epochs(counts["train"]["images"])
     started = time.perf_counter()
     with torch_threads_kept():
-        weights = train_detector(counts["data_yaml"], folder, settings["weights"], epochs, settings["imgsz"],
-                                 settings["batch"], "auto", workers, seed=settings["seed"], name="train",
-                                 extra=settings["extra"], on_epoch=log_detector_epoch)
+        options = TrainOptions(weights=settings["weights"], epochs=epochs, imgsz=settings["imgsz"],
+                               batch=settings["batch"], device="auto", workers=workers, seed=settings["seed"],
+                               name="train", extra=settings["extra"])
+        weights = train_detector(counts["data_yaml"], folder, options, on_epoch=log_detector_epoch)
         train_seconds = time.perf_counter() - started
         # Inference at the training size: the people then have the scale the detector learnt.
-        stats = detect_to_proposals(weights, val_csv, frames, proposals, conf=settings["conf"],
-                                    imgsz=settings["imgsz"], resume=False, merge=True, progress=False)
+        stats = detect_to_proposals(weights, val_csv, frames, proposals,
+                                    DetectOptions(conf=settings["conf"], imgsz=settings["imgsz"], resume=False,
+                                                  merge=True, progress=False))
     report = proposal_quality(proposals, val_pkl)
     save_report(report, folder / "quality.json", folder / "quality_pr.png")
     LOGGER.info("detector quality on the val keyframes (confidence >= %g):\n%s", settings["conf"],

@@ -17,7 +17,7 @@ from config import load_config
 from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, read_manifest,
                                 resolve_config)
 from common.atomic import write_text_atomic
-from detect.infer import detect_to_proposals
+from detect.infer import DetectOptions, detect_to_proposals
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
 from tools.demo_detector import DETECTOR_SETTINGS, torch_threads_kept, train_and_score_detector
@@ -366,8 +366,8 @@ def stage_protocols(ctx: DemoContext) -> dict:
     if inferred:
         with torch_threads_kept():
             detect_to_proposals(detector["weights"], val_csv, ctx.data / "frames", per_row["detector"],
-                                conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
-                                progress=False, merge=False)
+                                DetectOptions(conf=ctx.detector["conf"], imgsz=ctx.detector["imgsz"], resume=False,
+                                              progress=False, merge=False))
     merged = {"gt": _last_predict(ctx.out / "action"), "detector": _last_predict(ctx.out / "action_detector")}
     cap_range = sweep_range(config)
     figures: dict = {"cap_range": list(cap_range)}
