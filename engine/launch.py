@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from common.cli import BAD_INPUT, FAILED, debug_requested, one_line, print_error, setup_logging
 from config import ConfigError, load_config
 from engine import distributed as dist_utils
-from engine.launch_args import build_parser
+from engine.launch_args import LaunchOptions, build_parser
 from engine.plan import RunPlan, make_plan
 from engine.preflight import data_preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
@@ -27,19 +27,20 @@ from models.weights import WeightsError
 logger = logging.getLogger(__name__)
 
 
-def _spawned_worker(local_rank: int, plan: RunPlan, nproc: int, nnodes: int, node_rank: int, addr: str,
-                    port: int, backend: str | None, parent_pid: int | None = None, failures: Any = None,
-                    rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
+def _spawned_worker(local_rank: int, plan: RunPlan, layout: LaunchOptions, parent_pid: int | None = None,
+                    failures: Any = None) -> None:
+    """One worker on this node (``torch.multiprocessing`` target; ``layout`` with port and backend resolved)."""
     from engine.runner import run_worker
 
     if parent_pid is not None:  # a launcher killed by any signal takes its workers with it
         end_with_parent(parent_pid)
-    info = dataclasses.replace(dist_utils.spawn_info(local_rank, nproc, nnodes, node_rank, addr, port),
-                               rendezvous_timeout_s=rendezvous_timeout)
+    info = dataclasses.replace(dist_utils.spawn_info(local_rank, layout.nproc_per_node, layout.nnodes,
+                                                     layout.node_rank, layout.master_addr, layout.master_port),
+                               rendezvous_timeout_s=layout.rendezvous_timeout)
     if failures is None:
-        run_worker(plan, info, backend)
+        run_worker(plan, info, layout.backend)
     else:
-        run_reporting(info.rank, failures, lambda: run_worker(plan, info, backend))
+        run_reporting(info.rank, failures, lambda: run_worker(plan, info, layout.backend))
 
 
 def check_layout(nproc_per_node: int | None, nnodes: int, node_rank: int, master_port: int | None) -> None:
@@ -65,15 +66,13 @@ def resolve_nproc(nproc_per_node: int | None) -> int:
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
 
 
-def launch(plan: RunPlan, nproc_per_node: int | None = None, backend: str | None = None,
-           master_addr: str = "127.0.0.1", master_port: int | None = None, nnodes: int = 1,
-           node_rank: int = 0, rendezvous_timeout: float = dist_utils.DEFAULT_RENDEZVOUS_TIMEOUT_S) -> None:
+def launch(plan: RunPlan, options: LaunchOptions = LaunchOptions()) -> None:
     """Run ``plan`` with the right process layout.
 
     Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or SLURM (SLURM_PROCID, ...) this process IS a worker
-    and joins the existing job with the plan it made itself; otherwise it starts ``nproc_per_node``
-    workers with ``torch.multiprocessing.spawn``, each receiving ``plan`` (a single worker runs in
-    this process).
+    and joins the existing job with the plan it made itself; otherwise it starts
+    ``options.nproc_per_node`` workers with ``torch.multiprocessing.spawn``, each receiving ``plan`` (a
+    single worker runs in this process).
 
     Raises:
         WorkersFailed: a spawned worker failed (one RankFailure per rank that reported).
@@ -82,32 +81,30 @@ def launch(plan: RunPlan, nproc_per_node: int | None = None, backend: str | None
     from engine.runner import run_worker
 
     cfg = plan.cfg
-    backend = dist_utils.choose_backend(backend)
+    backend = dist_utils.choose_backend(options.backend)
     env_info = dist_utils.world_info_from_env()
     if env_info.launcher in ("torchrun", "slurm"):
-        env_info = dataclasses.replace(env_info, rendezvous_timeout_s=rendezvous_timeout)
+        env_info = dataclasses.replace(env_info, rendezvous_timeout_s=options.rendezvous_timeout)
         logger.info("joining a %s job as rank %d of %d", env_info.launcher, env_info.rank, env_info.world_size)
         with _result_path_lock(cfg.result_path, env_info.rank == 0):
             run_worker(plan, env_info, backend)
         return
-    check_layout(nproc_per_node, nnodes, node_rank, master_port)
-    nproc_per_node = resolve_nproc(nproc_per_node)
-    port = master_port or dist_utils.find_free_port()
+    check_layout(options.nproc_per_node, options.nnodes, options.node_rank, options.master_port)
+    layout = dataclasses.replace(options, nproc_per_node=resolve_nproc(options.nproc_per_node), backend=backend,
+                                 master_port=options.master_port or dist_utils.find_free_port())
+    nproc_per_node, nnodes = layout.nproc_per_node, layout.nnodes
     # The workers' first lines come after importing torch and building the model (seconds to a
     # minute): say what is starting, so the wait is not silent.
     logger.info("%s checked: starting %d worker process(es) on this node (%s), result_path %s",
                 cfg.config_file, nproc_per_node,
                 "in this process" if nproc_per_node == 1 and nnodes == 1 else "spawned", cfg.result_path)
-    with _result_path_lock(cfg.result_path, node_rank == 0):
-        if nproc_per_node == 1 and nnodes == 1:
-            info = dataclasses.replace(dist_utils.spawn_info(0, 1, 1, 0, master_addr, port),
-                                       rendezvous_timeout_s=rendezvous_timeout)
-            run_worker(plan, info, backend)
+    with _result_path_lock(cfg.result_path, layout.node_rank == 0):
+        if nproc_per_node == 1 and nnodes == 1:  # this process is the one worker
+            _spawned_worker(0, plan, layout)
             return
         failures = mp.get_context("spawn").SimpleQueue()
         context = mp.start_processes(_spawned_worker, nprocs=nproc_per_node, join=False, start_method="spawn",
-                                     args=(plan, nproc_per_node, nnodes, node_rank, master_addr, port, backend,
-                                           os.getpid(), failures, rendezvous_timeout))
+                                     args=(plan, layout, os.getpid(), failures))
         try:
             while not context.join():
                 pass
@@ -182,8 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print_error(one_line(exc))
         return BAD_INPUT
     try:
-        launch(plan, args.nproc_per_node, args.backend, args.master_addr, args.master_port, args.nnodes,
-               args.node_rank, args.rendezvous_timeout)
+        launch(plan, LaunchOptions.from_args(args))
     except RunDirError as exc:  # the lock, taken just before the workers start
         print_error(one_line(exc))
         return BAD_INPUT

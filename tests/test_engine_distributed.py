@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch.multiprocessing as mp
 
 from engine import distributed as dist_engine
 from engine.distributed import DistInfo
+from engine.launch_args import LaunchOptions, build_parser
 
 
 def test_single_process_from_an_empty_environment() -> None:
@@ -59,6 +61,15 @@ def test_spawn_info_numbers_ranks_like_torchrun() -> None:
     assert (info.rank, info.world_size, info.local_world_size, info.launcher) == (5, 6, 2, "spawn")
     with pytest.raises(ValueError, match="outside"):
         dist_engine.spawn_info(local_rank=2, nproc_per_node=2)
+
+
+def test_launch_options_come_from_main_s_flags_and_pickle_for_spawned_workers() -> None:
+    args = build_parser().parse_args(["--config", "x.yaml", "--nproc-per-node", "2", "--master_port", "1234",
+                                      "--rendezvous-timeout", "9"])
+    options = LaunchOptions.from_args(args)
+    assert options == LaunchOptions(nproc_per_node=2, master_port=1234, rendezvous_timeout=9.0)
+    assert LaunchOptions.from_args(build_parser().parse_args(["--config", "x.yaml"])) == LaunchOptions()
+    assert pickle.loads(pickle.dumps(options)) == options
 
 
 def test_choose_backend(monkeypatch: pytest.MonkeyPatch) -> None:
