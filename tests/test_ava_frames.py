@@ -25,8 +25,7 @@ def test_acar_net_layout_numbering_start_and_count(videos: Path, tmp_path: Path)
     summary = extract_ava_frames(videos, frames, height=120, start_seconds=1, num_frames=30, progress=False)
     assert summary["extracted"] == 2
     whole = tmp_path / "whole"
-    extract_frames(videos, whole, fps=30, width=-1, height=120, progress=False,
-                   layout=ava_layout(start_seconds=0, num_frames=90))
+    extract_frames(videos, whole, ava_layout(start_seconds=0, num_frames=90, height=120), progress=False)
     for video_id in find_videos(videos):
         names = sorted(path.name for path in (frames / video_id).iterdir())
         assert names == [f"image_{index:06d}.jpg" for index in range(1, 31)]

@@ -26,9 +26,11 @@ HEIGHT = 340
 NUM_FRAMES = math.ceil((WINDOW_END_SECONDS - WINDOW_START_SECONDS) * FRAME_RATE)
 
 
-def ava_layout(start_seconds: float = WINDOW_START_SECONDS, num_frames: int = NUM_FRAMES) -> FrameLayout:
-    """ACAR-Net's AVA frame layout (``image_%06d.jpg``, jpeg quality 1) from ``start_seconds``."""
-    return FrameLayout(pattern=FORMAT_STR, start_seconds=start_seconds, max_frames=num_frames, jpeg_quality=1)
+def ava_layout(start_seconds: float = WINDOW_START_SECONDS, num_frames: int = NUM_FRAMES,
+               height: int = HEIGHT) -> FrameLayout:
+    """ACAR-Net's AVA frame layout (30 fps, ``height`` pixels high, ``image_%06d.jpg``, jpeg quality 1)."""
+    return FrameLayout(fps=FRAME_RATE, width=-1, height=height, pattern=FORMAT_STR, start_seconds=start_seconds,
+                       max_frames=num_frames, jpeg_quality=1)
 
 
 def extract_ava_frames(videos: str | Path, frames: str | Path, workers: int = 2, height: int = HEIGHT,
@@ -51,8 +53,8 @@ def extract_ava_frames(videos: str | Path, frames: str | Path, workers: int = 2,
     Raises:
         FileNotFoundError, tools.extract_frames.FrameExtractionError: as ``extract_frames``.
     """
-    return extract_frames(videos, frames, fps=FRAME_RATE, width=-1, height=height, workers=workers,
-                          progress=progress, layout=ava_layout(start_seconds, num_frames))
+    return extract_frames(videos, frames, ava_layout(start_seconds, num_frames, height), workers=workers,
+                          progress=progress)
 
 
 def build_parser() -> argparse.ArgumentParser:

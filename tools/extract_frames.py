@@ -29,9 +29,12 @@ PNG_COMPRESSION_LEVEL = 3
 
 @dataclass(frozen=True)
 class FrameLayout:
-    """Where frames go and which part of the video they cover.
+    """Which frames are written, at what rate and size, under which names (defaults: Chaotic World's).
 
     Attributes:
+        fps: output frame rate (ffmpeg's fps filter duplicates or drops frames to reach it).
+        width, height: output size in pixels (the frame is scaled, not cropped); -1 keeps the aspect
+            ratio (AVA: width -1, height 340).
         pattern: file name inside ``<frames>/<vid>/``; ``{video}`` is replaced by the video id and
             the ``%06d`` numbers frames from 1.
         start_seconds: seek to this second first (input seek, as ``ffmpeg -ss S -i V``), None = 0.
@@ -39,6 +42,9 @@ class FrameLayout:
         jpeg_quality: ffmpeg's ``-qscale:v`` for jpg output (1 = best), None = encoder default.
     """
 
+    fps: int = 25
+    width: int = 320
+    height: int = 180
     pattern: str = "{video}_%06d.png"
     start_seconds: float | None = None
     max_frames: int | None = None
@@ -49,7 +55,7 @@ class FrameLayout:
         return self.pattern.replace("{video}", video_id)
 
 
-# Chaotic World: the whole video, ``<vid>_%06d.png`` (DATA.md).
+# Chaotic World: the whole video at 25 fps, 320x180, ``<vid>_%06d.png`` (DATA.md).
 CW_LAYOUT = FrameLayout()
 
 
@@ -102,8 +108,7 @@ def _remove_partials(frames_dir: Path, video_id: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def extract_video(video: str | Path, frames_dir: str | Path, fps: int = 25, width: int = 320,
-                  height: int = 180, layout: FrameLayout = CW_LAYOUT) -> int:
+def extract_video(video: str | Path, frames_dir: str | Path, layout: FrameLayout = CW_LAYOUT) -> int:
     """Extract one video into ``frames_dir/<vid>/<vid>_%06d.png``, numbered from 1.
 
     Frames are written into a hidden temporary folder which is renamed to ``<vid>`` only after
@@ -112,10 +117,7 @@ def extract_video(video: str | Path, frames_dir: str | Path, fps: int = 25, widt
     Args:
         video: the video file (its stem is the id).
         frames_dir: root of the frame folders.
-        fps: output frame rate (ffmpeg's fps filter duplicates or drops frames to reach it).
-        width, height: output size in pixels (the frame is scaled, not cropped); -1 keeps the
-            aspect ratio (AVA: width -1, height 340).
-        layout: file names, start and length (default: Chaotic World's, the whole video).
+        layout: rate, size, file names, start and length (default: Chaotic World's, the whole video).
 
     Returns:
         Number of frames written.
@@ -139,7 +141,8 @@ def extract_video(video: str | Path, frames_dir: str | Path, fps: int = 25, widt
         if layout.max_frames is not None:
             options["frames:v"] = layout.max_frames
         try:
-            extract_images(video, partial / pattern, fps, (width, height), layout.start_seconds, **options)
+            extract_images(video, partial / pattern, layout.fps, (layout.width, layout.height), layout.start_seconds,
+                           **options)
         except FFmpegError as error:
             raise FrameExtractionError({str(video): error.stderr_tail or "ffmpeg failed"}) from None
         count = sum(1 for _ in partial.glob(pattern.replace("%06d", "*")))
@@ -152,20 +155,17 @@ def extract_video(video: str | Path, frames_dir: str | Path, fps: int = 25, widt
             shutil.rmtree(partial, ignore_errors=True)
 
 
-def extract_frames(videos_dir: str | Path, frames_dir: str | Path, fps: int = 25, width: int = 320,
-                   height: int = 180, workers: int = 2, video_ids: Iterable[str] | None = None,
-                   progress: bool = True, layout: FrameLayout = CW_LAYOUT) -> dict:
+def extract_frames(videos_dir: str | Path, frames_dir: str | Path, layout: FrameLayout = CW_LAYOUT,
+                   workers: int = 2, video_ids: Iterable[str] | None = None, progress: bool = True) -> dict:
     """Extract the frames of every video in a folder, in parallel, skipping videos already done.
 
     Args:
         videos_dir: folder of video files (``<vid>.mp4``).
         frames_dir: output root (``frames_dir/<vid>/<vid>_%06d.png``).
-        fps: output frame rate.
-        width, height: output frame size in pixels.
+        layout: rate, size, file names, start and length (default: Chaotic World's).
         workers: videos decoded at the same time (each by its own ffmpeg process).
         video_ids: only these videos, or None for all.
         progress: show a tqdm bar (unit: video).
-        layout: file names, start and length (default: Chaotic World's).
 
     Returns:
         ``videos`` (found), ``extracted`` (this run), ``skipped`` (already done), ``frames_written``
@@ -187,7 +187,7 @@ def extract_frames(videos_dir: str | Path, frames_dir: str | Path, fps: int = 25
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
                 tqdm(total=len(todo), unit="video", desc="extract frames", disable=not progress) as bar:
-            futures = {vid: pool.submit(extract_video, path, frames_dir, fps, width, height, layout)
+            futures = {vid: pool.submit(extract_video, path, frames_dir, layout)
                        for vid, path in todo.items()}
             for vid, future in futures.items():
                 try:
@@ -215,9 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Extract <vid>_%06d.png frames (numbered from 1) from every video.")
     parser.add_argument("--videos", required=True, help="folder of <vid>.mp4 files")
     parser.add_argument("--frames", required=True, help="output root: frames/<vid>/<vid>_%%06d.png")
-    parser.add_argument("--fps", type=int, default=25, help="output frame rate (default 25)")
-    parser.add_argument("--width", type=int, default=320, help="output width in pixels (default 320)")
-    parser.add_argument("--height", type=int, default=180, help="output height in pixels (default 180)")
+    parser.add_argument("--fps", type=int, default=CW_LAYOUT.fps, help="output frame rate (default %(default)s)")
+    parser.add_argument("--width", type=int, default=CW_LAYOUT.width,
+                        help="output width in pixels (default %(default)s)")
+    parser.add_argument("--height", type=int, default=CW_LAYOUT.height,
+                        help="output height in pixels (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="videos decoded at once (default 2)")
     parser.add_argument("--video-ids", nargs="*", default=None, help="only these video ids")
     return parser
@@ -240,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return print_extraction(extract_frames(args.videos, args.frames, fps=args.fps, width=args.width,
-                                           height=args.height, workers=args.workers, video_ids=args.video_ids))
+    layout = FrameLayout(fps=args.fps, width=args.width, height=args.height)
+    return print_extraction(extract_frames(args.videos, args.frames, layout, workers=args.workers,
+                                           video_ids=args.video_ids))
 
 
 if __name__ == "__main__":
