@@ -18,7 +18,7 @@ from datasets.synthetic import HALF_WINDOW
 from tools.video_actions import ActionModel, KeyframeClip, keyframe_clip
 from tools.video_boxes import GivenBox
 from tools.video_detect import PersonDetector, PersonTracker
-from tools.video_options import FRAME_RATE, FRAME_SIZE, KEYFRAME_SECONDS
+from tools.video_options import FRAME_RATE, FRAME_SIZE, KEYFRAME_SECONDS, DemoSettings
 from tools.video_tracks import TrackStore
 
 LOGGER = logging.getLogger("tools.video_demo")
@@ -164,9 +164,9 @@ class _Classifier:
         self.batch = []
 
 
-def analyse_video(video: Path, model: ActionModel, feed: BoxFeed, tracker: PersonTracker | None, hold: int,
-                  max_gap: int, video_size: tuple[int, int], rate: tuple[float | None, float | None] = (None, None),
-                  progress: bool = True) -> Analysis:
+def analyse_video(video: Path, model: ActionModel, feed: BoxFeed, tracker: PersonTracker | None,
+                  settings: DemoSettings, video_size: tuple[int, int],
+                  rate: tuple[float | None, float | None] = (None, None)) -> Analysis:
     """First pass: people, tracks and actions of a video, decoded once in a sliding window.
 
     Frames come from ffmpeg at 25 fps and 320x180 (the filters and pixels of ``tools.extract_frames``),
@@ -180,16 +180,17 @@ def analyse_video(video: Path, model: ActionModel, feed: BoxFeed, tracker: Perso
         model: the action model.
         feed: the boxes (detector or given).
         tracker: assigns track ids to boxes that have none (None when the feed carries ids).
-        hold, max_gap: the track rule (``TrackStore``), in frames.
+        settings: the track rule (``hold_seconds``, ``max_gap_seconds``; ``TrackStore``) and ``progress``
+            (a bar over the decoded frames).
         video_size: ``(width, height)`` of the video.
         rate: its own frame rate and duration (s) when known (the duration sizes the progress bar).
-        progress: show a progress bar over the decoded frames.
 
     Returns:
         The analysis (every keyframe, every track, the time per phase).
     """
     fps, seconds = rate
     estimate = None if seconds is None else int(round(seconds * FRAME_RATE))
+    hold, max_gap = (int(round(span * FRAME_RATE)) for span in (settings.hold_seconds, settings.max_gap_seconds))
     tracks = TrackStore(hold=hold, max_gap=max_gap)
     analysis = Analysis(video_size=video_size, video_fps=fps, frames=0, keyframes=[], tracks=tracks,
                         names=model.names)
@@ -200,7 +201,7 @@ def analyse_video(video: Path, model: ActionModel, feed: BoxFeed, tracker: Perso
     frames: dict[int, np.ndarray] = {}
     _, decoded = decode_frames(video, fps=FRAME_RATE, pixel_format="rgb24", size=FRAME_SIZE)
     number = 0
-    with tqdm(total=estimate, unit="frame", desc="analyse", disable=not progress) as bar:
+    with tqdm(total=estimate, unit="frame", desc="analyse", disable=not settings.progress) as bar:
         while True:
             with watch.phase("decode"):
                 rgb = next(decoded, None)

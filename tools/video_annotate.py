@@ -123,8 +123,7 @@ def run_video_demo(inputs: DemoInputs, out: str | Path, settings: DemoSettings =
     tracker = None if feed.with_ids else PersonTracker(settings.tracker)
     untrained = [name for name, flag in (("action model", model.untrained),
                                          ("detector", detector is not None and detector.untrained)) if flag]
-    hold, gap = (int(round(seconds * FRAME_RATE)) for seconds in (settings.hold_seconds, settings.max_gap_seconds))
-    analysis = analyse_video(inputs.video, model, feed, tracker, hold, gap, size, rate, settings.progress)
+    analysis = analyse_video(inputs.video, model, feed, tracker, settings, size, rate)
     if detector is not None and detector.untrained and not analysis.tracks.ids():
         LOGGER.warning("the untrained detector found nobody, as expected (its scores stay near 1e-4): give "
                        "--detector yolov8n.pt or --boxes to see tracks with the untrained action model")
