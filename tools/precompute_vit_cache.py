@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from engine import distributed as dist_utils
-    from tools.vit_cache_fill import checked_config, precompute
+    from tools.vit_cache_fill import PrecomputeOptions, checked_config, precompute
 
     env = dist_utils.world_info_from_env()
     rank = env.rank if args.rank is None else args.rank
@@ -54,8 +54,9 @@ def _run(args: argparse.Namespace) -> int:
         device = torch.device(args.device)
     else:
         device = torch.device(f"cuda:{env.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    summary = precompute(plan, cache, splits, rank, world, device, args.batch_size, args.workers,
-                         progress=rank == 0)
+    options = PrecomputeOptions(rank=rank, world=world, device=device, batch_size=args.batch_size,
+                                workers=args.workers, progress=rank == 0)
+    summary = precompute(plan, cache, splits, options)
     print(f"rank {summary.rank}/{summary.world}: {summary.clips} clips, {summary.already_cached} already cached, "
           f"{summary.computed} computed in {summary.seconds:.1f} s; {cache}: {summary.store_entries} entries, "
           f"{summary.store_bytes / 2**20:.1f} MiB")

@@ -140,27 +140,44 @@ def list_jobs(datasets: dict[str, AVADataset], vit_id: str, rank: int, world: in
     return jobs
 
 
-def precompute(plan: RunPlan, cache_path: str | Path, splits: Sequence[str], rank: int = 0, world: int = 1,
-               device: torch.device | None = None, batch_size: int = 4, workers: int = 0,
-               seal_every: int = 256, progress: bool = True) -> PrecomputeSummary:
+@dataclass(frozen=True)
+class PrecomputeOptions:
+    """How ``precompute`` runs.
+
+    Attributes:
+        rank, world: this process's share (element i goes to rank ``i % world``).
+        device: where the ViT runs (None: the CPU).
+        batch_size: clips per ViT forward.
+        workers: DataLoader processes decoding frames.
+        seal_every: records per shard (what an interruption can lose at most).
+        progress: show a progress bar.
+    """
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device | None = None
+    batch_size: int = 4
+    workers: int = 0
+    seal_every: int = 256
+    progress: bool = True
+
+
+def precompute(plan: RunPlan, cache_path: str | Path, splits: Sequence[str],
+               options: PrecomputeOptions = PrecomputeOptions()) -> PrecomputeSummary:
     """Compute and store the ViT statistics of this rank's share of clips that are not cached yet.
 
     Args:
         plan: the run plan of the config (``checked_config``).
         cache_path: the cache folder.
         splits: ``'train'`` and/or ``'val'``.
-        rank, world: this process's share (element i goes to rank ``i % world``).
-        device: where the ViT runs (default CPU).
-        batch_size: clips per ViT forward.
-        workers: DataLoader processes decoding frames.
-        seal_every: records per shard (what an interruption can lose at most).
-        progress: show a progress bar.
+        options: this rank's share, the device, batch size, workers... (``PrecomputeOptions``).
     """
+    rank, world = options.rank, options.world
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} outside world size {world}")
     start = time.perf_counter()
     cfg = plan.cfg
-    device = device or torch.device("cpu")
+    device = options.device or torch.device("cpu")
     # Seeded as main.py seeds before building: a ViT without a weight file gets the run's initial weights.
     seed_everything(cfg.manual_seed)
     model = build_model(plan.model)
@@ -169,12 +186,13 @@ def precompute(plan: RunPlan, cache_path: str | Path, splits: Sequence[str], ran
     vit_id = vit_identity(vit, device, cfg.amp)
     LOGGER.info("ViT %s (weights from the config%s)", vit_id, "".join(f", {p}" for p in loaded))
     datasets = _datasets(plan, splits)
-    store = FeatureStore(cache_path, new_writer_name(rank), seal_every=seal_every, meta={"vit": vit_id})
+    store = FeatureStore(cache_path, new_writer_name(rank), seal_every=options.seal_every, meta={"vit": vit_id})
     jobs = list_jobs(datasets, vit_id, rank, world)
     todo = [job for job in jobs if job.key not in store]
-    loader = DataLoader(_ClipJobs(todo, datasets), batch_size=batch_size, num_workers=workers,
+    loader = DataLoader(_ClipJobs(todo, datasets), batch_size=options.batch_size, num_workers=options.workers,
                         pin_memory=device.type == "cuda")
-    bar = tqdm(total=len(todo), unit="clip", desc=f"ViT cache rank {rank}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(todo), unit="clip", desc=f"ViT cache rank {rank}", disable=not options.progress,
+               dynamic_ncols=True)
     try:
         with torch.no_grad():
             for keys, clips in loader:
