@@ -26,6 +26,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,28 @@ from formats.pbtxt import write_label_map  # noqa: E402
 
 NUM_CLASSES = 50
 TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What both protocols' sweeps are timed on and against.
+
+    Attributes:
+        label_map, ground_truth, preds, excluded: the loaded inputs (``evaluation.load_inputs``).
+        capacities: every K of the range.
+        sampled: the K the brute force evaluated one by one.
+        brute_total: the brute force's time extrapolated to every K (s).
+        band_s: the tie band's time over the range (s).
+    """
+
+    label_map: dict[int, str]
+    ground_truth: GroundTruth
+    preds: Predictions
+    excluded: set[tuple[str, int]]
+    capacities: np.ndarray
+    sampled: np.ndarray
+    brute_total: float
+    band_s: float
 
 
 def _person_boxes(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -150,21 +173,26 @@ def run_benchmark(labelmap: Path, gt_path: Path, predict_path: Path, exclusions:
           f"(its own preparation included); exact at {int(exact.sum())} of {num_k} K; widest "
           f"{100 * float(np.max(band.high - band.low)):.2f} points, largest gap between bound and reached order "
           f"{100 * float(np.max(np.maximum(band.low_reached - band.low, band.high - band.high_reached))):.3f} points")
+    sweep = _Sweep(label_map, ground_truth, preds, excluded, capacities, sampled, brute_total, band_s)
     if "original" in modes:
-        status |= _time_exact(label_map, ground_truth, preds, excluded, capacities, sampled, brute, brute_total, read_s,
-                              band_s)
+        status |= _time_exact(sweep, brute, read_s)
     if "stable" in modes:
-        status |= _time_stable(label_map, ground_truth, preds, excluded, capacities, sampled, brute_total, band_s)
+        status |= _time_stable(sweep)
     return status
 
 
-def _time_exact(label_map: dict[int, str], ground_truth: GroundTruth, preds: Predictions,
-                excluded: set[tuple[str, int]], capacities: np.ndarray, sampled: np.ndarray,
-                brute: np.ndarray, brute_total: float, read_s: float, band_s: float) -> int:
-    """The exact protocol's sweep: the original's path at every K; 1 if it disagrees with the brute force."""
+def _time_exact(sweep: _Sweep, brute: np.ndarray, read_s: float) -> int:
+    """The exact protocol's sweep: the original's path at every K; 1 if it disagrees with the brute force.
+
+    Args:
+        sweep: the inputs, capacities and baseline figures.
+        brute: the brute force's mAP at ``sweep.sampled``.
+        read_s: seconds spent reading the files (printed with the data's size).
+    """
+    capacities, sampled, band_s = sweep.capacities, sweep.sampled, sweep.band_s
     k_min, k_max, num_k = int(capacities[0]), int(capacities[-1]), len(capacities)
     start = time.perf_counter()
-    exact_data = prepare_original(label_map, ground_truth, preds, excluded)
+    exact_data = prepare_original(sweep.label_map, sweep.ground_truth, sweep.preds, sweep.excluded)
     prepare_s = time.perf_counter() - start
     counts = exact_data.counts
     print(f"data: {counts['detection_rows']} predict rows in {counts['detection_keyframes']} keyframes "
@@ -178,8 +206,8 @@ def _time_exact(label_map: dict[int, str], ground_truth: GroundTruth, preds: Pre
     print(f"--ties original (exact): sweep over K = {k_min}..{k_max} ({num_k} capacities) "
           f"{exact_s:.2f} s (prepare {prepare_s:.2f} s included); best K = {int(capacities[best])}, "
           f"mAP = {curve[best]:.6f}; the tie band adds {band_s:.2f} s ({band_s / exact_s:.3f}x the sweep)")
-    print(f"speed-up --ties original (extrapolated brute force / exact sweep): {brute_total / exact_s:.0f}x, "
-          f"with the band {brute_total / (exact_s + band_s):.0f}x (target >= 30x)")
+    print(f"speed-up --ties original (extrapolated brute force / exact sweep): {sweep.brute_total / exact_s:.0f}x, "
+          f"with the band {sweep.brute_total / (exact_s + band_s):.0f}x (target >= 30x)")
     diff = float(np.max(np.abs(brute - curve[sampled - k_min])))
     print(f"exact sweep vs the original's path at the {len(sampled)} sampled K: max |difference| = {diff:.3g} "
           f"(tolerance {TOLERANCE:g})")
@@ -189,20 +217,19 @@ def _time_exact(label_map: dict[int, str], ground_truth: GroundTruth, preds: Pre
     return 0
 
 
-def _time_stable(label_map: dict[int, str], ground_truth: GroundTruth, preds: Predictions,
-                 excluded: set[tuple[str, int]], capacities: np.ndarray, sampled: np.ndarray,
-                 brute_total: float, band_s: float) -> int:
+def _time_stable(sweep: _Sweep) -> int:
     """The stable rule's one-pass sweep, and with the band; 1 if it disagrees with single runs."""
+    capacities, sampled, brute_total = sweep.capacities, sweep.sampled, sweep.brute_total
     k_min, k_max = int(capacities[0]), int(capacities[-1])
     start = time.perf_counter()
-    data = prepare(label_map, ground_truth, preds, excluded)
+    data = prepare(sweep.label_map, sweep.ground_truth, sweep.preds, sweep.excluded)
     stable_prepare_s = time.perf_counter() - start
     start = time.perf_counter()
     curves = sweep_capacities(data, k_min, k_max)
     sweep_s = time.perf_counter() - start + stable_prepare_s
     # With the band the preparation is shared (the API passes it on); time the band's sweep on it.
     start = time.perf_counter()
-    compute_tie_band(label_map, ground_truth, preds, excluded, data, (k_min, k_max))
+    compute_tie_band(sweep.label_map, sweep.ground_truth, sweep.preds, sweep.excluded, data, (k_min, k_max))
     shared_band_s = time.perf_counter() - start
     print(f"--ties stable: one-pass sweep {sweep_s:.2f} s (prepare {stable_prepare_s:.2f} s included), with the tie "
           f"band {sweep_s + shared_band_s:.2f} s (band {shared_band_s:.2f} s on the shared preparation, "
