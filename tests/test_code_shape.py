@@ -1,12 +1,23 @@
-"""Shape rules of the source, checked on its text (no imports executed): no import circle."""
+"""Shape rules of the source, checked on its text (no imports executed): no import circle, and no function
+over 8 parameters except where the parameters are an outside contract (numba kernels' flat arrays, the
+constructors the YAML ``kwargs`` of the originals' configs are checked against)."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("common", "formats", "config", "evaluation", "structures", "datasets", "models", "engine", "detect",
             "tools", "benchmarks")
+MAX_PARAMETERS = 8
+# Constructors whose keyword arguments ARE the ``model.*.kwargs`` of the originals' YAML configs: the
+# config is checked against their signatures (config.construct), so a struct would break those configs.
+CONFIG_KWARGS_CONSTRUCTORS = {
+    "models/backbones/vit.py": {"__init__"},
+    "models/heads/acar.py": {"__init__"},
+}
 
 
 def _module_name(path: Path) -> str:
@@ -93,3 +104,24 @@ def test_no_import_circle() -> None:
 def test_the_circle_finder_finds_a_circle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _is_numba_kernel(node: ast.FunctionDef) -> bool:
+    return any("numba" in ast.unparse(decorator) or "njit" in ast.unparse(decorator)
+               for decorator in node.decorator_list)
+
+
+def _parameter_count(node: ast.FunctionDef) -> int:
+    names = [arg.arg for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)]
+    return len(names[1:] if names and names[0] in ("self", "cls") else names)
+
+
+@pytest.mark.parametrize("path", sorted(_sources().values()), ids=lambda path: str(path.relative_to(ROOT)))
+def test_no_function_over_eight_parameters(path: Path) -> None:
+    rel = path.relative_to(ROOT).as_posix()
+    allowed = CONFIG_KWARGS_CONSTRUCTORS.get(rel, set())
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    long = [f"{node.name} (line {node.lineno}): {_parameter_count(node)} parameters"
+            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and _parameter_count(node) > MAX_PARAMETERS and not _is_numba_kernel(node) and node.name not in allowed]
+    assert not long, f"{rel}: pass a struct instead: {long}"
