@@ -1,55 +1,14 @@
 """The tie band: the lowest and highest frame-mAP that any order of equal scores can give.
 
-What "any order" covers. An evaluator meets equal scores at three steps, and each may break the tie its
-own way: (1) the capacity cut, which keeps the K highest-scoring rows of a keyframe over all classes, so
-when the K-th and the (K+1)-th rows have one score it decides which of those tied rows are kept; (2) the
-greedy matching, which takes a (keyframe, class)'s detections in score order, so among tied detections
-that want the same ground-truth box it decides which one is the true positive; (3) the per-class
-ranking, which decides where the true positives of a group of equal scores land in the precision/recall
-curve. The band is the lowest and highest mAP over every choice at every step, one choice per step for
-all classes at once (one cut per keyframe, as the classes of a keyframe share its K slots). That family
-holds every single order of the file (``--ties stable`` on any permutation of the rows), the original
-evaluator's order (``--ties original``, which cuts and matches in its heap's order but ranks with
-numpy's introsort: different orders at different steps) and any other. It is computed from the file
-alone, so it is the same interval whatever ``--ties`` says. Ground-truth boxes at exactly the same IoU
-from a detection are taken in file order by ``stable`` and in the original's heap order by
-``original``; when that changes a match anywhere, the band covers both (the hull of the two).
-
-Why it is a bound. Call a group of rows of one keyframe with one score a *level*. At capacity K the
-levels above the cut are kept whole, those below dropped, and at most one level per keyframe is cut
-(it straddles K). For a fixed cut, a detection's box (its best-IoU ground truth) does not depend on
-any order, each box goes to a detection of the highest level that wants it, and so the number of true
-and false positives of each (class, score) is fixed: the matching order only decides which of the
-tied rows is the true positive. The ranking then puts the true positives of each (class, score) anywhere
-among its rows; AP grows when a true positive moves up past a false positive, when a true positive is
-added and when a false positive is removed, at any rank. So for a fixed cut the extremes are "true
-positives first" (high) and "true positives last" (low), attained together for all classes. What is
-left is the cut. For each class separately the extremes of a straddling level are known in closed form:
-``q`` of the level's ``m`` rows are kept, ``N`` of them counting rows of the class, ``u`` distinct free
-boxes wanted by them (free: no row of a higher level of the keyframe wants the box), ``P`` of them
-wanting no free box. Best for the class: keep one row per free box first, which gives ``min(u, q)``
-true positives and, at once, the fewest false positives any cut can give it (``max(0, q - (m - N) - u)``:
-only when the other rows cannot fill the slots). Worst: the fewest true positives any cut can give
-(the class keeps at least ``q - (m - N)`` of its rows; its ``P`` rows first, then whole groups of rows
-wanting one box, largest first, each group one true positive) together with the most false positives
-any cut can give (the same sequence, as if the class had all ``q`` slots); these two need not come from
-one cut even for one class. Taking these per-class extremes at every straddling level, for every class
-at once, gives an interval that contains every order's mAP: **high** and **low**. It may be wider than
-the true extremes, because the classes of a keyframe compete for its ``q`` slots.
-
-How close it is. Two concrete orders, each a cut of every straddling level by a fixed priority, then true
-positives first (high) or last (low), give mAPs that orders really reach: **high_reached** and
-**low_reached**. For the high end the priority keeps one row per free box first (rarest class first),
-then rows that count for no class (invalid boxes, classes without ground truth), then the other rows,
-the least harmful first (harm: the class's true positives below the row, per ground-truth box); for the
-low end, rows wanting no free box first (most harmful first), then rows that count for no class, then
-whole groups of rows wanting one box, largest first. The true extremes lie between:
-``low <= true lowest <= low_reached`` and ``high_reached <= true highest <= high``. Where reached and
-bound agree to ``EXACT_TOLERANCE`` the end is exact; both are whenever no level straddles the cut
-(capacity 0, a cut between two scores of every keyframe).
-
-All of it is a one-pass sweep over K like ``evaluation.capacity``: each end is a list of (class, flag,
-smallest K keeping it) in ranking order, and a row's membership only grows with K.
+"Any order" is every choice at the three steps where an evaluator meets equal scores (the capacity cut,
+the greedy matching, the per-class ranking), one cut per keyframe for all its classes: every single order
+of the file, the original evaluator's and any other, so the band is the same for both ``--ties``.
+``low``/``high`` are guaranteed bounds, from closed-form per-class extremes at every level of equal scores
+that straddles the cut (``_bounds``); ``low_reached``/``high_reached`` are the mAPs of two concrete orders
+(``_reached``); an end is exact where bound and reached agree to ``EXACT_TOLERANCE``. Each end is a list
+of (class, flag, smallest K keeping it) in ranking order, a row's membership only grows with K, so every
+curve is a one-pass sweep like ``evaluation.capacity``. Why the bounds hold and how tight they are:
+docs/protocol.md, section 3.
 """
 from __future__ import annotations
 

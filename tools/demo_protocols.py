@@ -1,10 +1,9 @@
 """The demo's protocol stage: the original's per-row files scored with its exact tie order, beside merged files.
 
-The original system evaluates per-row pkls (one element per csv row, so predict rows repeat with equal
-scores) with its own order of equal scores; this project's opt-in improvement evaluates merged pkls (one
-element per keyframe) with the stable rule. This stage runs the trained action model on per-row val
-files (ground-truth boxes and detector boxes), scores both layouts over the config's sweep the way the
-original scores them (K = cap_min..cap_max-1, no exclusions), and reports each mAP with its tie band.
+It runs the trained action model on per-row val files (one element per csv row, as the original's; ground-truth
+and detector boxes), scores them with the original ties and the merged files with the stable rule, both over
+the config's sweep as the original scores it (K = cap_min..cap_max-1, no exclusions), and reports each mAP with
+its tie band (why the layout and the tie order matter: docs/protocol.md, section 1; docs/numerics.md quirk 18).
 """
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
 """numpy 1.21.6's default ``np.argsort`` for float64, reproduced exactly (the original evaluator's ranking).
 
-The original ranks each class's detections with ``argsort(scores)[::-1]`` under numpy 1.21.6, whose
-default sort is an introsort and not stable: the order of equal scores depends on the algorithm, and
-later numpy versions order ties differently (docs/protocol.md). This module re-implements that
-algorithm from its description, so the project reproduces the original's tie order whatever numpy it
-runs: median-of-three quicksort on an explicit stack (the smaller side first), insertion sort for
-partitions of at most 16 elements, and heapsort once the depth exceeds 2 floor(log2 n). The golden
-orders of numpy 1.21.6 itself are in ``tests/data/eval/original_protocol/argsort_numpy_1_21_6.npz``.
+An introsort, compiled with numba: median-of-three quicksort on an explicit stack (the smaller side
+first), insertion sort for partitions of at most 16 elements, heapsort once the depth exceeds
+2 floor(log2 n). It is not stable, so it fixes the order of equal scores whatever numpy runs
+(docs/protocol.md, section 2, step 6). Golden orders of numpy 1.21.6 itself:
+``tests/data/eval/original_protocol/argsort_numpy_1_21_6.npz``.
 """
 from __future__ import annotations
 

@@ -1,36 +1,13 @@
 """The original evaluator's exact order of equal scores, reproduced for every capacity (``--ties original``).
 
-Why this exists: the original system's predict files repeat rows (one pkl element per csv row, see
-docs/protocol.md), so a (box, class) row often appears k times with one score. Of k tied copies one is a
-true positive and k - 1 are false positives, and where the true positive lands among its copies decides
-the AP. The original's result therefore depends on exactly how it orders equal scores, and this module
-reproduces that order step by step, whatever numpy the project runs:
-
-1. per keyframe (``video,%04d``), rows are pushed on a binary heap of tuples ``(score, class id, y1, x1,
-   y2, x2)`` (Python's ``heapq``, tuples compared element by element); with capacity K a row is pushed
-   while the heap holds fewer than K, afterwards it replaces the heap's smallest tuple only when its
-   score is strictly greater than that tuple's score;
-2. the heap's internal array is sorted by descending score with a stable sort, so equal scores keep
-   the heap's internal order;
-3. keyframes are taken in the order they first appear in the file; excluded keyframes are skipped;
-   boxes with ``x1 >= x2`` or ``y1 >= y2`` are dropped; per keyframe and class, detections in that order
-   take their highest-IoU ground-truth box (the first on exact ties) if IoU >= 0.5 and it is still free;
-4. per class, the per-keyframe results are concatenated in keyframe order and ranked by
-   ``argsort(scores)[::-1]`` with numpy 1.21.6's default sort (the version the original pins; see
-   ``evaluation.original.numpy_argsort``): an
-   introsort (median-of-three quicksort, insertion sort below 16 elements, heapsort past a depth of
-   2 floor(log2 n)), which is not stable, and reversed;
-5. VOC all-point AP per class, mean over classes with ground truth.
-
-Ground truth goes through the same heap (capacity 0), with the csv's 8th column (the person id in our
-ground-truth files) read as the score, as the original reader does; that fixes which box is "first" on
-equal IoU.
-
-The kernels are compiled with numba. A capacity sweep runs the whole path once per K (in parallel over
-K), so its curve is by construction the curve of single runs; what makes it fast is that nothing is
-parsed or allocated per K beyond the kept rows, and keyframes with at most K rows reuse their
-precomputed order. The tie band (every order of equal scores) is not this protocol's: it is a property
-of the file, computed by ``evaluation.tie_band`` for both protocols alike.
+It runs the original's path step by step, whatever numpy is installed: the per-keyframe heap and its
+capacity cut, the stable per-keyframe sort, the matching, numpy 1.21.6's introsort per class
+(``evaluation.original.numpy_argsort``) and VOC AP (docs/protocol.md, section 2; why the order of equal
+scores decides the mAP: section 1). The kernels are compiled with numba. A capacity sweep runs the whole
+path once per K (in parallel over K), so its curve is by construction the curve of single runs; it is
+fast because nothing is parsed or allocated per K beyond the kept rows, and keyframes with at most K
+rows reuse their precomputed order. The tie band is a property of the file, not of this protocol
+(``evaluation.tie_band``, the same for both protocols).
 """
 from __future__ import annotations
 
