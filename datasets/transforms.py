@@ -8,7 +8,7 @@ becomes the clip's ``aug_info`` (``crop_box``, ``flip``; ``pad_ratio`` is added 
 
 Config entries follow the original YAML schema: ``{'type': <name>, 'kwargs': {...}}``. In the
 evaluation split a spatial entry's ``kwargs`` may instead be a LIST of such mappings: each mapping
-is one choice, and every combination of choices is one test-time view (original main.py:120-140).
+is one choice, and every combination of choices is one test-time view (docs/numerics.md §7).
 A list-valued parameter inside a mapping (``Normalize.mean``, ``Scale.resize``) is an ordinary
 argument; only the ``kwargs`` node itself being a list creates views, so the two never clash.
 """

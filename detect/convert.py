@@ -42,8 +42,7 @@ def group_keyframes(rows: Iterable[OfficialRow]) -> tuple[list[_Keyframe], int]:
     """Distinct person boxes per keyframe image, in csv order.
 
     The official csv repeats a person's box once per action label; such rows (same person id and
-    same box at the same keyframe) give one box. The original tool wrote every row, so a person with
-    three labels was three identical training targets.
+    same box at the same keyframe) give one box (docs/numerics.md quirk 27).
 
     Returns:
         ``(keyframes, duplicates)``: the keyframes in first-appearance order and the number of

@@ -3,15 +3,9 @@
 Every pkl element is evaluated exactly once. Batches are fixed chunks of consecutive elements
 (chunk c goes to rank c mod W), so each forward pass sees the same clips whatever the number of
 processes, and rank 0 writes the rows sorted by (element index, box index): predict.csv is
-byte-identical for 1, 2 or N processes (given the same thread settings).
-
-The original wrote its rows in another order, which ``val.predict_order: original`` reproduces
-(``original_element_ranks``): its val sampler drew ``torch.randperm(N)`` from a generator seeded with
-the epoch, 0 (``set_epoch`` is never called on it), rank r evaluated
-``perm[r * ceil(N / W) : (r + 1) * ceil(N / W)]`` in that order, and rank 0 concatenated the rank
-files in rank order, so the file lists the elements in permutation order ``perm[0], ..., perm[N-1]``
-whatever W; within an element, one row per kept box in box order, then per class 0..C-1. The rows
-themselves are the same in both orders.
+byte-identical for 1, 2 or N processes (given the same thread settings). ``val.predict_order: original``
+writes the same rows in the original's element order instead (``original_element_ranks``;
+docs/numerics.md §7, §8).
 """
 from __future__ import annotations
 

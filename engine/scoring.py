@@ -46,13 +46,11 @@ def map_protocol(cfg: Config) -> MapProtocol | None:
 
     The run plan (``engine.plan.make_plan``) calls it once; ``score_epoch`` takes its result.
 
-    - ``cap_min``/``cap_max`` given (SFMViT): its ``val_epoch`` swept K over ``range(cap_min, cap_max)``,
-      so ``cap_max`` is left out, and passed no exclusions to the evaluator whatever the config said
-      (it also ignored the config's label map and ground truth for hard-coded paths of its authors'
-      machine; we read the config's). ``val.eval_mAP.include_cap_max`` and
-      ``use_exclusions_in_sweep`` opt in to the inclusive range and to the exclusions.
-    - Otherwise (ACAR-Net): its ``main.py`` made one evaluation at capacity 50 with the config's
-      exclusions.
+    - ``cap_min``/``cap_max`` given (SFMViT): a sweep over K = cap_min..cap_max - 1 without exclusions,
+      with the config's label map and ground truth (docs/numerics.md §7, quirk 9).
+      ``val.eval_mAP.include_cap_max`` and ``use_exclusions_in_sweep`` opt in to the inclusive range
+      and to the exclusions.
+    - Otherwise (ACAR-Net): one evaluation at capacity 50 with the config's exclusions.
     """
     spec = cfg.val.eval_mAP
     if spec is None:
@@ -100,8 +98,8 @@ def score_epoch(cfg: Config, protocol: MapProtocol | None, predict_path: Path, e
     """Evaluate ``predict_path`` against ``val.eval_mAP`` (rank 0 only) and record the result.
 
     The rule is ``protocol``, the run plan's ``map_protocol(cfg)`` (None: no mAP score). A sweep
-    writes ``cap_mAP_records_multi{epoch}.txt`` with the original's lines; the original opened it in append mode, so re-evaluating an epoch into the same
-    ``result_path`` added a second block, whereas we replace the file atomically. Every run writes
+    writes ``cap_mAP_records_multi{epoch}.txt`` with the original's lines, replaced atomically
+    (docs/numerics.md quirk 26). Every run writes
     ``eval_epoch{epoch}.json`` (the evaluator's result, its ``counts`` with ``gt_rows_excluded`` and
     ``detection_rows_excluded``, and a ``protocol`` block), ``map_epoch{epoch}.png``, a row of
     ``val.log`` and the TensorBoard scalar ``val/mAP``. A ``val_loss`` (``val.with_label``) goes to

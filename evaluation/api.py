@@ -34,7 +34,7 @@ def load_inputs(labelmap_path: str | Path, gt_path: str | Path, predictions: str
 
     The exclusions are applied as written (in seconds, as the original evaluator read them); a file
     whose keys match the ground truth better as frame numbers (Chaotic World's published files) is
-    named in a warning (``evaluation/exclusions.py``).
+    named in a warning (``evaluation/exclusions.py``; docs/numerics.md quirk 24).
 
     Raises:
         FileNotFoundError: a file is missing.

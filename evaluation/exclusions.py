@@ -1,12 +1,9 @@
 """Which unit an exclusions file is in: keyframe seconds (AVA, the evaluator) or frame numbers (Chaotic World).
 
-The evaluator's ground truth names keyframes by second, and so do AVA's excluded-timestamp files. Chaotic
-World's published ``chaos_{train,test}_exclude.csv`` name them by FRAME NUMBER at 25 fps (column 1 of
-the annotation csv: ``HNWUXSRS,000250`` is second 10), one line per ground-truth row. Read literally, as
-the original evaluator did, such a file excludes almost nothing, and the wrong keyframes where a frame
-number happens to equal an annotated second. The evaluator keeps that literal reading (it is what the
-original computed) and this module says so when it happens; ``tools.gt_csv --exclusions`` writes the
-file converted to seconds (DATA.md, section 4).
+``check_exclusion_units`` matches a file's keys against the ground truth's keyframes read both ways, so
+that the evaluator, which applies the file as written (in seconds, as the original did), can say when a
+file names frame numbers instead: Chaotic World's published exclusion files do (docs/numerics.md §11,
+quirk 24; DATA.md, sections 1 and 4). ``tools.gt_csv --exclusions`` converts such a file to seconds.
 """
 from __future__ import annotations
 

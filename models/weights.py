@@ -376,10 +376,10 @@ def load_model_pretrain(
 ) -> LoadReport:
     """Initialise the whole model from a weight file, non-strictly (top-level ``pretrain``).
 
-    ACAR-Net's ``load_pretrain`` semantics: take ``obj[state_dict_key]`` when given; drop keys
-    starting with ``delete_prefix``; rename keys starting with ``replace_prefix`` to ``replace_to``
-    + the rest (all on the file's keys as saved, DDP's ``module.`` included); then load what
-    matches the model and leave the rest. Without ``state_dict_key``, a file holding a
+    ACAR-Net's ``load_pretrain`` semantics (docs/numerics.md §12 (c)): take ``obj[state_dict_key]``
+    when given; drop keys starting with ``delete_prefix``; rename keys starting with ``replace_prefix``
+    to ``replace_to`` + the rest (all on the file's keys as saved, DDP's ``module.`` included); then load
+    what matches the model and leave the rest. Without ``state_dict_key``, a file holding a
     ``state_dict`` mapping (a training checkpoint, SFMViT's ``load_fortrain``) is read through it;
     a plain state dict (ACAR-Net's model-zoo files) is used as is. Keys with or without ``module.``
     both fit. Unlike both originals, a file of which no key fits is an error (quirk 11), and so is
