@@ -1,8 +1,8 @@
 """AVA frame extraction in ACAR-Net's layout: ``data/<vid>/image_%06d.jpg``, the 15th to 30th minute at 30 fps.
 
-ACAR-Net's layout (its DATA.md and tools/extract_frames.py): ffmpeg seeks to second 900 of the
-video, writes ``ceil(900 * 30) = 27000`` frames at 30 fps, 340 pixels high (width keeping the aspect
-ratio), best jpeg quality, numbered from 1. So frame ``i`` shows second ``900 + (i - 1) / 30`` and the
+ACAR-Net's layout (DATA.md, section 9): ffmpeg seeks to second 900 of the video, writes
+``ceil(900 * 30) = 27000`` frames at 30 fps, 340 pixels high (width keeping the aspect ratio), best jpeg
+quality, numbered from 1. So frame ``i`` shows second ``900 + (i - 1) / 30`` and the
 keyframe at second ``t`` is frame ``(t - 900) * 30 + 1`` (``tools.ava_to_pkl.keyframe_to_frame``).
 The ffmpeg machinery is ``tools.extract_frames`` (parallel, resumable, atomic per video).
 """
