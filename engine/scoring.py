@@ -1,10 +1,14 @@
 """Score the eval pass's predict.csv as the original whose config runs: SFMViT's sweep or ACAR-Net's run."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
 
 from config import Config
 from engine.logs import ScalarWriter, TabLogger
@@ -141,9 +145,27 @@ def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> Evaluat
                           capacity=protocol.capacities[0], ties=protocol.ties)
 
 
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Give torch back its intra-op thread count when the body ends.
+
+    The original protocol's sweep runs numba kernels in parallel, and numba's OpenMP threading
+    layer sets the process's OpenMP thread count, which is torch's too: without this, the process
+    that scores (rank 0) trained every epoch after its first evaluation on all the cores, with
+    other floating-point sums than the other ranks and than a run resumed after that evaluation.
+    """
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def _score_map(cfg: Config, protocol: MapProtocol, predict_path: Path, epoch: int, boxes: str | None) -> dict:
     result_path = Path(cfg.result_path)
-    result = _evaluate(cfg, protocol, predict_path)
+    with _torch_threads_kept():
+        result = _evaluate(cfg, protocol, predict_path)
     counts = result.counts
     figures: dict = {"mAP": float(result.mAP), "protocol": protocol.rule,
                      "gt_rows_excluded": int(counts.get("gt_rows_excluded", 0)),
