@@ -360,5 +360,7 @@ def attach_vit_cache(settings: VitCacheSettings | None, model: nn.Module, ctx: R
         return data
     train = data.train
     if train is not None:
-        train = replace(train, loader=source.wrap(train.loader, train.dataset))
+        # Every rank a process plays (virtual ranks) reads through the same cache.
+        others = tuple(replace(share, loader=source.wrap(share.loader, train.dataset)) for share in train.others)
+        train = replace(train, loader=source.wrap(train.loader, train.dataset), others=others)
     return RunData(train, replace(data.val, loader=source.wrap(data.val.loader, data.val.dataset)))
