@@ -65,7 +65,7 @@ def _main(config: Path, dataset: Path, nproc: int) -> Path:
 
 
 def _ordered_sum(parts: list[torch.Tensor], block: int) -> torch.Tensor:
-    """``parts`` summed as a process playing ``block`` consecutive ranks sums them: its own in order, then by process."""
+    """``parts`` summed as a process playing ``block`` consecutive ranks sums them: its own, then by process."""
     total = None
     for start in range(0, len(parts), block):
         partial = parts[start].clone()
