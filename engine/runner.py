@@ -185,6 +185,10 @@ def _played_rng_states(checkpoint: dict, ranks: RankLayout) -> list[dict] | None
     per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
     if per_rank and len(per_rank) == ranks.world_size:
         return [per_rank[rank] for rank in ranks.ranks]
+    if per_rank and ranks.rank == 0:
+        logger.warning("the checkpoint holds the random generator states of %d ranks, this run has %d: every rank "
+                       "continues from rank 0's (train.virtual_world_size reproduces the run that wrote it)",
+                       len(per_rank), ranks.world_size)
     if "rng" in checkpoint:
         return [checkpoint["rng"]] * len(ranks.ranks)
     return None
