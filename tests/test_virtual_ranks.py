@@ -207,3 +207,28 @@ def test_a_step_without_any_roi_is_skipped_and_learns_nothing() -> None:
     assert result is None
     untouched = _RoiModel()
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), untouched.parameters()))
+
+
+class _Elements(torch.utils.data.Dataset):
+    """Stands in for the AVA dataset: only its length matters to the sampler and the loader."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 15_027  # the published training pkl (cw_data_train1fps_woXGXJVBCQ.pkl)
+
+
+def test_one_process_playing_3_ranks_has_the_published_runs_1669_iterations_per_epoch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The released log of the 42.28% run: 1,669 iterations per epoch = floor(floor(15027 / 3) / 3).
+    import engine.runner as runner
+
+    monkeypatch.setattr(runner, "AVADataset", _Elements)
+    cfg = _tiny(virtual_world_size=3, batch_size=3)
+    layout = rank_layout(cfg, 1)
+    data = runner._train_data(make_plan(cfg, world_size=1), DistInfo(), layout)
+    assert data.steps_per_epoch == 1669 and len(data.shares) == 3
+    slices = [set(share.sampler.indices()) for share in data.shares]
+    assert [len(s) for s in slices] == [5009] * 3 and not (slices[0] & slices[1] or slices[1] & slices[2])
+    assert [(share.sampler.rank, share.sampler.num_replicas) for share in data.shares] == [(0, 3), (1, 3), (2, 3)]
