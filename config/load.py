@@ -211,9 +211,11 @@ def _check_consistency(cfg: Config) -> None:
     _check_split(cfg, "val", cfg.val, multi_view=True)
     if cfg.train is not None:
         _check_split(cfg, "train", cfg.train, multi_view=False)
-        for name in ("n_epochs", "val_freq", "save_freq"):
+        for name in ("n_epochs", "val_freq", "save_freq", "accumulate"):
             value = getattr(cfg.train, name)
             _require(value >= 1, cfg, f"train.{name}", f"must be >= 1, found {value}")
+        virtual = cfg.train.virtual_world_size
+        _require(virtual is None or virtual >= 1, cfg, "train.virtual_world_size", f"must be >= 1, found {virtual}")
 
 
 def _check_split(cfg: Config, split: str, section: TrainConfig | ValConfig, multi_view: bool) -> None:

@@ -195,7 +195,11 @@ class TrainConfig:
 
     Extensions: ``workers`` (default 1, the original's implicit value) DataLoader worker processes
     per training process; ``frame_store`` (default None) a packed store of resized frames
-    (``datasets/frame_store.py``), bit-identical clips without decoding PNGs.
+    (``datasets/frame_store.py``), bit-identical clips without decoding PNGs;
+    ``virtual_world_size`` (default None = the real world size) the ranks of the run being
+    reproduced: each of the P processes plays ``W / P`` of them, one micro-batch each per optimiser
+    step (``engine/virtual_ranks.py``); ``accumulate`` (default 1) micro-batches per rank and
+    optimiser step (plain gradient accumulation, README "Training the published recipe on fewer GPUs").
     """
 
     root_path: str
@@ -209,6 +213,8 @@ class TrainConfig:
     scheduler: SchedulerConfig
     workers: int = 1
     frame_store: str | None = None
+    virtual_world_size: int | None = None
+    accumulate: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,7 @@ from datasets.sampler import RankSliceSampler
 from engine.distributed import DistInfo
 from engine.logs import NullWriter, ScalarWriter
 from engine.scheduler import WarmupScheduler
+from engine.virtual_ranks import RankLayout
 from structures.batch import EvalBatch, TrainBatch
 
 AutocastFactory = Callable[[], AbstractContextManager]
@@ -81,12 +82,41 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class RankShare:
+    """One rank's share of the training split: its per-epoch sampler and its loader."""
+
+    sampler: RankSliceSampler
+    loader: BatchLoader[TrainBatch]
+
+
+@dataclass(frozen=True)
 class TrainData:
-    """The training split: its dataset, the per-epoch sampler the runner reseeds, and the loader."""
+    """The training split: its dataset, the per-epoch sampler the runner reseeds, and the loader.
+
+    Attributes:
+        dataset: the training split.
+        sampler: this process's rank's sampler (the first rank it plays, with virtual ranks).
+        loader: that rank's loader.
+        others: the further ranks this process plays (``train.virtual_world_size``), in rank order.
+        layout: the ranks played and the micro-batches per optimiser step; None: the original's
+            step, one batch of the process's own rank.
+    """
 
     dataset: AVADataset
     sampler: RankSliceSampler
     loader: BatchLoader[TrainBatch]
+    others: tuple[RankShare, ...] = ()
+    layout: RankLayout | None = None
+
+    @property
+    def shares(self) -> tuple[RankShare, ...]:
+        """Every rank's share this process plays, its own first."""
+        return (RankShare(self.sampler, self.loader), *self.others)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """E, the optimiser steps of an epoch: the batches of a rank, by ``train.accumulate``."""
+        return len(self.loader) // (1 if self.layout is None else self.layout.accumulate)
 
 
 @dataclass(frozen=True)

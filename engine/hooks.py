@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from config import TrainConfig
 from engine import distributed as dist_utils
-from engine.checkpoint import capture_rng, checkpoint_path, save_checkpoint
+from engine.checkpoint import checkpoint_path, save_checkpoint
 from engine.context import IterationHook
 from engine.trainer import HookBase
 
@@ -30,8 +30,10 @@ class CheckpointHook(HookBase):
         trainer = self.trainer
         if not _due(trainer.epoch, self.save_freq, self.n_epochs):
             return
-        # Each rank's generators, so that a resume continues every rank's random stream.
-        rng_states = dist_utils.gather_objects_to_main(capture_rng())
+        # Each rank's generators, so that a resume continues every rank's random stream; a process
+        # playing several ranks (virtual ranks) gives each one's, so the list has W entries either way.
+        gathered = dist_utils.gather_objects_to_main(trainer.rng_states())
+        rng_states = None if gathered is None else [state for states in gathered for state in states]
         if trainer.ctx.is_main:
             trainer.write_summary()
             learner = trainer.learner

@@ -164,13 +164,14 @@ def run(args: argparse.Namespace) -> int:
         if args.predict_order is not None:
             overrides.append(f"val.predict_order={args.predict_order}")
         cfg = load_config(args.config, overrides)
-        plan = make_plan(cfg)
-        dist_utils.choose_backend(args.backend)
         env_info = dist_utils.world_info_from_env()
+        external = env_info.launcher in ("torchrun", "slurm")
+        world_size = env_info.world_size if external else resolve_nproc(args.nproc_per_node) * args.nnodes
+        plan = make_plan(cfg, world_size)
+        dist_utils.choose_backend(args.backend)
         if env_info.launcher == "slurm":
             dist_utils.check_slurm_step()
-        external = env_info.launcher in ("torchrun", "slurm")
-        data_preflight(cfg, env_info.world_size if external else resolve_nproc(args.nproc_per_node) * args.nnodes)
+        data_preflight(cfg, world_size)
         if dist_utils.world_info_from_env().rank == 0:
             check_result_path(cfg)
     except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:

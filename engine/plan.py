@@ -20,6 +20,7 @@ from datasets.ava import TemporalTransform
 from datasets.transforms import Compose, build_spatial, build_spatial_views, build_temporal
 from engine.scheduler import OptimizerFactory, SchedulerFactory
 from engine.scoring import MapProtocol, map_protocol
+from engine.virtual_ranks import rank_layout
 from engine.vit_cache_loader import VitCacheSettings, plan_vit_cache
 from models.build import ModelSpec, build_model, model_spec
 
@@ -118,11 +119,13 @@ def _train(cfg: Config) -> TrainPlan:
     return TrainPlan(spatial, temporal, optimizer, scheduler)
 
 
-def make_plan(cfg: Config) -> RunPlan:
+def make_plan(cfg: Config, world_size: int | None = None) -> RunPlan:
     """Build every component of ``cfg`` once, reading no data and no weight file.
 
     Args:
         cfg: a loaded config (``config.load_config``).
+        world_size: the run's processes, when the caller knows them (``main.py`` always does):
+            ``train.virtual_world_size`` is checked against them here rather than in every worker.
 
     Returns:
         The plan the workers run.
@@ -132,6 +135,8 @@ def make_plan(cfg: Config) -> RunPlan:
     """
     model = _built(cfg, "model", lambda: _model(cfg))
     train = _train(cfg) if not cfg.evaluate and cfg.train is not None else None
+    if train is not None and world_size is not None:
+        rank_layout(cfg, world_size)
     key = "val.augmentation.spatial"
     views = _built(cfg, key, lambda: build_spatial_views(cfg.val.augmentation.spatial, key))
     val = EvalPlan(views, _temporal(cfg, "val", cfg.val.augmentation))

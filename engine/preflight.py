@@ -99,15 +99,27 @@ def check_data_files(cfg: Config, world_size: int | None = None) -> None:
 def check_training_batches(cfg: Config, train_elements: int, world_size: int) -> None:
     """Each rank gets ``floor(N / W)`` training elements and drops its last partial batch (docs/numerics.md §8).
 
+    W is ``train.virtual_world_size`` when set (the ranks the processes play), else ``world_size``;
+    an optimiser step takes ``train.accumulate`` batches of each rank.
+
     Raises:
-        ConfigError: not one batch per epoch would remain.
+        ConfigError: not one batch (or not one optimiser step) per epoch would remain.
     """
-    batch = cfg.train.batch_size
-    if train_elements // world_size // batch == 0:
+    train = cfg.train
+    batch, ranks = train.batch_size, train.virtual_world_size or world_size
+    batches = train_elements // ranks // batch
+    if batches == 0:
+        who = (f"per rank x {ranks} rank(s) (train.virtual_world_size)" if train.virtual_world_size
+               else f"per process x {ranks} process(es)")
         raise ConfigError(cfg.config_file, "train.batch_size",
-                          f"{batch} per process x {world_size} process(es) needs at least {batch * world_size} "
-                          f"training elements, but {cfg.train.annotation_path} holds {train_elements}; no batch "
+                          f"{batch} {who} needs at least {batch * ranks} "
+                          f"training elements, but {train.annotation_path} holds {train_elements}; no batch "
                           "would run (lower train.batch_size or --nproc_per_node)")
+    if batches < train.accumulate:
+        raise ConfigError(cfg.config_file, "train.accumulate",
+                          f"{train.accumulate} batches per optimiser step, but each of the {ranks} rank(s) gets "
+                          f"{batches} batch(es) of {batch} from the {train_elements} training elements of "
+                          f"{train.annotation_path}; no optimiser step would run")
 
 
 def check_evaluation_weights(cfg: Config) -> None:

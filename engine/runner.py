@@ -28,13 +28,15 @@ from datasets.sampler import RankSliceSampler
 from engine import distributed as dist_utils
 from engine.attention_kernels import describe_sdpa_kernel, vit_sdpa_backend
 from engine.checkpoint import load_checkpoint, load_latest_readable_checkpoint, resolve_resume_path, restore_rng
-from engine.context import AutocastFactory, EvalData, IterationHook, Learner, RunContext, RunData, TrainData
+from engine.context import (AutocastFactory, EvalData, IterationHook, Learner, RankShare, RunContext, RunData,
+                            TrainData)
 from engine.eval_loop import ChunkedBatchSampler, original_element_ranks
 from engine.hooks import default_hooks
 from engine.logs import create_tensorboard_writer, setup_logging
 from engine.plan import RunPlan
 from engine.scoring import describe_boxes
 from engine.trainer import RunSummary, StartPoint, Trainer
+from engine.virtual_ranks import RankLayout, rank_layout
 from engine.vit_cache_loader import attach_vit_cache
 from models.build import build_model
 from models.model import AVAModel
@@ -81,18 +83,27 @@ def _set_threads(info: dist_utils.DistInfo) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, info.local_world_size)))
 
 
-def _train_data(plan: RunPlan, info: dist_utils.DistInfo) -> TrainData:
+def _train_data(plan: RunPlan, info: dist_utils.DistInfo, layout: RankLayout) -> TrainData:
+    """The training split: a sampler and loader for each rank this process plays (its own alone, usually)."""
     cfg, train = plan.cfg, plan.cfg.train
     dataset = AVADataset(train.root_path, train.annotation_path, plan.train.spatial, plan.train.temporal,
                          training=True, frame_store=train.frame_store)
-    sampler = RankSliceSampler(len(dataset), info.world_size, info.rank, round_down=True)
-    loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
-                        collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
-                        generator=torch.Generator())
-    if len(loader) == 0:
-        raise ValueError(f"{cfg.config_file}: train.batch_size {train.batch_size} x {info.world_size} "
-                         f"process(es) exceeds the {len(dataset)} training elements; no batch to run")
-    return TrainData(dataset, sampler, loader)
+    shares = []
+    for rank in layout.ranks:
+        # Each played rank's own loader, seeded per epoch as that rank's (Trainer.train_epoch), so that
+        # its workers draw that rank's augmentations.
+        sampler = RankSliceSampler(len(dataset), layout.world_size, rank, round_down=True)
+        loader = DataLoader(dataset, batch_size=train.batch_size, sampler=sampler, num_workers=train.workers,
+                            collate_fn=collate_batch, drop_last=True, pin_memory=info.device.type == "cuda",
+                            generator=torch.Generator())
+        shares.append(RankShare(sampler, loader))
+    first = shares[0]
+    data = TrainData(dataset, first.sampler, first.loader, tuple(shares[1:]), None if layout.plain else layout)
+    if data.steps_per_epoch == 0:
+        raise ValueError(f"{cfg.config_file}: train.batch_size {train.batch_size} x {layout.world_size} "
+                         f"rank(s) x train.accumulate {layout.accumulate} exceeds the {len(dataset)} training "
+                         "elements; no optimiser step to run")
+    return data
 
 
 def _val_data(plan: RunPlan, info: dist_utils.DistInfo) -> EvalData:
@@ -138,11 +149,15 @@ def _resume_source(cfg: Config) -> tuple[Path | None, dict | None]:
     return None, None
 
 
-def _resume(cfg: Config, model: AVAModel, learner: Learner | None, info: dist_utils.DistInfo) -> StartPoint:
+def _resume(cfg: Config, model: AVAModel, learner: Learner | None, ranks: RankLayout | None) -> StartPoint:
     """Load the checkpoint to resume from, if any: weights, and for training the optimiser, schedule and RNG.
 
+    Args:
+        ranks: the ranks this process plays when training (None when it only evaluates).
+
     Returns:
-        The epoch and global step of the loaded weights (``StartPoint()`` when there is none).
+        The epoch and global step of the loaded weights (``StartPoint()`` when there is none), with
+        the generator states of the further ranks this process plays.
     """
     source, checkpoint = _resume_source(cfg)
     if source is None:
@@ -150,15 +165,33 @@ def _resume(cfg: Config, model: AVAModel, learner: Learner | None, info: dist_ut
     load_state_dict_strict(model, checkpoint["state_dict"], str(source))
     epoch = int(checkpoint["epoch"])
     logger.info("resumed from %s (epoch %d)", source, epoch)
+    rank_rng = None
     if learner is not None:
         learner.optimizer.load_state_dict(checkpoint["optimizer"])
         learner.scheduler.load_state_dict(checkpoint["scheduler"])
-        per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
-        if per_rank and len(per_rank) == info.world_size:
-            restore_rng(per_rank[info.rank])
-        elif "rng" in checkpoint:
-            restore_rng(checkpoint["rng"])
-    return StartPoint(epoch, _checkpoint_step(checkpoint), str(source))
+        states = _played_rng_states(checkpoint, ranks)
+        if states:
+            restore_rng(states[0])
+            rank_rng = tuple(states[1:])
+    return StartPoint(epoch, _checkpoint_step(checkpoint), str(source), rank_rng)
+
+
+def _played_rng_states(checkpoint: dict, ranks: RankLayout) -> list[dict] | None:
+    """The checkpoint's generator states of the ranks this process plays, in rank order.
+
+    A checkpoint holds one state per rank of the run that wrote it (W of them, however many
+    processes played them); with another number of ranks every rank takes rank 0's (``rng``).
+    """
+    per_rank = checkpoint.get("extra", {}).get("rng_per_rank")
+    if per_rank and len(per_rank) == ranks.world_size:
+        return [per_rank[rank] for rank in ranks.ranks]
+    if per_rank and ranks.rank == 0:
+        logger.warning("the checkpoint holds the random generator states of %d ranks, this run has %d: every rank "
+                       "continues from rank 0's (train.virtual_world_size reproduces the run that wrote it)",
+                       len(per_rank), ranks.world_size)
+    if "rng" in checkpoint:
+        return [checkpoint["rng"]] * len(ranks.ranks)
+    return None
 
 
 def _checkpoint_step(checkpoint: dict) -> int:
@@ -234,11 +267,13 @@ def _run(plan: RunPlan, info: dist_utils.DistInfo, start: float,
     model = _build_model(plan, info)
     ctx = _run_context(cfg, info, model)
     val = _val_data(plan, info)
-    train = None if cfg.evaluate else _train_data(plan, info)
-    learner = None if train is None else _learner(plan, model, len(train.loader))
+    # The ranks this process plays: its own, or several with train.virtual_world_size (checked by the plan).
+    ranks = None if cfg.evaluate else rank_layout(cfg, info.world_size, info.rank)
+    train = None if ranks is None else _train_data(plan, info, ranks)
+    learner = None if train is None else _learner(plan, model, train.steps_per_epoch)
     if cfg.pretrain is not None:
         _load_init_checkpoint(cfg, model)
-    start_point = _resume(cfg, model, learner, info)
+    start_point = _resume(cfg, model, learner, ranks)
     # vit_cache extension (engine/vit_cache_loader.py): after every weight is loaded, since the
     # cache keys include the ViT's weights. Loaders come back unchanged when it is off.
     data = attach_vit_cache(plan.vit_cache, model, ctx, RunData(train, val))

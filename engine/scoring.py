@@ -9,6 +9,7 @@ from pathlib import Path
 from common.atomic import write_text_atomic
 from config import Config
 from engine.logs import ScalarWriter, TabLogger
+from engine.threads import torch_threads_kept
 from evaluation import DEFAULT_CAPACITY, run_evaluation
 from evaluation.plot import save_plot
 from evaluation.report import EvaluationResult, format_summary, write_cap_records
@@ -141,7 +142,8 @@ def _evaluate(cfg: Config, protocol: MapProtocol, predict_path: Path) -> Evaluat
 
 def _score_map(cfg: Config, protocol: MapProtocol, predict_path: Path, epoch: int, boxes: str | None) -> dict:
     result_path = Path(cfg.result_path)
-    result = _evaluate(cfg, protocol, predict_path)
+    with torch_threads_kept():
+        result = _evaluate(cfg, protocol, predict_path)
     counts = result.counts
     figures: dict = {"mAP": float(result.mAP), "protocol": protocol.rule,
                      "gt_rows_excluded": int(counts.get("gt_rows_excluded", 0)),

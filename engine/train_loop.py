@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
-from engine.context import BatchLoader, IterationHook, Learner, RunContext, global_step
+from engine.context import IterationHook, Learner, RunContext, global_step
 from engine.distributed import all_reduce_sum
 from engine.logs import TabLogger, batch_progress
 from models.model import TrainOutput
@@ -30,7 +31,8 @@ class EpochStats:
     seconds: float
 
 
-def _zero_loss(model: nn.Module, device: torch.device) -> torch.Tensor:
+def zero_loss(model: nn.Module, device: torch.device) -> torch.Tensor:
+    """The loss of a rank without RoIs: zero, with a zero gradient for every trainable parameter."""
     # A rank without RoIs must still join DDP's gradient all-reduce: the original uses
     # 0 x (sum of every trainable parameter), which gives zero gradients everywhere.
     total = torch.zeros((), device=device)
@@ -45,6 +47,18 @@ class StepResult(NamedTuple):
 
     loss: float
     rois: float
+
+
+StepFunction = Callable[[Any, int], StepResult | None]
+"""One optimiser step: ``(what the epoch's loader yielded, global step) -> StepResult | None``."""
+
+
+class StepLoader(Protocol):
+    """What an epoch iterates over: one item per optimiser step (a batch, or a step's micro-batches), E of them."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class _RoiWeightedMean:
@@ -86,14 +100,15 @@ def train_step(ctx: RunContext, model: nn.Module, learner: Learner, batch: Train
     if num_rois > 0:
         loss = learner.loss_fn(outputs.logits.float(), outputs.targets) * num_rois / total_rois * ctx.world_size
     else:
-        loss = _zero_loss(model, ctx.device)
+        loss = zero_loss(model, ctx.device)
     loss.backward()
     learner.optimizer.step()
     return StepResult(float(all_reduce_sum(loss.detach()).item()), total_rois)
 
 
-def train_one_epoch(ctx: RunContext, model: nn.Module, learner: Learner, loader: BatchLoader[TrainBatch], epoch: int,
-                    batch_logger: TabLogger | None = None, on_iteration: IterationHook | None = None) -> EpochStats:
+def train_one_epoch(ctx: RunContext, model: nn.Module, learner: Learner, loader: StepLoader, epoch: int,
+                    batch_logger: TabLogger | None = None, on_iteration: IterationHook | None = None, *,
+                    run_step: StepFunction | None = None) -> EpochStats:
     """Train for one epoch exactly as the original's ``train_epoch`` (``train_step`` per iteration).
 
     Every ``ctx.print_freq`` iterations rank 0 writes the loss of the window (RoI-weighted) and the
@@ -103,10 +118,14 @@ def train_one_epoch(ctx: RunContext, model: nn.Module, learner: Learner, loader:
         ctx: the run's device, ranks, autocast, writer and print frequency.
         model: the model the steps call (DDP-wrapped in a run; see ``train_step``).
         learner: its loss, the optimiser and the scheduler.
-        loader: yields collated training batches; its length is E, the iterations per epoch.
+        loader: yields what each step takes (collated training batches for ``train_step``); its
+            length is E, the iterations (optimiser steps) per epoch.
         epoch: 1-based epoch number.
         batch_logger: ``train_batch.log`` writer (rank 0) or None.
         on_iteration: called with ``(epoch, iteration)`` after each optimiser step.
+        run_step: called as ``run_step(item, global_step)`` for each item of ``loader``; None:
+            ``train_step`` of ``model`` and ``learner`` (steps over several micro-batches:
+            ``engine.accumulation.MicroBatchStep``).
 
     Returns:
         The epoch's statistics. ``loss`` is the all-reduced sum of the scaled rank losses, averaged
@@ -114,13 +133,16 @@ def train_one_epoch(ctx: RunContext, model: nn.Module, learner: Learner, loader:
         (quirk 8, kept so logs compare with the original's).
     """
     model.train()
+    if run_step is None:
+        def run_step(batch: TrainBatch, step: int) -> StepResult | None:
+            return train_step(ctx, model, learner, batch, step)
     start = time.perf_counter()
     iters_per_epoch = len(loader)
     epoch_mean, window = _RoiWeightedMean(), _RoiWeightedMean()
     skipped = 0
     with batch_progress(loader, f"train epoch {epoch}", ctx.is_main) as progress:
         for i, batch in enumerate(progress):
-            result = train_step(ctx, model, learner, batch, global_step(epoch, i, iters_per_epoch))
+            result = run_step(batch, global_step(epoch, i, iters_per_epoch))
             if result is None:
                 skipped += 1
                 continue

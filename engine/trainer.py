@@ -17,12 +17,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from config import Config
 from engine import distributed as dist_utils
+from engine.accumulation import MicroBatchEpoch, MicroBatchStep
+from engine.checkpoint import capture_rng
 from engine.context import Learner, RunContext, RunData, global_step
 from engine.eval_loop import run_evaluation_pass
 from engine.logs import TabLogger
 from engine.run_dir import write_summary
 from engine.scoring import MapProtocol, score_epoch
 from engine.train_loop import EpochStats, train_one_epoch
+from engine.virtual_ranks import RankStreams, RngState
 from models.model import AVAModel
 
 logger = logging.getLogger(__name__)
@@ -52,11 +55,14 @@ class StartPoint:
         epoch: the last epoch they were trained for (0: not trained by this project's loop).
         step: the training iterations behind them (``engine.context.global_step``; 0 when unknown).
         checkpoint: the file they were resumed from, or None.
+        rank_rng: the checkpoint's generator states of the further ranks this process plays (virtual
+            ranks; its own rank's are restored in the globals); None: they start as the globals.
     """
 
     epoch: int = 0
     step: int = 0
     checkpoint: str | None = None
+    rank_rng: tuple[RngState, ...] | None = None
 
 
 class HookBase:
@@ -121,6 +127,8 @@ class Trainer:
         self.ddp: DistributedDataParallel | None = None
         self.epoch, self.iteration, self.step = start.epoch, 0, start.step
         self.begin_epoch = start.epoch + 1
+        self._rank_rng = start.rank_rng
+        self._micro: tuple[MicroBatchStep, MicroBatchEpoch] | None = None
         self.result_path = Path(cfg.result_path)
         dist = ctx.dist
         self.summary = RunSummary(mode="evaluate" if cfg.evaluate else "train", world_size=dist.world_size,
@@ -145,6 +153,7 @@ class Trainer:
         if self.learner is None or self.data.train is None:
             raise RuntimeError("this run only evaluates: it has no training data or learner")
         self.ddp = wrap_ddp(self.model, self.ctx)
+        self._micro = self._micro_batch_steps()
         if self.ctx.is_main:
             self._epoch_log = TabLogger(self.result_path / "train.log", ["epoch", "loss", "lr"])
             self._batch_log = TabLogger(self.result_path / "train_batch.log", ["epoch", "batch", "iter", "loss", "lr"])
@@ -170,10 +179,16 @@ class Trainer:
         """
         train = self.data.train
         self.epoch += 1
-        train.sampler.set_epoch(self.epoch)
-        train.loader.generator.manual_seed(self.cfg.manual_seed * 100_003 + self.epoch)
-        stats = train_one_epoch(self.ctx, self.ddp, self.learner, train.loader, self.epoch, self._batch_log,
-                                self._after_step)
+        for share in train.shares:  # every rank's sampler and loader generator: the same seeds on each
+            share.sampler.set_epoch(self.epoch)
+            share.loader.generator.manual_seed(self.cfg.manual_seed * 100_003 + self.epoch)
+        if self._micro is None:
+            stats = train_one_epoch(self.ctx, self.ddp, self.learner, train.loader, self.epoch, self._batch_log,
+                                    self._after_step)
+        else:
+            run_step, steps = self._micro
+            stats = train_one_epoch(self.ctx, self.ddp, self.learner, steps, self.epoch, self._batch_log,
+                                    self._after_step, run_step=run_step)
         self.step = global_step(self.epoch, stats.iterations, stats.iterations)
         self.summary.epochs.append(dict(stats.__dict__))
         if self.ctx.is_main:
@@ -183,9 +198,30 @@ class Trainer:
                         stats.lr, stats.seconds)
         return stats
 
+    def _micro_batch_steps(self) -> tuple[MicroBatchStep, MicroBatchEpoch] | None:
+        """The step over several micro-batches and its epoch, when the layout asks for them (else None)."""
+        train = self.data.train
+        layout = train.layout
+        if layout is None or layout.plain:
+            return None
+        streams = RankStreams(layout.ranks, self._rank_rng)
+        if self.ctx.is_main:
+            logger.info("each optimiser step: %d micro-batch(es) per process, ranks %d..%d of %d on process 0 "
+                        "(%d process(es)), %d step(s) per epoch", layout.micro_batches, layout.ranks[0],
+                        layout.ranks[-1], layout.world_size, layout.processes, train.steps_per_epoch)
+        step = MicroBatchStep(self.ctx, self.ddp, self.learner, layout, streams)
+        return step, MicroBatchEpoch(layout, [share.loader for share in train.shares])
+
+    def rng_states(self) -> list[RngState]:
+        """The generator states of every rank this process plays, in rank order (its own first)."""
+        if self._micro is None:
+            return [capture_rng()]
+        run_step, _ = self._micro
+        return run_step.streams.states()
+
     def _after_step(self, epoch: int, iteration: int) -> None:
         self.iteration = iteration
-        self.step = global_step(epoch, iteration + 1, len(self.data.train.loader))
+        self.step = global_step(epoch, iteration + 1, self.data.train.steps_per_epoch)
         for hook in self.hooks:
             hook.after_step()
 

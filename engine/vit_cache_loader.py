@@ -293,15 +293,18 @@ class CachedLoader:
     def __iter__(self) -> Iterator[TrainBatch | EvalBatch]:
         store, source = self.source.store, self.source
         store.refresh()
-        hits, computed = source.hits, source.computed
+        hits = computed = 0
         try:
             for batch in self.loader:
-                yield self.attach(batch)
+                # Counted around this pass's own batches: with virtual ranks several passes share the source.
+                before = source.hits, source.computed
+                attached = self.attach(batch)
+                hits, computed = hits + source.hits - before[0], computed + source.computed - before[1]
+                yield attached
         finally:
             store.seal()
             logger.info("vit_cache %s pass: %d clips read from %s, %d computed; %d entries visible",
-                        "train" if self.dataset.training else "eval", source.hits - hits, store.root,
-                        source.computed - computed, len(store))
+                        "train" if self.dataset.training else "eval", hits, store.root, computed, len(store))
 
     def attach(self, batch: TrainBatch | EvalBatch) -> TrainBatch | EvalBatch:
         """``batch`` with ``vit_stats`` (on the source's device) in each of its views."""
@@ -360,5 +363,7 @@ def attach_vit_cache(settings: VitCacheSettings | None, model: nn.Module, ctx: R
         return data
     train = data.train
     if train is not None:
-        train = replace(train, loader=source.wrap(train.loader, train.dataset))
+        # Every rank a process plays (virtual ranks) reads through the same cache.
+        others = tuple(replace(share, loader=source.wrap(share.loader, train.dataset)) for share in train.others)
+        train = replace(train, loader=source.wrap(train.loader, train.dataset), others=others)
     return RunData(train, replace(data.val, loader=source.wrap(data.val.loader, data.val.dataset)))

@@ -152,18 +152,33 @@ class AVAModel(nn.Module):
             features, rois.rois.to(features[0].device), rois.roi_ids, rois.sizes_before_padding
         )
 
-    def forward(self, batch: TrainBatch) -> TrainOutput:
+    def training_rois(self, batch: TrainBatch) -> NeckOutput:
+        """The RoIs ``forward`` would use for ``batch``: its boxes, jittered in training mode.
+
+        The jitter draws from ``np.random`` and nothing before the neck in ``forward`` does, so
+        calling this first and passing the result to ``forward`` draws the same numbers as
+        ``forward`` alone. The engine uses it to count a micro-batch's RoIs before its forward pass
+        (``engine/accumulation.py``).
+
+        Args:
+            batch: one view of B clips and their keyframes (only the keyframes and ``aug_info`` are read).
+        """
+        return self._rois(batch.view.aug_info, batch.keyframes)
+
+    def forward(self, batch: TrainBatch, rois: NeckOutput | None = None) -> TrainOutput:
         """Logits of the (jittered, in training mode) RoIs of a training batch, with their targets.
 
         Args:
             batch: one view of B clips (with ``vit_stats`` when the ViT cache is on) and their keyframes.
+            rois: ``training_rois(batch)`` when already drawn; None draws them here.
 
         Returns:
             The N kept RoIs' logits ``[N, C]`` and multi-hot targets ``[N, C]`` float32, on the
             clips' device.
         """
         features = self._features(batch.view)
-        rois = self._rois(batch.view.aug_info, batch.keyframes)
+        if rois is None:
+            rois = self._rois(batch.view.aug_info, batch.keyframes)
         device = features[0].device
         if rois.num_rois == 0:
             return TrainOutput(features[0].new_zeros((0, self.num_classes)), rois.targets.to(device))

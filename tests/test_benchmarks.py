@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmarks import data_path, eval_throughput, train_step, vit_forward
+from benchmarks import data_path, eval_throughput, train_step, virtual_ranks, vit_forward
 from benchmarks.common import ratio_line, vit_forward_flops
 from tools.prepare_synthetic import prepare_synthetic_dataset
 from engine.attention_kernels import describe_sdpa_kernel, sdpa_backend, sdpa_eligible_backends, vit_sdpa_backend
@@ -56,6 +56,18 @@ def test_train_step_prints_ratio(capsys: pytest.CaptureFixture) -> None:
     assert re.search(r"^RATIO train_step amp vs float32: ", out, re.MULTILINE) and RATIO.search(out)
     assert re.search(r"^float32 +\(eager attention\): .* per iteration, [\d,]+ ViT tokens/s", out, re.MULTILINE)
     assert "amp+cache" in out  # timed, or skipped with the reason
+
+
+def test_virtual_ranks_prints_memory_and_time_ratios(capsys: pytest.CaptureFixture) -> None:
+    argv = ["--ranks", "2", "--preset", "tiny", "--frames", "16", "--size", "48", "--batch", "1", "--boxes", "1",
+            "--warmup", "0", "--repeats", "1"]
+    assert virtual_ranks.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^W=1 +1 micro-batch\(es\) per step: .* per step; peak (resident set|allocated GPU memory) "
+                     r"[\d,.]+ MiB", out, re.MULTILINE)
+    assert re.search(r"^W=2 +2 micro-batch\(es\) per step: ", out, re.MULTILINE)
+    for what in ("peak memory", "seconds per optimiser step", "seconds per micro-batch"):
+        assert re.search(rf"^RATIO {what}, W=2 / W=1: \d+\.\d+ \(", out, re.MULTILINE), what
 
 
 def test_eval_throughput_prints_ratio(capsys: pytest.CaptureFixture) -> None:

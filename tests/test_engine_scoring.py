@@ -173,3 +173,17 @@ def test_the_plot_and_the_log_say_which_boxes_were_scored(tmp_path: Path, caplog
     score_epoch(cfg, map_protocol(cfg), EVAL_DATA / "predict.csv", 2, _Writer(), 20, boxes=boxes)
     assert titles == [f"predict.csv: {boxes}"]
     assert f"epoch 2 evaluation of predict.csv: {boxes} (SFMViT sweep K = 1..4, original ties;" in caplog.text
+
+
+def test_scoring_leaves_torch_its_thread_count(tmp_path: Path) -> None:
+    # The sweep's parallel numba kernels (OpenMP layer) set the process's OpenMP thread count; the
+    # process that scores must train on with the threads it had (same sums as the other ranks).
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _score(_config(tmp_path, (1, 6)))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

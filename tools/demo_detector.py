@@ -6,18 +6,15 @@ from the trainer's own figures (``detect.train.EpochReports``, ultralytics' ``on
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import torch
 
 from detect.convert import convert_to_yolo
 from detect.infer import DetectOptions, detect_to_proposals
 from detect.quality import format_table, proposal_quality, save_report
 from detect.train import TrainOptions, train_detector
+from engine.threads import torch_threads_kept
 
 # One logger for the whole demo, whichever of its modules logs.
 LOGGER = logging.getLogger("tools.demo")
@@ -33,16 +30,6 @@ DETECTOR_SETTINGS = {"weights": "yolov8n.yaml", "epochs": None, "imgsz": 160, "b
                      "extra": {"optimizer": "AdamW", "lr0": 0.004, "warmup_epochs": 1, "close_mosaic": 8}}
 DETECTOR_IMAGE_BUDGET = 3600
 DETECTOR_EPOCH_RANGE = (12, 40)
-
-
-@contextlib.contextmanager
-def torch_threads_kept() -> Iterator[None]:
-    """Undo ultralytics' ``torch.set_num_threads(cpu_count - 1)`` (done when it selects the CPU)."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def log_detector_epoch(figures: dict[str, float]) -> None:

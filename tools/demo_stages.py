@@ -18,9 +18,10 @@ from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, genera
                                 resolve_config)
 from common.atomic import write_text_atomic
 from detect.infer import DetectOptions, detect_to_proposals
+from engine.threads import torch_threads_kept
 from tools.check_data import check_dataset
 from tools.csv_to_pkl import convert_csv_to_pkl
-from tools.demo_detector import DETECTOR_SETTINGS, torch_threads_kept, train_and_score_detector
+from tools.demo_detector import DETECTOR_SETTINGS, train_and_score_detector
 from tools.demo_protocols import PER_ROW_NAMES, score_protocols, sweep_range
 from tools.demo_record import STAGE_NAMES, DemoRecord, write_summary
 from tools.demo_video import choose_demo_video
