@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import FormatError
 from formats.annotation_pkl import load_annotation_pkl
 from formats.ava import (
     AvaRow,
@@ -19,7 +20,6 @@ from formats.ava import (
     write_ava_csv,
     write_ava_proposals,
 )
-from common.errors import FormatError
 from tools.ava_to_pkl import classes_from_entries, convert_ava, keyframe_to_frame, main, new_element
 
 DATA = Path(__file__).resolve().parent / "data" / "ava"

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.atomic import write_text_atomic
 from config import load_config
 from datasets.synthetic import (GENERATOR_VERSION, MANIFEST_NAME, SPLITS, generate_dataset, read_manifest,
                                 resolve_config)
-from common.atomic import write_text_atomic
 from detect.infer import DetectOptions, detect_to_proposals
 from engine.threads import torch_threads_kept
 from tools.check_data import check_dataset
