@@ -168,13 +168,12 @@ class EvalMapConfig:
     """``val.eval_mAP``: the files the frame-mAP evaluator reads, and how ``main.py`` scores with them.
 
     ``exclusions`` (rows ``video_id,timestamp`` left out of the evaluation) is optional. With
-    ``cap_min``/``cap_max`` set (SFMViT's configs) the score is SFMViT's capacity sweep over
-    ``range(cap_min, cap_max)`` without exclusions; without them (ACAR-Net's configs) it is one
-    evaluation at capacity 50 with ``exclusions`` (``engine/scoring.py``).
+    ``cap_min``/``cap_max`` set the score is a capacity sweep over ``range(cap_min, cap_max)``
+    without exclusions, otherwise one evaluation at capacity 50 with ``exclusions``
+    (``engine/scoring.py``; the two originals' rules, docs/numerics.md §7 and quirk 9).
 
     Extensions (optional; the defaults reproduce the original):
-    - ``use_exclusions_in_sweep`` (default False): apply ``exclusions`` in the sweep too (SFMViT's
-      sweep used none, whatever its config said).
+    - ``use_exclusions_in_sweep`` (default False): apply ``exclusions`` in the sweep too.
     - ``include_cap_max`` (default False): sweep ``cap_min..cap_max`` inclusive (SFMViT's ``range``
       leaves ``cap_max`` out).
     - ``ties`` (default ``'original'``): the evaluator's order of equal scores: ``'original'``, the

@@ -1,11 +1,9 @@
 """One process of a run: build the model, data and learner from the config, resume, then hand them to a Trainer.
 
-``_run`` reads top to bottom as the run's order of events; the ``Trainer`` (``engine/trainer.py``)
-then trains, checkpoints and evaluates (its hooks, ``engine/hooks.py``) or only evaluates. It
-mirrors the original's ``main()`` order of events (process group, seed, model, data, optimiser,
-``pretrain``, resume) with these differences: it runs on CPU (gloo) as well as GPUs, evaluation
-gathers results through torch.distributed instead of a shared folder, checkpoints are atomic and
-carry every rank's RNG state, and a run can resume automatically from its latest checkpoint.
+``_run`` reads top to bottom as the run's order of events (process group, seed, model, data,
+optimiser, ``pretrain``, resume: the original's, docs/numerics.md §8); the ``Trainer``
+(``engine/trainer.py``) then trains, checkpoints and evaluates (its hooks, ``engine/hooks.py``) or
+only evaluates.
 """
 from __future__ import annotations
 
