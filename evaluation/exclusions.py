@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Chaotic World's annotation and frame rate: frame f is second f / 25.
-CW_FRAME_RATE = 25
+from formats.official_csv import FRAME_RATE  # Chaotic World's: frame f is second f / 25
+
 _EXAMPLES = 3
 
 
@@ -48,13 +48,13 @@ class ExclusionUnits:
                 f"--exclusions {path} --exclusions-out <exclusions in seconds>")
 
 
-def frame_to_second(frame: int, fps: int = CW_FRAME_RATE) -> int | None:
+def frame_to_second(frame: int, fps: int = FRAME_RATE) -> int | None:
     """The second of a keyframe frame number (``250 -> 10`` at 25 fps), None when not a whole second."""
     return frame // fps if frame % fps == 0 else None
 
 
 def check_exclusion_units(excluded: Iterable[tuple[str, int]], gt_keyframes: Iterable[tuple[str, int]],
-                          fps: int = CW_FRAME_RATE) -> ExclusionUnits:
+                          fps: int = FRAME_RATE) -> ExclusionUnits:
     """Match an exclusions file's keys against the ground truth as seconds and as frame numbers.
 
     Args:

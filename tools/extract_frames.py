@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from common.cli import run_main
 from datasets.ffmpeg_io import FFmpegError, extract_images
+from formats.official_csv import FRAME_RATE
 
 LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class FrameLayout:
         jpeg_quality: ffmpeg's ``-qscale:v`` for jpg output (1 = best), None = encoder default.
     """
 
-    fps: int = 25
+    fps: int = FRAME_RATE
     width: int = 320
     height: int = 180
     pattern: str = "{video}_%06d.png"

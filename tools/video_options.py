@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# Chaotic World frames: 25 fps, 320x180. The action model reads clips sampled at this rate and size
-# (tools.extract_frames made its training frames so), the detector reads the same frames.
-FRAME_RATE = 25
+from formats.official_csv import FRAME_RATE
+
+# Chaotic World frames: FRAME_RATE (25) fps, 320x180. The action model reads clips sampled at this rate
+# and size (tools.extract_frames made its training frames so), the detector reads the same frames.
 FRAME_SIZE = (320, 180)
 # Keyframes: one per second (Chaotic World annotates at 1 fps), frame round(t * FRAME_RATE) + 1.
 KEYFRAME_SECONDS = 1
