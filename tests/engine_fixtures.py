@@ -1,6 +1,9 @@
 """Shared helpers for the engine's end-to-end tests: a prepared tiny synthetic dataset and a tiny config."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -9,6 +12,16 @@ from tools.prepare_synthetic import prepare_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "tiny_cpu_synthetic.yaml"
+
+
+def run_main_py(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``main.py --config config *args`` from ``cwd`` (the dataset root), output captured.
+
+    One OpenMP thread per process in every layout, so that scores are bit-identical across layouts.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
 
 
 def prepare_tiny_dataset(root: Path) -> Path:

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from formats.annotation_pkl import load_annotation_pkl
 from formats.ava import read_ava_csv
 from formats.eval_csv import read_predict_csv
 from models.build import build_model, model_spec
+from tests.engine_fixtures import run_main_py
 from tools.prepare_synthetic import prepare_synthetic_ava_dataset
 
 pytestmark = pytest.mark.slow
@@ -27,12 +25,6 @@ TINY_ACAR = ROOT / "configs" / "ava" / "tiny_cpu_acar.yaml"
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_synthetic_ava_dataset(tmp_path_factory.mktemp("ava"), train_videos=2, val_videos=1, seconds=6)
-
-
-def _main(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def _summary(run: Path) -> dict:
@@ -55,8 +47,9 @@ def test_synthetic_ava_files_follow_the_official_layout(dataset: Path) -> None:
 
 def test_train_one_epoch_on_two_processes_then_evaluate(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = _main(TINY_ACAR, dataset, "--nproc_per_node", "2", "--backend", "gloo", "--set", "train.n_epochs=1",
-                 "--set", "train.val_freq=1", "--set", "train.save_freq=1", "--set", f"result_path={run}")
+    proc = run_main_py(TINY_ACAR, dataset, "--nproc_per_node", "2", "--backend", "gloo",
+                       "--set", "train.n_epochs=1", "--set", "train.val_freq=1", "--set", "train.save_freq=1",
+                       "--set", f"result_path={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     checkpoint = torch.load(run / "ckpt_1.pth.tar", map_location="cpu", weights_only=True)
     assert not any(".submodule." in key or "BN_vit" in key for key in checkpoint["state_dict"])
@@ -80,7 +73,7 @@ def test_acar_net_format_checkpoint_evaluates_through_top_level_pretrain(dataset
                 **{key: raw[key] for key in ("manual_seed", "print_freq", "model", "loss", "val")}}
     config = tmp_path / "eval_tiny_acar.yaml"
     config.write_text(yaml.safe_dump(eval_raw, sort_keys=False), encoding="utf-8")
-    proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
+    proc = run_main_py(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "eval"
     logs = proc.stderr + (run / "log.txt").read_text(encoding="utf-8")
@@ -95,7 +88,7 @@ def test_bad_head_width_fails_before_any_process_starts(dataset: Path, tmp_path:
     raw["model"]["head"]["kwargs"]["width"] = 600
     config = tmp_path / "bad_width.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    proc = _main(config, dataset)
+    proc = run_main_py(config, dataset)
     assert proc.returncode == 2
     assert "bad_width.yaml: model.head.kwargs.width: must equal" in proc.stderr and "= 576" in proc.stderr
 

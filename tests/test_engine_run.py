@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from engine.plan import make_plan
 from engine.runner import run_worker
 from formats.annotation_pkl import load_annotation_pkl
 from formats.eval_csv import read_predict_csv
-from tests.engine_fixtures import ROOT, prepare_tiny_dataset, write_tiny_config
+from tests.engine_fixtures import prepare_tiny_dataset, run_main_py, write_tiny_config
 from tools.csv_to_pkl import convert_csv_to_pkl
 
 pytestmark = pytest.mark.slow
@@ -31,19 +29,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_tiny_dataset(tmp_path_factory.mktemp("cw"))
 
 
-def _main(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    # Same thread count in every process layout, so scores are bit-identical across layouts.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two epochs with two gloo processes."""
     result = tmp_path_factory.mktemp("train")
     config = write_tiny_config(result / "train.yaml", result / "run")
-    proc = _main(config, dataset, "--nproc_per_node", "2", "--backend", "gloo")
+    proc = run_main_py(config, dataset, "--nproc_per_node", "2", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result / "stderr.txt").write_text(proc.stderr)
     return result / "run"
@@ -121,7 +112,7 @@ def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, datas
         raw = yaml.safe_load(config.read_text())
         raw["val"]["with_label"] = True  # the val pkl holds ground-truth labels
         config.write_text(yaml.safe_dump(raw, sort_keys=False))
-        proc = _main(config, dataset, "--nproc_per_node", str(nproc), "--backend", "gloo")
+        proc = run_main_py(config, dataset, "--nproc_per_node", str(nproc), "--backend", "gloo")
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = tmp_path / f"eval{nproc}"
         outputs[nproc] = (out / "predict_epoch2.csv").read_bytes()
@@ -149,8 +140,8 @@ def test_original_predict_order_is_the_samplers_permutation_of_the_elements(trai
         config = write_tiny_config(tmp_path / f"{order}.yaml", tmp_path / order, evaluate=True,
                                    resume_path=str(trained / "ckpt_2.pth.tar"))
         extra = ["--predict-order", "original"] if order == "original" else []
-        proc = _main(config, dataset, "--nproc_per_node", "2", "--backend", "gloo",
-                     "--set", f"val.annotation_path={per_row}", *extra)
+        proc = run_main_py(config, dataset, "--nproc_per_node", "2", "--backend", "gloo",
+                           "--set", f"val.annotation_path={per_row}", *extra)
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows[order] = (tmp_path / order / "predict_epoch2.csv").read_text().splitlines()
     default, original = rows["element"], rows["original"]
@@ -170,7 +161,7 @@ def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: P
     torch.save(original, tmp_path / "released.pth.tar")
     config = write_tiny_config(tmp_path / "eval.yaml", tmp_path / "out", evaluate=True,
                                resume_path=str(tmp_path / "released.pth.tar"))
-    proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
+    proc = run_main_py(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     # One process: the worker runs in the launcher's process, whose logging was set up first.
     _assert_each_log_line_once(proc.stderr)
@@ -182,7 +173,7 @@ def test_evaluates_a_checkpoint_in_the_original_format(trained: Path, dataset: P
 def test_bad_config_fails_before_any_process_starts(dataset: Path, tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path / "bad.yaml", tmp_path / "out")
     config.write_text(config.read_text().replace("batch_size:", "batch_sise:", 1))
-    proc = _main(config, dataset)
+    proc = run_main_py(config, dataset)
     assert proc.returncode == 2
     assert "bad.yaml" in proc.stderr and "batch_sise" in proc.stderr and "batch_size" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -229,7 +220,7 @@ def test_frame_store_gives_byte_identical_predictions(trained: Path, dataset: Pa
                                resume_path=str(trained / "ckpt_2.pth.tar"))
     text = config.read_text().replace("  workers: 0\n", f"  workers: 0\n  frame_store: {tmp_path / 'store'}\n")
     config.write_text(text)
-    proc = _main(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
+    proc = run_main_py(config, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert any((tmp_path / "store").iterdir())
     assert (tmp_path / "out" / "predict_epoch2.csv").read_bytes() == (trained / "predict_epoch2.csv").read_bytes()

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_fixtures import ROOT, write_tiny_config
+from tests.engine_fixtures import ROOT, run_main_py, write_tiny_config
 from tools.prepare_synthetic import prepare_synthetic_dataset
 
 pytestmark = pytest.mark.slow
-
-
-def _main(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize(("rank_local_eval", "reproducible"), [(False, True), (True, False)])
@@ -29,11 +23,11 @@ def test_predictions_written_in_training_equal_an_evaluation_of_the_checkpoint(
     dataset = prepare_synthetic_dataset(tmp_path / "cw", train_videos=2, val_videos=2)
     train = write_tiny_config(tmp_path / "train.yaml", tmp_path / "train", n_epochs=1,
                               rank_local_eval=rank_local_eval)
-    proc = _main(train, dataset, "--nproc_per_node", "2", "--backend", "gloo")
+    proc = run_main_py(train, dataset, "--nproc_per_node", "2", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluate = write_tiny_config(tmp_path / "eval.yaml", tmp_path / "eval", evaluate=True,
                                  resume_path=str(tmp_path / "train" / "ckpt_1.pth.tar"))
-    proc = _main(evaluate, dataset, "--nproc_per_node", "2", "--backend", "gloo")
+    proc = run_main_py(evaluate, dataset, "--nproc_per_node", "2", "--backend", "gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     during = (tmp_path / "train" / "predict_epoch1.csv").read_bytes()
     after = (tmp_path / "eval" / "predict_epoch1.csv").read_bytes()
@@ -48,7 +42,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_predictions(tmp_path: Pat
 
     dataset = prepare_synthetic_dataset(tmp_path / "cw", train_videos=2, val_videos=1)
     straight = write_tiny_config(tmp_path / "a.yaml", tmp_path / "a", n_epochs=3, val_freq=3)
-    assert _main(straight, dataset, "--nproc_per_node", "1", "--backend", "gloo").returncode == 0
+    assert run_main_py(straight, dataset, "--nproc_per_node", "1", "--backend", "gloo").returncode == 0
     killed = write_tiny_config(tmp_path / "b.yaml", tmp_path / "b", n_epochs=3, val_freq=3, auto_resume=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(killed), "--nproc_per_node", "1",
@@ -60,7 +54,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_predictions(tmp_path: Pat
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert (tmp_path / "b" / "ckpt_2.pth.tar").exists() and not (tmp_path / "b" / "ckpt_3.pth.tar").exists()
-    resumed = _main(killed, dataset, "--nproc_per_node", "1", "--backend", "gloo")
+    resumed = run_main_py(killed, dataset, "--nproc_per_node", "1", "--backend", "gloo")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "taking over the stale lock" in resumed.stderr
     assert (tmp_path / "a" / "predict_epoch3.csv").read_bytes() == (tmp_path / "b" / "predict_epoch3.csv").read_bytes()

@@ -16,9 +16,9 @@ from datasets.synthetic_motion import (CLAPPING, FIGHTING, INJURED, KNEELING, PU
                                        RENDERED_CLASSES, RUNNING, WALKING, WATCHING, WAVING_HANDS, J, PersonSpec,
                                        person_joints, person_labels)
 from datasets.synthetic_render import make_background, render_frame
-from formats.eval_csv import read_exclusion_lines, read_exclusions
+from formats.eval_csv import read_exclusion_lines
 from formats.official_csv import is_header, read_official_csv
-from formats.pbtxt import read_label_map, read_label_map_entries
+from formats.pbtxt import read_label_map_entries
 
 TINY = resolve_config("tiny")
 DEMO = resolve_config("demo")

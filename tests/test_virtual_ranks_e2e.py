@@ -11,10 +11,7 @@ runs with different reduction orders do (README, "Training the published recipe 
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,7 @@ from config import load_config
 from engine.distributed import find_free_port, spawn_info
 from engine.plan import make_plan
 from engine.runner import run_worker
-from tests.engine_fixtures import ROOT, write_tiny_config
+from tests.engine_fixtures import run_main_py, write_tiny_config
 from tools.prepare_synthetic import prepare_synthetic_dataset
 
 pytestmark = pytest.mark.slow
@@ -56,10 +53,7 @@ def _config(folder: Path, name: str, **train: object) -> Path:
 
 def _main(config: Path, dataset: Path, nproc: int) -> Path:
     """Run main.py with ``nproc`` gloo processes from the dataset root; returns the result folder."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--nproc_per_node",
-                           str(nproc), "--backend", "gloo"], cwd=dataset, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = run_main_py(config, dataset, "--nproc_per_node", str(nproc), "--backend", "gloo")
     assert done.returncode == 0, done.stderr[-3000:]
     return Path(yaml.safe_load(config.read_text())["result_path"])
 

@@ -1,9 +1,6 @@
 """main.py with the ViT cache (lazy, 2 gloo processes) predicts what it predicts without it (eval-mode ViT both)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +9,14 @@ import yaml
 
 from engine.feature_cache import FeatureStore
 from formats.eval_csv import read_predict_csv
-from tests.engine_fixtures import ROOT, prepare_tiny_dataset, write_tiny_config
+from tests.engine_fixtures import prepare_tiny_dataset, run_main_py, write_tiny_config
 
 pytestmark = pytest.mark.slow
 
 
 def _main(config: Path, cwd: Path, nproc: int) -> None:
-    # One thread per process, as the engine's end-to-end tests, so that runs are comparable.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--nproc_per_node",
-                           str(nproc), "--backend", "gloo"], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = run_main_py(config, cwd, "--nproc_per_node", str(nproc), "--backend", "gloo")
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _config(path: Path, result: Path, cache: Path | None, mode: str = "lazy", **changes: object) -> Path:
