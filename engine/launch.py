@@ -21,7 +21,8 @@ from engine.launch_args import LaunchOptions, build_parser
 from engine.plan import RunPlan, make_plan
 from engine.preflight import data_preflight
 from engine.run_dir import RunDirError, RunLock, check_result_path, remove_stale_temporaries
-from engine.worker_errors import WorkersFailed, drain, end_with_parent, failure_of, run_reporting
+from engine.worker_errors import (WorkersFailed, drain, end_with_parent, failure_of, leave_worker, run_reporting,
+                                  watch_for_crashes)
 from models.weights import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,12 @@ def _spawned_worker(local_rank: int, plan: RunPlan, layout: LaunchOptions, paren
     info = dataclasses.replace(dist_utils.spawn_info(local_rank, layout.nproc_per_node, layout.nnodes,
                                                      layout.node_rank, layout.master_addr, layout.master_port),
                                rendezvous_timeout_s=layout.rendezvous_timeout)
-    if failures is None:
+    if failures is None:  # the launcher's own process is the one worker
         run_worker(plan, info, layout.backend)
-    else:
-        run_reporting(info.rank, failures, lambda: run_worker(plan, info, layout.backend))
+        return
+    watch_for_crashes()
+    run_reporting(info.rank, failures, lambda: run_worker(plan, info, layout.backend))
+    leave_worker()
 
 
 def check_layout(nproc_per_node: int | None, nnodes: int, node_rank: int, master_port: int | None) -> None:
@@ -70,7 +73,8 @@ def launch(plan: RunPlan, options: LaunchOptions = LaunchOptions()) -> None:
     """Run ``plan`` with the right process layout.
 
     Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or SLURM (SLURM_PROCID, ...) this process IS a worker
-    and joins the existing job with the plan it made itself; otherwise it starts
+    and joins the existing job with the plan it made itself, and ends when its work is done
+    (``leave_worker``: exit status 0, no interpreter teardown); otherwise it starts
     ``options.nproc_per_node`` workers with ``torch.multiprocessing.spawn``, each receiving ``plan`` (a
     single worker runs in this process).
 
@@ -86,9 +90,10 @@ def launch(plan: RunPlan, options: LaunchOptions = LaunchOptions()) -> None:
     if env_info.launcher in ("torchrun", "slurm"):
         env_info = dataclasses.replace(env_info, rendezvous_timeout_s=options.rendezvous_timeout)
         logger.info("joining a %s job as rank %d of %d", env_info.launcher, env_info.rank, env_info.world_size)
+        watch_for_crashes()
         with _result_path_lock(cfg.result_path, env_info.rank == 0):
             run_worker(plan, env_info, backend)
-        return
+        leave_worker()
     check_layout(options.nproc_per_node, options.nnodes, options.node_rank, options.master_port)
     layout = dataclasses.replace(options, nproc_per_node=resolve_nproc(options.nproc_per_node), backend=backend,
                                  master_port=options.master_port or dist_utils.find_free_port())

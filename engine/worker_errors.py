@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import faulthandler
+import logging
 import os
 import signal
 import sys
@@ -11,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from common.cli import one_line
 
@@ -67,6 +69,38 @@ def end_with_parent(parent_pid: int) -> None:
             os._exit(1)
 
         threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def watch_for_crashes() -> None:
+    """Print every thread's Python stack if this worker dies of a signal (SIGSEGV, SIGABRT, ...).
+
+    Without it a crash in C++ (torch, gloo) ends a worker with only the launcher's ``terminated with
+    signal`` line and no hint of where the process was.
+    """
+    if not faulthandler.is_enabled():
+        faulthandler.enable(all_threads=True)
+
+
+def leave_worker() -> NoReturn:
+    """End a worker whose work is done: output flushed, exit status 0, without the interpreter's teardown.
+
+    torch's gloo backend keeps its C++ threads after ``destroy_process_group`` once a
+    DistributedDataParallel model has used the group (torch 2.14: two ``pt_gloo_runloop`` threads
+    and a ``gloo_tcp_loop`` thread per process, still there after the model is freed and
+    ``gc.collect()``). One 2-process CPU training run of the test suite wrote every file, then its
+    rank 1 ended in ``terminate called without an active exception`` (SIGABRT) after its last
+    collective, and the launcher reported the run failed. C++ threads meeting a finalising
+    interpreter is the usual cause of that message, and nothing is left to do in the teardown
+    (every file is written by rename, TensorBoard is closed, the group is left), so the worker
+    skips it; ``watch_for_crashes`` prints where, should it happen elsewhere.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing left to flush
+            pass
+    os._exit(0)
 
 
 def run_reporting(rank: int, queue: Any, work: Callable[[], object]) -> None:

@@ -14,14 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "tiny_cpu_synthetic.yaml"
 
 
-def run_main_py(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def run_main_py(config: Path, cwd: Path, *args: str, torchrun_nproc: int | None = None) -> subprocess.CompletedProcess:
     """``main.py --config config *args`` from ``cwd`` (the dataset root), output captured.
 
     One OpenMP thread per process in every layout, so that scores are bit-identical across layouts.
+    ``torchrun_nproc``: start main.py under torchrun with that many processes instead.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, str(ROOT / "main.py"), "--config", str(config), *args]
+    if torchrun_nproc is not None:
+        from engine.distributed import find_free_port
+
+        command[1:1] = ["-m", "torch.distributed.run", "--nproc_per_node", str(torchrun_nproc),
+                        "--master_addr", "127.0.0.1", "--master_port", str(find_free_port())]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def prepare_tiny_dataset(root: Path) -> Path:

@@ -104,28 +104,32 @@ def _evaluated_step(out: Path) -> list[int]:
     return _scalar_steps(out / "tb")["val/mAP"]
 
 
-def test_predict_csv_is_identical_for_one_and_two_processes(trained: Path, dataset: Path, tmp_path: Path) -> None:
+def test_predict_csv_is_identical_for_one_two_and_torchrun_processes(trained: Path, dataset: Path,
+                                                                     tmp_path: Path) -> None:
     outputs, losses = {}, {}
-    for nproc in (1, 2):
-        config = write_tiny_config(tmp_path / f"eval{nproc}.yaml", tmp_path / f"eval{nproc}", evaluate=True,
+    for layout in ("1", "2", "torchrun"):  # main.py's own processes, or 2 started by torchrun
+        config = write_tiny_config(tmp_path / f"eval{layout}.yaml", tmp_path / f"eval{layout}", evaluate=True,
                                    resume_path=str(trained / "ckpt_2.pth.tar"))
         raw = yaml.safe_load(config.read_text())
         raw["val"]["with_label"] = True  # the val pkl holds ground-truth labels
         config.write_text(yaml.safe_dump(raw, sort_keys=False))
-        proc = run_main_py(config, dataset, "--nproc_per_node", str(nproc), "--backend", "gloo")
+        if layout == "torchrun":
+            proc = run_main_py(config, dataset, "--backend", "gloo", torchrun_nproc=2)
+        else:
+            proc = run_main_py(config, dataset, "--nproc_per_node", layout, "--backend", "gloo")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        out = tmp_path / f"eval{nproc}"
-        outputs[nproc] = (out / "predict_epoch2.csv").read_bytes()
-        losses[nproc] = json.loads((out / "run_summary.json").read_text())["evaluations"][0]["val_loss"]
+        out = tmp_path / f"eval{layout}"
+        outputs[layout] = (out / "predict_epoch2.csv").read_bytes()
+        losses[layout] = json.loads((out / "run_summary.json").read_text())["evaluations"][0]["val_loss"]
         val_log = (out / "val.log").read_text().splitlines()
-        assert val_log[0] == "epoch\tmAP\tloss" and val_log[1].split("\t")[2] == str(losses[nproc])
+        assert val_log[0] == "epoch\tmAP\tloss" and val_log[1].split("\t")[2] == str(losses[layout])
         # Evaluating ckpt_2 only: the scalars sit at the step its weights trained to, the end of epoch 2.
         trained_to = 2 * json.loads((trained / "run_summary.json").read_text())["epochs"][0]["iterations"]
         assert _scalar_steps(out / "tb") == {"val/loss": [trained_to], "val/mAP": [trained_to]}
-    assert outputs[1] == outputs[2]
-    assert outputs[1] == (trained / "predict_epoch2.csv").read_bytes()
+    assert outputs["1"] == outputs["2"] == outputs["torchrun"]
+    assert outputs["1"] == (trained / "predict_epoch2.csv").read_bytes()
     # Per-box losses summed exactly in box order: the same value for any number of processes.
-    assert losses[1] == losses[2] and 0.0 < losses[1] < 1.0
+    assert losses["1"] == losses["2"] == losses["torchrun"] and 0.0 < losses["1"] < 1.0
 
 
 def test_original_predict_order_is_the_samplers_permutation_of_the_elements(trained: Path, dataset: Path,

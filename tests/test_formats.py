@@ -1,4 +1,4 @@
-"""formats/: round trips read(write(x)) == x, and every bad input of issue 3 names its file and line."""
+"""formats/: round trips read(write(x)) == x, and every bad input names its file and line."""
 from __future__ import annotations
 
 import pickle

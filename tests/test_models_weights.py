@@ -79,7 +79,7 @@ class _TrainArgs:
 def test_load_weights_file_falls_back_to_full_unpickling_with_a_warning(tmp_path: Path, caplog) -> None:
     path = tmp_path / "legacy.pth.tar"
     torch.save({"args": _TrainArgs(lr=0.1), "w": torch.ones(2)}, path)
-    with pytest.raises(WeightsError, match="trust_checkpoints"):  # full unpickling is opt-in (issue 15)
+    with pytest.raises(WeightsError, match="trust_checkpoints"):  # full unpickling is opt-in
         load_weights_file(path)
     with caplog.at_level(logging.WARNING, logger="models.weights"), trusted_checkpoints(True):
         obj = load_weights_file(path)

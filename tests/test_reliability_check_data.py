@@ -1,4 +1,4 @@
-"""Issue 15, group 6: tools.check_data decodes every frame by default, says when it samples, and
+"""Reliability: tools.check_data decodes every frame by default, says when it samples, and
 refuses frames of different sizes within one video."""
 from __future__ import annotations
 

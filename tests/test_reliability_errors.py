@@ -1,4 +1,4 @@
-"""Issue 15, group 4: every error before spawn, in one line (main.py and the tools' command lines)."""
+"""Reliability: every error before spawn, in one line (main.py and the tools' command lines)."""
 from __future__ import annotations
 
 import os

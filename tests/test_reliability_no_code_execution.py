@@ -1,4 +1,4 @@
-"""Issue 15, group 1: no weight, checkpoint or state file runs code unless the user opted in."""
+"""Reliability: no weight, checkpoint or state file runs code unless the user opted in."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Issue 15, group 5: no orphans, no silent waits (host lists, rendezvous timeout, launcher kill)."""
+"""Reliability: no orphans, no silent waits, no silent crashes (host lists, rendezvous, launcher kill, exit)."""
 from __future__ import annotations
 
 import os
@@ -98,3 +98,35 @@ def test_killing_the_launcher_ends_its_workers(tmp_path: Path, sig: signal.Signa
     finally:
         if launcher.poll() is None:
             launcher.kill()
+
+
+_CHILD = """
+import logging, sys
+from engine.worker_errors import leave_worker, watch_for_crashes
+logging.basicConfig(filename=sys.argv[1], level=logging.INFO)
+logging.getLogger("child").info("written before leaving")
+sys.stdout.write("no newline, still buffered")
+watch_for_crashes()
+if sys.argv[2] == "abort":
+    import os
+    def deep_in_the_run():
+        os.abort()
+    deep_in_the_run()
+leave_worker()
+"""
+
+
+def test_a_worker_leaves_with_status_0_and_its_output_flushed(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(log), "leave"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "no newline, still buffered"
+    assert log.read_text() == "INFO:child:written before leaving\n"
+
+
+def test_a_worker_that_crashes_in_native_code_prints_where(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "child.log"), "abort"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == -signal.SIGABRT
+    assert "Fatal Python error: Aborted" in done.stderr and "deep_in_the_run" in done.stderr

@@ -1,4 +1,4 @@
-"""Issue 15, group 2: the mAP / predict.csv a training run reports is the one its checkpoint gives."""
+"""Reliability: the mAP / predict.csv a training run reports is the one its checkpoint gives."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 15, group 3: results are never lost or mixed (result folder checks, lock, summary, atomic files)."""
+"""Reliability: results are never lost or mixed (result folder checks, lock, summary, atomic files)."""
 from __future__ import annotations
 
 import errno
