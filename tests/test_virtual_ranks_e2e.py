@@ -150,6 +150,14 @@ def two_processes(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return _main(_config(tmp_path_factory.mktemp("w2"), "real"), dataset, nproc=2)
 
 
+def _resume_epoch_1_on_one_process(reference: Path, dataset: Path, folder: Path, virtual_world_size: int) -> Path:
+    """Resume ``reference``'s run from its epoch-1 checkpoint (all a run killed in epoch 2 leaves) on one process."""
+    config = _config(folder, "resumed", virtual_world_size=virtual_world_size, auto_resume=True)
+    (folder / "resumed").mkdir()
+    shutil.copy(reference / "ckpt_1.pth.tar", folder / "resumed" / "ckpt_1.pth.tar")
+    return _main(config, dataset, nproc=1)
+
+
 def test_one_process_at_w2_trains_as_two_processes(two_processes: Path, dataset: Path, tmp_path: Path) -> None:
     run = _main(_config(tmp_path, "virtual", virtual_world_size=2), dataset, nproc=1)
     assert len(_batch_log(run)) == 1 + 2 * 4  # header, 4 iterations per epoch at W = 2
@@ -161,11 +169,7 @@ def test_one_process_at_w2_trains_as_two_processes(two_processes: Path, dataset:
 
 def test_a_two_process_checkpoint_resumes_on_one_process_at_w2(two_processes: Path, dataset: Path,
                                                                tmp_path: Path) -> None:
-    # Stopped after epoch 1 (its checkpoint is all a killed run leaves of it), resumed on one process.
-    config = _config(tmp_path, "resumed", virtual_world_size=2, auto_resume=True)
-    (tmp_path / "resumed").mkdir()
-    shutil.copy(two_processes / "ckpt_1.pth.tar", tmp_path / "resumed" / "ckpt_1.pth.tar")
-    run = _main(config, dataset, nproc=1)
+    run = _resume_epoch_1_on_one_process(two_processes, dataset, tmp_path, virtual_world_size=2)
     assert _batch_log(run)[1:] == [row for row in _batch_log(two_processes)[1:] if row[0] == "2"]
     _assert_same_run_state(run, two_processes, epochs=(2,))
 
@@ -189,10 +193,7 @@ def test_one_process_at_w4_trains_as_four_processes(four_processes_in_rank_order
 
 def test_a_four_process_checkpoint_resumes_on_one_process_at_w4(four_processes_in_rank_order: Path, dataset: Path,
                                                                 tmp_path: Path) -> None:
-    config = _config(tmp_path, "resumed", virtual_world_size=4, auto_resume=True)
-    (tmp_path / "resumed").mkdir()
-    shutil.copy(four_processes_in_rank_order / "ckpt_1.pth.tar", tmp_path / "resumed" / "ckpt_1.pth.tar")
-    run = _main(config, dataset, nproc=1)
+    run = _resume_epoch_1_on_one_process(four_processes_in_rank_order, dataset, tmp_path, virtual_world_size=4)
     _assert_same_run_state(run, four_processes_in_rank_order, epochs=(2,))
 
 
