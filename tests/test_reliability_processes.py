@@ -77,10 +77,13 @@ def _alive(pid: int) -> bool:
 def test_killing_the_launcher_ends_its_workers(tmp_path: Path, sig: signal.Signals) -> None:
     dataset = prepare_tiny_dataset(tmp_path / "cw")
     config = write_tiny_config(tmp_path / "run.yaml", tmp_path / "run", n_epochs=50)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(config),
-                                 "--nproc_per_node", "2", "--backend", "gloo"], cwd=dataset, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # PYTHONFAULTHANDLER: a launcher that does not end is sent SIGABRT and prints where it waited.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    stderr = tmp_path / "launcher_stderr.txt"
+    with stderr.open("w") as stderr_file:
+        launcher = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(config),
+                                     "--nproc_per_node", "2", "--backend", "gloo"], cwd=dataset, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=stderr_file)
     try:
         workers: set[int] = set()
         deadline = time.monotonic() + 240
@@ -90,7 +93,12 @@ def test_killing_the_launcher_ends_its_workers(tmp_path: Path, sig: signal.Signa
         workers |= _children(launcher.pid)
         assert (tmp_path / "run" / "train_batch.log").exists() and len(workers) >= 2, workers
         launcher.send_signal(sig)
-        launcher.wait(timeout=30)
+        try:
+            launcher.wait(timeout=90)  # 2-5 s on the 2-core CPU machine; more when it is loaded
+        except subprocess.TimeoutExpired:
+            launcher.send_signal(signal.SIGABRT)
+            launcher.wait(timeout=30)
+            pytest.fail(f"the launcher outlived {sig.name} by 90 s; it was at:\n{stderr.read_text()[-4000:]}")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
             time.sleep(0.2)
