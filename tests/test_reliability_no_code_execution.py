@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import FormatError
 from models.weights import WeightsError, load_model_checkpoint, load_weights_file, trusted_checkpoints
 
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from common.atomic import DiskFullError, atomic_open, write_text_atomic
