@@ -36,6 +36,18 @@ BF16_PEAK_TFLOPS: list[tuple[str, float, str]] = [
 ]
 
 
+def add_model_shape_args(parser: argparse.ArgumentParser, batch_help: str, boxes_help: str) -> None:
+    """Flags of the model and clip a benchmark builds: ``--preset``, ``--vit-depth``, ``--frames``,
+    ``--size``, ``--batch``, ``--boxes``. None lets the script choose per device (``bench_setup``)."""
+    parser.add_argument("--preset", choices=sorted(PRESET_CONFIGS), default="full",
+                        help="model config: 'full' = the original ViT-g training config, 'tiny' = the CPU demo's")
+    parser.add_argument("--vit-depth", type=int, default=None, help="ViT blocks (default: config's on GPU, 2 on CPU)")
+    parser.add_argument("--frames", type=int, default=None, help="clip frames (default: config's on GPU, 12 on CPU)")
+    parser.add_argument("--size", type=int, default=None, help="clip size (default: config's on GPU, 112 on CPU)")
+    parser.add_argument("--batch", type=int, default=None, help=f"{batch_help} (default: 3 on GPU, 1 on CPU)")
+    parser.add_argument("--boxes", type=int, default=4, help=boxes_help)
+
+
 def add_runtime_args(parser: argparse.ArgumentParser, warmup: int | None = 1, repeats: int | None = 3) -> None:
     """Flags every model benchmark shares: ``--device``, ``--threads``, ``--warmup``, ``--repeats``, ``--seed``.
 

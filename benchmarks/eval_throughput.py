@@ -47,9 +47,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import LossConfig, ModelConfig, read_yaml, section  # noqa: E402
-from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
-                               setup_runtime,
-                               synthetic_batch, time_calls, timing_ratio_line)
+from benchmarks.common import (PRESET_CONFIGS, add_model_shape_args, add_runtime_args, bench_setup,  # noqa: E402
+                               describe_device, setup_runtime, synthetic_batch, time_calls,
+                               timing_ratio_line)
 from common.cli import run_main  # noqa: E402
 from datasets.ava import AVADataset, collate_batch  # noqa: E402
 from datasets.transforms import build_spatial_views, build_temporal  # noqa: E402
@@ -68,13 +68,8 @@ DRIFT_TARGET = 0.01
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--amp-drift", action="store_true", help="measure the bf16 score drift on a val split")
-    parser.add_argument("--preset", choices=sorted(PRESET_CONFIGS), default="full")
-    parser.add_argument("--vit-depth", type=int, default=None, help="ViT blocks (default: config's on GPU, 2 on CPU)")
-    parser.add_argument("--frames", type=int, default=None, help="clip frames (default: config's on GPU, 12 on CPU)")
-    parser.add_argument("--size", type=int, default=None, help="clip size (default: config's on GPU, 112 on CPU)")
-    parser.add_argument("--batch", type=int, default=None, help="keyframes per batch (default: 3 on GPU, 1 on CPU)")
+    add_model_shape_args(parser, "keyframes per batch", "people per keyframe")
     parser.add_argument("--views", type=int, default=2, help="test-time views per keyframe")
-    parser.add_argument("--boxes", type=int, default=4, help="people per keyframe")
     parser.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
                         help="our path's precision (auto: bf16 on GPU, off on CPU)")
     parser.add_argument("--root", type=Path, default=None, help="--amp-drift: prepared dataset folder")

@@ -36,8 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (PRESET_CONFIGS, add_runtime_args, bench_setup, describe_device,  # noqa: E402
-                               setup_runtime, synthetic_batch, time_calls,
+from benchmarks.common import (PRESET_CONFIGS, add_model_shape_args, add_runtime_args, bench_setup,  # noqa: E402
+                               describe_device, setup_runtime, synthetic_batch, time_calls,
                                timing_ratio_line)
 from common.cli import run_main  # noqa: E402
 from engine.attention_kernels import vit_sdpa_backend  # noqa: E402
@@ -48,13 +48,7 @@ from structures.batch import TrainBatch  # noqa: E402
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESET_CONFIGS), default="full",
-                        help="model config: 'full' = the original ViT-g training config, 'tiny' = the CPU demo's")
-    parser.add_argument("--vit-depth", type=int, default=None, help="ViT blocks (default: config's on GPU, 2 on CPU)")
-    parser.add_argument("--frames", type=int, default=None, help="clip frames (default: config's on GPU, 12 on CPU)")
-    parser.add_argument("--size", type=int, default=None, help="clip size (default: config's on GPU, 112 on CPU)")
-    parser.add_argument("--batch", type=int, default=None, help="clips per iteration (default: 3 on GPU, 1 on CPU)")
-    parser.add_argument("--boxes", type=int, default=4, help="annotated people per clip")
+    add_model_shape_args(parser, "clips per iteration", "annotated people per clip")
     add_runtime_args(parser, warmup=None, repeats=None)
     return parser.parse_args(argv)
 

@@ -33,21 +33,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (PRESET_CONFIGS, Timing, add_runtime_args, bench_setup, describe_device,  # noqa: E402
-                               setup_runtime, synthetic_batch, time_calls)
+from benchmarks.common import (PRESET_CONFIGS, Timing, add_model_shape_args, add_runtime_args,  # noqa: E402
+                               bench_setup, describe_device, setup_runtime, synthetic_batch,
+                               time_calls)
 from common.cli import run_main  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, default=4, help="ranks the one process plays (W), >= 2")
-    parser.add_argument("--preset", choices=sorted(PRESET_CONFIGS), default="full",
-                        help="model config: 'full' = the original ViT-g training config, 'tiny' = the CPU demo's")
-    parser.add_argument("--vit-depth", type=int, default=None, help="ViT blocks (default: config's on GPU, 2 on CPU)")
-    parser.add_argument("--frames", type=int, default=None, help="clip frames (default: config's on GPU, 12 on CPU)")
-    parser.add_argument("--size", type=int, default=None, help="clip size (default: config's on GPU, 112 on CPU)")
-    parser.add_argument("--batch", type=int, default=None, help="clips per rank (default: 3 on GPU, 1 on CPU)")
-    parser.add_argument("--boxes", type=int, default=4, help="annotated people per clip")
+    add_model_shape_args(parser, "clips per rank", "annotated people per clip")
     add_runtime_args(parser, warmup=None, repeats=None)
     args = parser.parse_args(argv)
     if args.ranks < 2:

@@ -1,4 +1,4 @@
-"""Shared helpers for the engine's end-to-end tests: a prepared tiny synthetic dataset and a tiny config."""
+"""Helpers for the engine's end-to-end tests: a tiny synthetic dataset, a tiny config, main.py in a subprocess."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.distributed import find_free_port
 from tools.prepare_synthetic import prepare_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +24,6 @@ def run_main_py(config: Path, cwd: Path, *args: str, torchrun_nproc: int | None 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "main.py"), "--config", str(config), *args]
     if torchrun_nproc is not None:
-        from engine.distributed import find_free_port
-
         command[1:1] = ["-m", "torch.distributed.run", "--nproc_per_node", str(torchrun_nproc),
                         "--master_addr", "127.0.0.1", "--master_port", str(find_free_port())]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
